@@ -1,0 +1,84 @@
+"""Maskloop's one settings object, read from the environment by pydantic-settings.
+
+Embedded defaults (SQLite file, local storage, SQLite-backed Celery broker) need no server;
+production sets DATABASE_URL and REDIS_URL (or MASKLOOP_BROKER_URL) to PostgreSQL and Redis.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MASKLOOP_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"))
+    # Standard names first, MASKLOOP_-prefixed names also accepted.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "MASKLOOP_DATABASE_URL")
+    )
+    broker_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MASKLOOP_BROKER_URL", "CELERY_BROKER_URL", "REDIS_URL"),
+    )
+    storage_root: Path | None = None
+    secret_key: str = "change-me-in-production"
+    token_ttl_seconds: int = 7 * 24 * 3600
+
+    # Model served to new projects: a directory holding model.pt + decoder.onnx.
+    default_model_dir: Path = DEFAULT_MODEL_DIR
+    device: str = "auto"  # auto | cpu | cuda
+
+    # Upload guards.
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 64_000_000
+    lease_seconds: int = 600
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    frontend_dist: Path = REPO_ROOT / "frontend" / "dist"
+    # Folder imports are only allowed below these roots (colon separated); empty = data_dir/import.
+    import_roots: str = ""
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the plain postgres:// form; SQLAlchemy wants a driver name.
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://"):]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            return url
+        return f"sqlite:///{self.resolved_data_dir / 'maskloop.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{self.resolved_data_dir / 'broker.db'}"
+
+    @property
+    def resolved_storage_root(self) -> Path:
+        return (self.storage_root or self.resolved_data_dir / "storage").resolve()
+
+    @property
+    def import_root_paths(self) -> list[Path]:
+        if self.import_roots:
+            return [Path(p).resolve() for p in self.import_roots.split(":") if p]
+        return [(self.resolved_data_dir / "import").resolve()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
