@@ -1,0 +1,197 @@
+"""``maskloop train``, ``maskloop eval`` and ``maskloop export-decoder``.
+
+torch and everything under ``workers/`` are imported inside the command functions, so the API
+process (which imports ``backend.cli``) never loads torch. Bad input (missing dataset, bad files,
+unknown model) prints one line naming the problem and exits with code 2, without a traceback.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _setup(threads: Optional[int]) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _split_names(dataset: Path, split: str) -> Optional[list[str]]:
+    from workers.training.data import names_for_split
+
+    return names_for_split(dataset, split)
+
+
+def train_command(
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder with images/ and masks/."),
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.jsonl, model.pt."),
+    arch: str = typer.Option("lite", "--arch", help="Model architecture (lite, vit_t, vit_b, ...)."),
+    split: str = typer.Option("all", "--split", help="train, val or all (coco-style names split by category)."),
+    steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(2, "--batch-size", help="Images per step."),
+    lr: float = typer.Option(8e-4, "--lr", help="Peak learning rate."),
+    warmup: int = typer.Option(50, "--warmup", help="Linear warm-up steps."),
+    decay: str = typer.Option("cosine", "--decay", help="cosine, step or none."),
+    weight_decay: float = typer.Option(0.1, "--weight-decay"),
+    iters_per_sample: int = typer.Option(4, "--iters", help="Simulated interaction iterations per mask."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint (fine-tuning)."),
+    freeze_image_encoder: bool = typer.Option(False, "--freeze-image-encoder", help="Train only prompt encoder "
+                                              "and decoder."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad samples with a warning instead of failing."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="Disable augmentation and copy-paste."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    """Train or fine-tune a model; rerun the same command to resume after an interruption."""
+    _setup(threads)
+    from workers.training import TrainConfig, train
+    from workers.training.data import DatasetError
+
+    if init is not None and not init.is_file():
+        _fail(f"--init checkpoint not found: {init}")
+    try:
+        names = _split_names(dataset, split)
+        cfg = TrainConfig(arch=arch, dataset_dir=str(dataset), out_dir=str(out), names=names, steps=steps,
+                          batch_size=batch_size, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
+                          iters_per_sample=iters_per_sample, init_checkpoint=str(init) if init else None,
+                          freeze_image_encoder=freeze_image_encoder, skip_bad=skip_bad, augment=not no_augment,
+                          checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads)
+        cfg.validate()
+        result = train(cfg)
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"model": result.model_path, "steps": result.steps,
+                           "resumed_from_step": result.resumed_from_step,
+                           "wall_time_s": round(result.wall_time_s, 1), "metrics": result.metrics}, indent=2))
+
+
+def eval_command(
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder with images/ and masks/."),
+    out: Path = typer.Option(..., "--out", help="Folder for eval.json and eval.png."),
+    model: str = typer.Option("default", "--model", help="'default', a checkpoint path, or 'none' "
+                              "(baseline only)."),
+    split: str = typer.Option("all", "--split", help="train, val or all."),
+    baseline: str = typer.Option("grabcut", "--baseline", help="grabcut or none."),
+    baseline_report: Optional[Path] = typer.Option(None, "--baseline-report", help="Reuse the GrabCut result of "
+                                                   "an earlier eval.json on the same samples."),
+    max_clicks: int = typer.Option(20, "--max-clicks"),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate only the first N images."),
+    skip_bad: bool = typer.Option(False, "--skip-bad"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    """Interactive evaluation (robot clicker, NoC@85/90, mIoU curve) of a model beside GrabCut."""
+    _setup(threads)
+    if baseline not in ("grabcut", "none"):
+        _fail(f"unknown baseline {baseline!r}: expected 'grabcut' or 'none'")
+    if max_clicks < 1 or (max_images is not None and max_images < 1):
+        _fail("--max-clicks and --max-images must be >= 1")
+    if model not in ("default", "none") and not Path(model).is_file():
+        _fail(f"model checkpoint not found: {model}")
+    if model == "none" and baseline == "none":
+        _fail("nothing to evaluate: --model none and --baseline none")
+    import torch
+
+    from workers.evaluation import GrabCutSegmenter, evaluate
+    from workers.evaluation.interactive import iter_dataset_samples, load_predictor
+    from workers.evaluation.report import headline, plot_miou_curves, write_json_report
+    from workers.training.data import DatasetError
+
+    results: dict[str, dict] = {}
+    try:
+        names = _split_names(dataset, split)
+        if model != "none":
+            predictor = load_predictor(model)
+            count, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
+            with torch.inference_mode():
+                results["model"] = evaluate(predictor, samples, max_clicks=max_clicks, progress=True, total=count)
+        if baseline == "grabcut" and baseline_report is not None:
+            results["grabcut"] = _load_baseline(baseline_report, results.get("model"))
+        elif baseline == "grabcut":
+            count, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
+            results["grabcut"] = evaluate(GrabCutSegmenter(), samples, max_clicks=max_clicks, progress=True,
+                                          total=count)
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    report = {"dataset": str(dataset), "split": split, "model": model, "max_clicks": max_clicks,
+              "max_images": max_images, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "results": results}
+    write_json_report(report, out / "eval.json")
+    plot_miou_curves(results, out / "eval.png", title=f"{dataset.name} ({split}), {max_clicks} clicks")
+    typer.echo(json.dumps({k: headline(v) for k, v in results.items()}, indent=2))
+
+
+def _load_baseline(path: Path, model_result: Optional[dict]) -> dict:
+    """The GrabCut result of an earlier report, checked to cover the same samples."""
+    if not path.is_file():
+        raise FileNotFoundError(f"baseline report not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"baseline report {path} is not valid JSON: {exc}") from exc
+    result = data.get("results", {}).get("grabcut", data)
+    if "miou_curve" not in result or "per_sample" not in result:
+        raise ValueError(f"baseline report {path} holds no GrabCut result")
+    if model_result is not None:
+        ours = [s["name"] for s in model_result["per_sample"]]
+        theirs = [s["name"] for s in result["per_sample"]]
+        if ours != theirs:
+            raise ValueError(f"baseline report {path} covers other samples than this evaluation")
+    return result
+
+
+def export_decoder_command(
+    out: Path = typer.Option(..., "--out", help="Output .onnx file."),
+    model: str = typer.Option("default", "--model", help="'default' or a checkpoint path."),
+    multimask: bool = typer.Option(False, "--multimask", help="Return all three masks instead of the single "
+                                   "best one."),
+    opset: int = typer.Option(17, "--opset"),
+) -> None:
+    """Export the prompt encoder + mask decoder to ONNX (the browser's decoder)."""
+    _setup(None)
+    if model != "default" and not Path(model).is_file():
+        _fail(f"model checkpoint not found: {model}")
+    if out.suffix != ".onnx":
+        _fail(f"output file must end in .onnx: {out}")
+    from workers.evaluation.interactive import load_predictor
+
+    try:
+        from workers.sam.onnx import export_onnx_decoder
+    except ImportError as exc:
+        _fail(f"ONNX export is not available: {exc}", code=1)
+    try:
+        sam = load_predictor(model).model
+    except ValueError as exc:
+        _fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx_decoder(sam, str(out), return_single_mask=not multimask, opset=opset)
+    typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the model commands to the ``maskloop`` app."""
+    app.command("train")(train_command)
+    app.command("eval")(eval_command)
+    app.command("export-decoder")(export_decoder_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _app = typer.Typer()
+    register(_app)
+    sys.exit(_app())

@@ -1,0 +1,268 @@
+"""The training loop: ``train(cfg, on_progress=None) -> TrainResult``, read top to bottom.
+
+One step: draw ``batch_size`` augmented images, encode them in one batch, then for the masks of
+each image simulate an interactive session (``prompts.py``) of ``iters_per_sample`` decoder calls,
+summing the SAM loss (``losses.py``) over the iterations; AdamW with warm-up and decay, gradient
+clipping, bf16 autocast on CUDA. Every ``checkpoint_every`` steps the model, optimizer and step are
+written atomically to ``out_dir/ckpt_<step>.pt`` (write to a temporary file, then rename), so a
+crash never leaves a half-written file as the latest checkpoint; ``train`` called again with the
+same ``out_dir`` resumes from the newest one. Fine-tuning starts from ``init_checkpoint`` and may
+freeze the image encoder. Metrics per epoch go to ``out_dir/metrics.jsonl``; the final weights go
+to ``out_dir/model.pt`` (Maskloop checkpoint format: ``{"arch", "model", "meta"}``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from workers.training.config import TrainConfig, learning_rate
+from workers.training.data import AugmentConfig, MaskDataset, scan_dataset
+from workers.training.losses import sam_loss
+from workers.training.prompts import LOW_RES, PromptState, add_points, error_points, first_prompts, plan_iterations
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, dict[str, Any]], None]
+_CKPT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    out_dir: str
+    model_path: str
+    steps: int
+    resumed_from_step: int
+    wall_time_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the complete training checkpoints in ``out_dir``, oldest first."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
+    return sorted(found)
+
+
+def _build_model(cfg: TrainConfig) -> torch.nn.Module:
+    from workers.sam import build_sam
+
+    return build_sam(cfg.arch, checkpoint=cfg.init_checkpoint) if cfg.init_checkpoint else build_sam(cfg.arch)
+
+
+def _sample_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng((seed, epoch)).permutation(n)
+
+
+def _targets(masks: torch.Tensor, size: tuple[int, int], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-res targets M×256×256 (float 0/1) and the valid (unpadded) area 256×256 (bool)."""
+    h, w = size
+    padded = F.pad(masks, (0, image_size - w, 0, image_size - h))
+    low = F.interpolate(padded[:, None], (LOW_RES, LOW_RES), mode="area")[:, 0] > 0.5
+    valid = torch.zeros(image_size, image_size)
+    valid[:h, :w] = 1
+    valid_low = F.interpolate(valid[None, None], (LOW_RES, LOW_RES), mode="area")[0, 0] > 0.5
+    return low.float(), valid_low
+
+
+def _simulate_session(model: torch.nn.Module, embedding: torch.Tensor, item: dict, cfg: TrainConfig,
+                      gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+    """Interactive session for the masks of one image; returns the mean loss and its parts.
+
+    ``embedding`` 1×256×64×64, ``item["masks"]`` M×H×W.
+    """
+    masks = item["masks"]
+    gt_low, valid_low = _targets(masks, item["size"], cfg.image_size)
+    gt_low_dev = gt_low.to(device)
+    state = first_prompts(masks > 0.5, gen, box_prob=cfg.box_prob)
+    plan = plan_iterations(cfg.iters_per_sample, gen)
+    dense_pe = model.prompt_encoder.get_dense_pe()
+    total = torch.zeros((), device=device)
+    parts = {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "iou_first": 0.0, "iou_last": 0.0}
+    for it in range(len(plan)):
+        if it > 0 and plan[it]:
+            coords, labels = error_points(gt_low > 0.5, state.mask_input[:, 0].float().cpu(), gen, valid_low,
+                                          cfg.image_size)
+            state = add_points(state, coords, labels)
+        points = None
+        if state.coords.shape[1]:
+            points = (state.coords.to(device), state.labels.to(device))
+        boxes = state.boxes.to(device) if state.boxes is not None else None
+        mask_input = state.mask_input.to(device) if state.mask_input is not None else None
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou_pred = model.mask_decoder(image_embeddings=embedding, image_pe=dense_pe,
+                                               sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                               multimask_output=state.multimask)
+        out = sam_loss(low_res, iou_pred, gt_low_dev)
+        total = total + out.loss
+        parts["focal"] += float(out.focal) / len(plan)
+        parts["dice"] += float(out.dice) / len(plan)
+        parts["iou_mse"] += float(out.iou_mse) / len(plan)
+        parts["iou_first" if it == 0 else "iou_last"] = float(out.iou.mean())
+        chosen = low_res[torch.arange(low_res.shape[0], device=low_res.device), out.best].detach()
+        state = PromptState(state.coords, state.labels, state.boxes, chosen[:, None].float())
+    return total / len(plan), parts
+
+
+def _save_training_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                              step: int, out_dir: Path) -> Path:
+    path = out_dir / f"ckpt_{step:07d}.pt"
+    atomic_torch_save({"arch": cfg.arch, "model": model.state_dict(),
+                       "meta": {"step": step, "config": cfg.to_dict()},
+                       "optimizer": optimizer.state_dict(), "step": step}, path)
+    for _, old in list_checkpoints(out_dir)[:-max(cfg.keep_checkpoints, 1)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> TrainResult:
+    """Train (or fine-tune, or resume) a model as ``cfg`` says; see the module docstring.
+
+    ``on_progress(fraction_done, metrics)`` is called after every step with the running metrics.
+    """
+    cfg.validate()
+    t_start = time.time()
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    # data: validated up front so a bad file fails before any compute is spent
+    samples = scan_dataset(cfg.dataset_dir, cfg.names, skip_bad=cfg.skip_bad)
+    augment = AugmentConfig(copy_paste_prob=cfg.copy_paste_prob) if cfg.augment else None
+    dataset = MaskDataset(samples, image_size=cfg.image_size, augment=augment, max_masks=cfg.max_masks_per_image,
+                          seed=cfg.seed)
+    steps_per_epoch = max(len(dataset) // cfg.batch_size, 1)
+
+    # model and optimizer; weight decay only on matrices and convolutions
+    model = _build_model(cfg).to(device)
+    if cfg.freeze_image_encoder:
+        model.image_encoder.requires_grad_(False)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for _, p in trainable if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for _, p in trainable if p.dim() < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+    start_step = 0
+    existing = list_checkpoints(out_dir)
+    if existing:
+        step, path = existing[-1]
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state.get("arch") != cfg.arch:
+            raise ValueError(f"{path} holds arch {state.get('arch')!r}, not {cfg.arch!r}; use another out_dir")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step = int(state["step"])
+        logger.info("resuming from %s (step %d)", path, start_step)
+    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    use_amp = cfg.amp and device.type == "cuda"
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_step)
+    model.train()
+    if cfg.freeze_image_encoder:
+        model.image_encoder.eval()
+    bar = None
+    if cfg.progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    epoch_sums: dict[str, float] = {}
+    epoch_count = 0
+    metrics: dict[str, float] = {}
+    metrics_file = out_dir / "metrics.jsonl"
+    t_last = time.time()
+
+    for step in range(start_step, cfg.steps):
+        lr = learning_rate(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # the batch: global positions step*B .. step*B+B-1 over per-epoch permutations (resumable)
+        items = []
+        for pos in range(step * cfg.batch_size, (step + 1) * cfg.batch_size):
+            epoch, offset = divmod(pos, len(dataset))
+            dataset.epoch = epoch
+            items.append(dataset[int(_sample_order(len(dataset), cfg.seed, epoch)[offset])])
+
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            pixels = torch.cat([model.preprocess(it["image"].to(device).float()[None]) for it in items])
+            if cfg.freeze_image_encoder:
+                with torch.no_grad():
+                    embeddings = model.image_encoder(pixels)
+            else:
+                embeddings = model.image_encoder(pixels)
+            loss = torch.zeros((), device=device)
+            step_parts: dict[str, float] = {}
+            for i, item in enumerate(items):
+                sample_loss, parts = _simulate_session(model, embeddings[i:i + 1], item, cfg, gen, device)
+                loss = loss + sample_loss / len(items)
+                for k, v in parts.items():
+                    step_parts[k] = step_parts.get(k, 0.0) + v / len(items)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], cfg.grad_clip)
+        optimizer.step()
+
+        now = time.time()
+        step_parts.update(loss=float(loss.detach()), lr=lr, samples_per_s=cfg.batch_size / max(now - t_last, 1e-9))
+        t_last = now
+        for k, v in step_parts.items():
+            epoch_sums[k] = epoch_sums.get(k, 0.0) + v
+        epoch_count += 1
+        metrics = {k: v / epoch_count for k, v in epoch_sums.items()}
+        done = step + 1
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_parts['loss']:.3f}", iou=f"{step_parts['iou_last']:.2f}",
+                            img_s=f"{step_parts['samples_per_s']:.2f}")
+        if done % cfg.log_every == 0:
+            logger.info("step %d/%d loss %.4f iou_first %.3f iou_last %.3f lr %.2e %.2f img/s", done, cfg.steps,
+                        step_parts["loss"], step_parts["iou_first"], step_parts["iou_last"], lr,
+                        step_parts["samples_per_s"])
+        if done % steps_per_epoch == 0 or done == cfg.steps:
+            record = {"epoch": done * cfg.batch_size / len(dataset), "step": done, "time": now - t_start, **metrics}
+            with open(metrics_file, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            epoch_sums, epoch_count = {}, 0
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save_training_checkpoint(model, optimizer, cfg, done, out_dir)
+        if on_progress is not None:
+            on_progress(done / cfg.steps, dict(step_parts, step=done))
+    if bar is not None:
+        bar.close()
+
+    model_path = out_dir / "model.pt"
+    atomic_torch_save({"arch": cfg.arch, "model": model.state_dict(),
+                       "meta": {"steps": cfg.steps, "config": cfg.to_dict(), "train_metrics": metrics}}, model_path)
+    return TrainResult(out_dir=str(out_dir), model_path=str(model_path), steps=cfg.steps,
+                       resumed_from_step=start_step, wall_time_s=time.time() - t_start, metrics=metrics)
