@@ -34,8 +34,9 @@ def plot_miou_curves(results: dict[str, dict[str, Any]], path: str | Path, title
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for label, result in results.items():
         curve = result["miou_curve"]
+        k = min(5, len(curve))
         ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3,
-                label=f"{label} (NoC@90 {result['noc@90']:.2f}, mIoU@5 {result['miou@5']:.3f})")
+                label=f"{label} (NoC@90 {result['noc@90']:.2f}, mIoU@{k} {curve[k - 1]:.3f})")
     ax.set_xlabel("number of clicks")
     ax.set_ylabel("mIoU")
     ax.set_ylim(0, 1)

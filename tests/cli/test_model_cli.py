@@ -1,0 +1,85 @@
+"""`maskloop train` / `eval` / `export-decoder`: bad input gives exit code 2 and a message naming it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from backend.cli import app
+
+runner = CliRunner()
+
+
+def _dataset(root: Path, n: int = 2) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image = np.zeros((40, 56, 3), np.uint8)
+        image[:] = (30, 60, 200)
+        mask = np.zeros((40, 56), np.uint8)
+        mask[8 + i:30, 10:40 - i] = 255
+        image[mask > 0] = (220, 40, 40)
+        cv2.imwrite(str(root / "images" / f"obj{i:02d}_{i}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"obj{i:02d}_{i}.png"), mask)
+    return root
+
+
+def test_train_rejects_missing_mask_with_exit_2(tmp_path):
+    root = _dataset(tmp_path / "d")
+    (root / "masks" / "obj01_1.png").unlink()
+    result = runner.invoke(app, ["train", "--dataset", str(root), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert result.exit_code == 2
+    assert "missing mask for image" in result.output and "obj01_1" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_train_rejects_bad_options(tmp_path):
+    root = _dataset(tmp_path / "d")
+    result = runner.invoke(app, ["train", "--dataset", str(root), "--out", str(tmp_path / "r"), "--steps", "0"])
+    assert result.exit_code == 2 and "steps must be >= 1" in result.output
+    result = runner.invoke(app, ["train", "--dataset", str(root), "--out", str(tmp_path / "r"),
+                                 "--init", str(tmp_path / "missing.pt")])
+    assert result.exit_code == 2 and "--init checkpoint not found" in result.output
+
+
+def test_eval_rejects_unreadable_image_and_missing_model(tmp_path):
+    root = _dataset(tmp_path / "d")
+    (root / "images" / "obj00_0.png").write_bytes(b"garbage")
+    result = runner.invoke(app, ["eval", "--model", "none", "--dataset", str(root), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "unreadable image" in result.output and "obj00_0" in result.output
+    result = runner.invoke(app, ["eval", "--model", str(tmp_path / "nope.pt"), "--dataset", str(root),
+                                 "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "model checkpoint not found" in result.output
+    result = runner.invoke(app, ["eval", "--model", "none", "--baseline", "magic", "--dataset", str(root),
+                                 "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "unknown baseline 'magic'" in result.output
+
+
+def test_eval_grabcut_baseline_writes_report_and_plot(tmp_path):
+    root = _dataset(tmp_path / "d")
+    (root / "masks" / "obj01_1.png").write_bytes(b"")
+    out = tmp_path / "e"
+    result = runner.invoke(app, ["eval", "--model", "none", "--dataset", str(root), "--out", str(out),
+                                 "--max-clicks", "3", "--skip-bad"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    grabcut = report["results"]["grabcut"]
+    assert grabcut["num_samples"] == 1 and len(grabcut["miou_curve"]) == 3
+    assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
+    # the baseline of this report can be reused for the same samples
+    again = runner.invoke(app, ["eval", "--model", "none", "--dataset", str(root), "--out", str(tmp_path / "f"),
+                                "--max-clicks", "3", "--skip-bad", "--baseline-report", str(out / "eval.json")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "f" / "eval.json").read_text())["results"]["grabcut"] == grabcut
+
+
+def test_cli_import_does_not_load_torch():
+    code = "import sys, backend.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
