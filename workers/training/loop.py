@@ -187,7 +187,7 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     use_amp = cfg.amp and device.type == "cuda"
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start_step)
+    gen = torch.Generator()
     model.train()
     if cfg.freeze_image_encoder:
         model.image_encoder.eval()
@@ -204,6 +204,7 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
 
     for step in range(start_step, cfg.steps):
         lr = learning_rate(cfg, step)
+        gen.manual_seed(cfg.seed * 1_000_003 + step)  # per-step seed: a resumed run repeats the same prompts
         for group in optimizer.param_groups:
             group["lr"] = lr
         # the batch: global positions step*B .. step*B+B-1 over per-epoch permutations (resumable)
