@@ -173,6 +173,7 @@ class AugmentConfig:
     flip_prob: float = 0.5
     color_jitter: float = 0.3
     copy_paste_prob: float = 0.5
+    max_pastes: int = 2
     min_visible_fraction: float = 0.3
 
 
@@ -279,7 +280,9 @@ class MaskDataset(Dataset):
         aug = self.augment
         if aug is not None:
             image, masks = _scale_and_crop(image, masks, rng.uniform(*aug.scale_range), rng, self.image_size)
-            if rng.random() < aug.copy_paste_prob and len(self.samples) > 1:
+            for _ in range(aug.max_pastes):  # each paste adds one more object to learn from per encoder pass
+                if rng.random() >= aug.copy_paste_prob or len(self.samples) < 2:
+                    break
                 other = int(rng.integers(len(self.samples) - 1))
                 other += other >= index
                 src_image, src_masks = self._load(other)
