@@ -1,0 +1,122 @@
+"""Automatic masks for stage 2 (semi-automatic prefill) and stage 3 (fully automatic).
+
+``generate_masks`` runs ``workers.sam.automatic.SamAutomaticMaskGenerator`` with
+``output_mode="coco_rle"``; ``keep_new_masks`` drops masks that overlap what is already annotated.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+# Stage 3 (SA-1B fully automatic): 32x32 grid, one crop layer, confidence/stability filtering,
+# NMS and small-region cleanup.
+FULL_PARAMS: dict[str, Any] = {
+    "points_per_side": 32,
+    "points_per_batch": 64,
+    "pred_iou_thresh": 0.88,
+    "stability_score_thresh": 0.95,
+    "box_nms_thresh": 0.7,
+    "crop_n_layers": 1,
+    "crop_n_points_downscale_factor": 2,
+    "min_mask_region_area": 100,
+}
+# Stage 2 prefill: only confident, stable masks (an annotator verifies each one).
+STRICT_PARAMS: dict[str, Any] = {
+    "points_per_side": 32,
+    "points_per_batch": 64,
+    "pred_iou_thresh": 0.92,
+    "stability_score_thresh": 0.96,
+    "box_nms_thresh": 0.7,
+    "crop_n_layers": 0,
+    "min_mask_region_area": 100,
+}
+ALLOWED_PARAMS = set(FULL_PARAMS) | set(STRICT_PARAMS) | {"crop_nms_thresh", "stability_score_offset",
+                                                          "crop_overlap_ratio", "mask_threshold"}
+DEFAULT_MAX_OVERLAP = 0.3
+
+
+def merged_params(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """``base`` updated with a job's ``overrides``; unknown names raise ``ValueError``."""
+    params = dict(base)
+    for name, value in (overrides or {}).items():
+        if name == "max_overlap":
+            continue
+        if name not in ALLOWED_PARAMS:
+            raise ValueError(f"unknown automatic generator parameter {name!r}")
+        params[name] = value
+    return params
+
+
+def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run the automatic generator on an ``H×W×3`` uint8 image.
+
+    Returns records with ``segmentation`` (COCO RLE ``{size: [H, W], counts: str}``), ``area``,
+    ``bbox`` (XYWH), ``predicted_iou``, ``stability_score``, ``point_coords``, ``crop_box``.
+    """
+    import torch
+
+    from workers.sam.automatic import SamAutomaticMaskGenerator
+
+    generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", **params)
+    with torch.inference_mode():
+        records = generator.generate(image)
+    for rec in records:
+        counts = rec["segmentation"]["counts"]
+        if isinstance(counts, bytes):
+            rec["segmentation"]["counts"] = counts.decode("ascii")
+    return records
+
+
+def _as_rle(seg: dict[str, Any]) -> dict[str, Any]:
+    counts = seg["counts"]
+    if isinstance(counts, list):  # uncompressed RLE -> compressed
+        from pycocotools import mask as mask_utils
+
+        return mask_utils.frPyObjects(seg, *seg["size"])
+    return {"size": list(seg["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def overlap_with(candidates: list[dict[str, Any]], existing: list[dict[str, Any]]) -> np.ndarray:
+    """For each candidate RLE, the largest fraction of its area covered by one existing RLE.
+
+    Shape ``(len(candidates),)``; zeros when nothing exists.
+    """
+    if not candidates:
+        return np.zeros(0)
+    if not existing:
+        return np.zeros(len(candidates))
+    from pycocotools import mask as mask_utils
+
+    cand = [_as_rle(c) for c in candidates]
+    ex = [_as_rle(e) for e in existing]
+    # With iscrowd=1 on the second set, pycocotools returns intersection / area(candidate).
+    cover = np.asarray(mask_utils.iou(cand, ex, [1] * len(ex)), dtype=np.float64)
+    return cover.reshape(len(cand), len(ex)).max(axis=1)
+
+
+def keep_new_masks(records: list[dict[str, Any]], existing: list[dict[str, Any]], *,
+                   max_overlap: float = DEFAULT_MAX_OVERLAP, min_predicted_iou: float = 0.0,
+                   min_stability: float = 0.0) -> list[dict[str, Any]]:
+    """Keep confident records whose mask is covered by existing annotations at most ``max_overlap``.
+
+    Kept records also must not overlap an already kept, more confident record by more than
+    ``max_overlap`` (records are considered by decreasing ``predicted_iou``).
+    """
+    if not 0 <= max_overlap <= 1:
+        raise ValueError(f"max_overlap must be in [0, 1], got {max_overlap}")
+    confident = [r for r in records if r.get("predicted_iou", 0) >= min_predicted_iou
+                 and r.get("stability_score", 0) >= min_stability and r.get("area", 1) > 0]
+    confident.sort(key=lambda r: -float(r.get("predicted_iou", 0)))
+    covered = overlap_with([r["segmentation"] for r in confident], existing)
+    kept: list[dict[str, Any]] = []
+    for rec, cov in zip(confident, covered):
+        if cov > max_overlap:
+            continue
+        if kept and overlap_with([rec["segmentation"]], [k["segmentation"] for k in kept])[0] > max_overlap:
+            continue
+        kept.append(rec)
+    return kept

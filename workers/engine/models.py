@@ -1,0 +1,99 @@
+"""A per-process cache of loaded SAM models, so each worker loads a checkpoint once.
+
+Checkpoints are resolved as: the model version's checkpoint in storage
+(``keys.checkpoint_key(id)``) when present, else ``Settings.default_model_dir / "model.pt"`` for a
+version that ships with Maskloop (no checkpoint of its own in storage).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workers.engine.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_CACHE: dict[tuple[str, float, str], Any] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model version's weights are: ``checkpoint`` path and ``arch`` (None: read from file)."""
+
+    model_version_id: int | str
+    checkpoint: Path
+    arch: str | None = None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; expected auto, cpu or cuda")
+    return device
+
+
+def resolve_spec(model_version_id: int | str, *, storage: Any, default_model_dir: Path,
+                 arch: str | None = None) -> ModelSpec:
+    """Find the checkpoint of a model version (see module docstring)."""
+    from backend.storage import keys
+
+    key = keys.checkpoint_key(model_version_id)
+    if storage.exists(key):
+        return ModelSpec(model_version_id, storage.local_path(key), arch)
+    default = Path(default_model_dir) / "model.pt"
+    if default.is_file():
+        return ModelSpec(model_version_id, default, arch)
+    raise BadInputError(f"model version {model_version_id}: no checkpoint at {key} in storage "
+                        f"and no default model at {default}")
+
+
+def _arch_from_checkpoint(path: Path) -> str | None:
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and isinstance(obj.get("arch"), str):
+        return obj["arch"]
+    return None
+
+
+def load_model(spec: ModelSpec, device: str = "cpu") -> Any:
+    """Build the SAM model of ``spec`` on ``device`` (eval mode), cached per process.
+
+    Raises ``BadInputError`` when the file is missing or does not load.
+    """
+    path = Path(spec.checkpoint)
+    if not path.is_file():
+        raise BadInputError(f"model version {spec.model_version_id}: checkpoint {path} does not exist")
+    cache_key = (str(path.resolve()), path.stat().st_mtime, device)
+    with _LOCK:
+        if cache_key in _CACHE:
+            return _CACHE[cache_key]
+        from workers.sam import build_sam
+
+        try:
+            arch = spec.arch or _arch_from_checkpoint(path)
+            if not arch:
+                raise ValueError("the checkpoint names no arch and the model version has none")
+            model = build_sam(arch, checkpoint=str(path))
+        except Exception as exc:
+            raise BadInputError(
+                f"model version {spec.model_version_id}: checkpoint {path.name} does not load "
+                f"({type(exc).__name__}: {exc})") from exc
+        model.to(device).eval()
+        _CACHE[cache_key] = model
+        logger.info("loaded model version %s (%s) from %s on %s", spec.model_version_id, arch, path, device)
+        return model
+
+
+def clear_cache() -> None:
+    """Forget every loaded model (tests; a promoted version replacing a file in place)."""
+    with _LOCK:
+        _CACHE.clear()

@@ -1,0 +1,179 @@
+"""Orchestration of one retraining round, independent of Celery and the database.
+
+Layout of a round directory (``storage/rounds/<id>/``)::
+
+    train/images/NAME.png, train/masks/NAME/<k>.png     the snapshot's training split
+    heldout/images/..., heldout/masks/...               the fixed held-out split
+    run/ckpt_<step>.pt, run/model.pt                    training checkpoints (resume point)
+    metrics_before.json, metrics_after.json             evaluations (cached across restarts)
+    decoder.onnx                                        exported decoder of the new model
+
+Every step writes atomically and is skipped when its output already exists, so calling
+``run_round`` again after a killed worker resumes training from the newest checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from workers.engine.errors import BadInputError
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_PERCENT = 20
+
+
+@dataclass
+class Sample:
+    """One image of the snapshot: ``name`` (file stem), ``image`` H×W×3 uint8, ``masks`` as COCO RLEs."""
+
+    name: str
+    sha256: str
+    image: np.ndarray
+    masks: list[dict[str, Any]]
+
+
+@dataclass
+class RoundOutput:
+    model_path: Path
+    decoder_path: Path
+    metrics_before: dict[str, Any]
+    metrics_after: dict[str, Any]
+    resumed_from_step: int
+    n_train_images: int
+    n_heldout_images: int
+
+
+def is_heldout(sha256: str, percent: int = HELDOUT_PERCENT) -> bool:
+    """A fixed split by image content: the same image is held out in every round."""
+    return int(hashlib.sha256(sha256.encode()).hexdigest()[:8], 16) % 100 < percent
+
+
+def split_samples(samples: Iterable[Sample], percent: int = HELDOUT_PERCENT) -> tuple[list[Sample], list[Sample]]:
+    """(train, heldout). With one image only, it is used for both so the round can run."""
+    samples = list(samples)
+    train = [s for s in samples if not is_heldout(s.sha256, percent)]
+    heldout = [s for s in samples if is_heldout(s.sha256, percent)]
+    if not heldout and train:
+        heldout = [train.pop()] if len(train) > 1 else list(train)
+    if not train and heldout:
+        train = [heldout.pop()] if len(heldout) > 1 else list(heldout)
+    return train, heldout
+
+
+def write_dataset(samples: list[Sample], out_dir: Path) -> Path:
+    """Write ``samples`` in the training layout; atomic (a temp folder renamed into place)."""
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    out_dir = Path(out_dir)
+    if out_dir.is_dir():
+        return out_dir
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    for s in samples:
+        cv2.imwrite(str(tmp / "images" / f"{s.name}.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+        mdir = tmp / "masks" / s.name
+        mdir.mkdir(parents=True)
+        for k, rle in enumerate(s.masks):
+            counts = rle["counts"]
+            m = mask_utils.decode({"size": list(rle["size"]),
+                                   "counts": counts.encode("ascii") if isinstance(counts, str) else counts})
+            if m.shape[:2] != s.image.shape[:2]:
+                raise BadInputError(f"image {s.name}: mask size {m.shape[:2]} differs from image {s.image.shape[:2]}")
+            cv2.imwrite(str(mdir / f"{k}.png"), (m.astype(np.uint8) * 255))
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def _cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
+    return value
+
+
+def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k != "per_sample"}
+
+
+def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, arch: str, steps: int,
+              lr: float = 1e-4, batch_size: int = 1, freeze_image_encoder: bool = True, image_size: int = 1024,
+              checkpoint_every: int = 10, max_clicks: int = 20, device: str = "cpu",
+              on_progress: Callable[[float, str], None] | None = None,
+              step_delay_s: float = 0.0, train_overrides: dict[str, Any] | None = None) -> RoundOutput:
+    """Fine-tune ``base_checkpoint`` on the snapshot, evaluate before/after, export the decoder.
+
+    ``on_progress(fraction, message)`` is called during training (fraction of the whole round).
+    ``step_delay_s`` sleeps after each training step (a test hook to make a round slow enough to
+    kill a worker in the middle; 0 in production).
+    """
+    from workers.evaluation import evaluate_model
+    from workers.training import TrainConfig, train
+
+    if not samples or not any(s.masks for s in samples):
+        raise BadInputError("the round's snapshot has no annotations to train on")
+    if steps < 1:
+        raise BadInputError(f"steps must be >= 1, got {steps}")
+    round_dir = Path(round_dir)
+    round_dir.mkdir(parents=True, exist_ok=True)
+    report = on_progress or (lambda fraction, message: None)
+    train_s, heldout_s = split_samples([s for s in samples if s.masks])
+    train_dir = write_dataset(train_s, round_dir / "train")
+    heldout_dir = write_dataset(heldout_s, round_dir / "heldout")
+
+    report(0.02, "evaluating the current model on the held-out split")
+    before = _cached_json(round_dir / "metrics_before.json",
+                          lambda: _slim(evaluate_model(str(base_checkpoint), heldout_dir, max_clicks=max_clicks)))
+
+    cfg = TrainConfig(arch=arch, dataset_dir=str(train_dir), out_dir=str(round_dir / "run"),
+                      init_checkpoint=str(base_checkpoint), steps=steps, batch_size=batch_size, lr=lr,
+                      freeze_image_encoder=freeze_image_encoder, checkpoint_every=checkpoint_every,
+                      image_size=image_size, device=device, progress_bar=False,
+                      warmup=min(10, max(0, steps // 10)), **(train_overrides or {}))
+
+    def on_step(fraction: float, metrics: dict[str, Any]) -> None:
+        report(0.05 + 0.8 * fraction, f"training step {metrics.get('step', '?')}/{steps}")
+        if step_delay_s > 0:
+            time.sleep(step_delay_s)
+
+    result = train(cfg, on_progress=on_step)
+    model_path = Path(result.model_path)
+    report(0.87, "evaluating the new model on the held-out split")
+    after = _cached_json(round_dir / "metrics_after.json",
+                         lambda: _slim(evaluate_model(str(model_path), heldout_dir, max_clicks=max_clicks)))
+
+    report(0.95, "exporting the ONNX decoder")
+    decoder_path = round_dir / "decoder.onnx"
+    if not decoder_path.is_file():
+        export_decoder(model_path, arch, decoder_path)
+    return RoundOutput(model_path, decoder_path, before, after, result.resumed_from_step,
+                       len(train_s), len(heldout_s))
+
+
+def export_decoder(checkpoint: Path, arch: str, out_path: Path) -> None:
+    """Export the single-mask ONNX decoder of ``checkpoint`` to ``out_path`` atomically."""
+    from workers.sam import build_sam
+    from workers.sam.onnx import export_onnx_decoder
+
+    model = build_sam(arch, checkpoint=str(checkpoint)).eval()
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}.onnx")
+    try:
+        export_onnx_decoder(model, str(tmp), return_single_mask=True)
+        os.replace(tmp, out_path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
