@@ -55,15 +55,6 @@ def resolve_spec(model_version_id: int | str, *, storage: Any, default_model_dir
                         f"and no default model at {default}")
 
 
-def _arch_from_checkpoint(path: Path) -> str | None:
-    import torch
-
-    obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, dict) and isinstance(obj.get("arch"), str):
-        return obj["arch"]
-    return None
-
-
 def load_model(spec: ModelSpec, device: str = "cpu") -> Any:
     """Build the SAM model of ``spec`` on ``device`` (eval mode), cached per process.
 
@@ -79,17 +70,15 @@ def load_model(spec: ModelSpec, device: str = "cpu") -> Any:
         from workers.sam import build_sam
 
         try:
-            arch = spec.arch or _arch_from_checkpoint(path)
-            if not arch:
-                raise ValueError("the checkpoint names no arch and the model version has none")
-            model = build_sam(arch, checkpoint=str(path))
+            # arch None: build_sam reads the arch recorded in a Maskloop checkpoint.
+            model = build_sam(spec.arch or None, checkpoint=str(path), device=device)
         except Exception as exc:
             raise BadInputError(
                 f"model version {spec.model_version_id}: checkpoint {path.name} does not load "
                 f"({type(exc).__name__}: {exc})") from exc
         model.to(device).eval()
         _CACHE[cache_key] = model
-        logger.info("loaded model version %s (%s) from %s on %s", spec.model_version_id, arch, path, device)
+        logger.info("loaded model version %s from %s on %s", spec.model_version_id, path, device)
         return model
 
 

@@ -80,18 +80,22 @@ def write_dataset(samples: list[Sample], out_dir: Path) -> Path:
         return out_dir
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    for s in samples:
-        cv2.imwrite(str(tmp / "images" / f"{s.name}.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
-        mdir = tmp / "masks" / s.name
-        mdir.mkdir(parents=True)
-        for k, rle in enumerate(s.masks):
-            counts = rle["counts"]
-            m = mask_utils.decode({"size": list(rle["size"]),
-                                   "counts": counts.encode("ascii") if isinstance(counts, str) else counts})
-            if m.shape[:2] != s.image.shape[:2]:
-                raise BadInputError(f"image {s.name}: mask size {m.shape[:2]} differs from image {s.image.shape[:2]}")
-            cv2.imwrite(str(mdir / f"{k}.png"), (m.astype(np.uint8) * 255))
+    try:
+        (tmp / "images").mkdir(parents=True)
+        for s in samples:
+            cv2.imwrite(str(tmp / "images" / f"{s.name}.png"), cv2.cvtColor(s.image, cv2.COLOR_RGB2BGR))
+            mdir = tmp / "masks" / s.name
+            mdir.mkdir(parents=True)
+            for k, rle in enumerate(s.masks):
+                counts = rle["counts"]
+                m = mask_utils.decode({"size": list(rle["size"]),
+                                       "counts": counts.encode("ascii") if isinstance(counts, str) else counts})
+                if m.shape[:2] != s.image.shape[:2]:
+                    raise BadInputError(f"image {s.name}: mask size {m.shape[:2]} differs from image {s.image.shape[:2]}")
+                cv2.imwrite(str(mdir / f"{k}.png"), (m.astype(np.uint8) * 255))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     os.replace(tmp, out_dir)
     return out_dir
 

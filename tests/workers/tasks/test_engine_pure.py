@@ -1,0 +1,112 @@
+"""Engine pieces that need no model: image decoding, overlap filtering, held-out split, dataset files."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from workers.engine.automatic import keep_new_masks, merged_params, overlap_with, FULL_PARAMS
+from workers.engine.errors import BadInputError
+from workers.engine.images import decode_image
+from workers.engine.rounds import Sample, is_heldout, split_samples, write_dataset
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")}
+
+
+def _box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((h, w), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    return m
+
+
+def test_decode_image_roundtrip_and_grayscale() -> None:
+    rgb = np.random.default_rng(0).integers(0, 255, (7, 5, 3), dtype=np.uint8)
+    assert np.array_equal(decode_image(_png(rgb), max_pixels=100), rgb)
+    gray = decode_image(_png(rgb[..., 0]), max_pixels=100)
+    assert gray.shape == (7, 5, 3) and np.array_equal(gray[..., 1], rgb[..., 0])
+
+
+def test_decode_image_exif_rotation() -> None:
+    img = Image.fromarray(np.zeros((4, 10, 3), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif)
+    assert decode_image(buf.getvalue(), max_pixels=1000).shape == (10, 4, 3)
+
+
+@pytest.mark.parametrize("data,match", [(b"", "empty"), (b"not an image at all", "cannot decode"),
+                                        (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "cannot decode")])
+def test_decode_image_bad_bytes(data: bytes, match: str) -> None:
+    with pytest.raises(BadInputError, match=match):
+        decode_image(data, max_pixels=100, name="img.png")
+
+
+def test_decode_image_too_large() -> None:
+    with pytest.raises(BadInputError, match="20x20 = 400 pixels, more than the limit of 399"):
+        decode_image(_png(np.zeros((20, 20, 3), np.uint8)), max_pixels=399)
+
+
+def test_overlap_is_fraction_of_candidate_covered() -> None:
+    existing = [_rle(_box(20, 20, 0, 10, 0, 20))]  # top half
+    cand = [_rle(_box(20, 20, 5, 15, 0, 20)), _rle(_box(20, 20, 12, 20, 0, 20))]
+    assert overlap_with(cand, existing) == pytest.approx([0.5, 0.0])
+    assert overlap_with(cand, []).tolist() == [0.0, 0.0]
+
+
+def test_keep_new_masks_filters_overlap_confidence_and_duplicates() -> None:
+    existing = [_rle(_box(20, 20, 0, 10, 0, 10))]
+    recs = [
+        {"segmentation": _rle(_box(20, 20, 0, 10, 0, 10)), "predicted_iou": 0.99, "stability_score": 0.99, "area": 100},
+        {"segmentation": _rle(_box(20, 20, 10, 20, 10, 20)), "predicted_iou": 0.95, "stability_score": 0.97, "area": 100},
+        {"segmentation": _rle(_box(20, 20, 11, 20, 11, 20)), "predicted_iou": 0.94, "stability_score": 0.97, "area": 81},
+        {"segmentation": _rle(_box(20, 20, 0, 10, 10, 20)), "predicted_iou": 0.80, "stability_score": 0.99, "area": 100},
+    ]
+    kept = keep_new_masks(recs, existing, max_overlap=0.3, min_predicted_iou=0.9)
+    assert [r["predicted_iou"] for r in kept] == [0.95]
+    assert len(keep_new_masks(recs, [], max_overlap=0.3)) == 3
+    with pytest.raises(ValueError, match="max_overlap"):
+        keep_new_masks(recs, existing, max_overlap=2)
+
+
+def test_merged_params_rejects_unknown() -> None:
+    assert merged_params(FULL_PARAMS, {"points_per_side": 4})["points_per_side"] == 4
+    with pytest.raises(ValueError, match="'bogus'"):
+        merged_params(FULL_PARAMS, {"bogus": 1})
+
+
+def test_heldout_split_is_fixed_by_content() -> None:
+    shas = [f"{i:064x}" for i in range(200)]
+    held = [s for s in shas if is_heldout(s)]
+    assert 20 <= len(held) <= 60 and held == [s for s in shas if is_heldout(s)]
+    samples = [Sample(f"s{i}", s, np.zeros((2, 2, 3), np.uint8), [{}]) for i, s in enumerate(shas[:30])]
+    train, heldout = split_samples(samples)
+    assert {s.sha256 for s in heldout} == {s for s in shas[:30] if is_heldout(s)}
+    assert len(train) + len(heldout) == 30
+    one = split_samples(samples[:1])
+    assert one[0] and one[1]
+
+
+def test_write_dataset_layout(tmp_path) -> None:
+    img = np.full((8, 6, 3), 7, np.uint8)
+    m = _box(8, 6, 1, 4, 1, 3)
+    out = write_dataset([Sample("a", "0" * 64, img, [_rle(m), _rle(1 - m)])], tmp_path / "ds")
+    assert sorted(p.name for p in (out / "masks" / "a").iterdir()) == ["0.png", "1.png"]
+    assert np.array_equal(np.asarray(Image.open(out / "masks" / "a" / "0.png")) > 0, m > 0)
+    assert np.asarray(Image.open(out / "images" / "a.png")).shape == (8, 6, 3)
+    with pytest.raises(BadInputError, match="differs"):
+        write_dataset([Sample("b", "1" * 64, img, [_rle(np.zeros((3, 3)))])], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    assert not any(p.name.startswith(".bad") for p in tmp_path.iterdir())

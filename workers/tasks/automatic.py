@@ -1,0 +1,152 @@
+"""Stage 2 prefill (``maskloop.prefill_semi_auto``) and stage 3 batch (``maskloop.automatic_batch``).
+
+Both walk the project's images in id order as a resumable batch: each image's annotations and
+the job's progress are written in one transaction, and the ids of finished (and failed) images
+are kept in the job row, so a redelivered task skips them and never duplicates annotations. One
+image's failure is recorded in the job and the batch goes on.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from backend.queue import AUTOMATIC_BATCH, PREFILL_SEMI_AUTO
+from workers.celery_app import app
+from workers.engine import db
+from workers.engine.automatic import (DEFAULT_MAX_OVERLAP, FULL_PARAMS, STRICT_PARAMS, generate_masks,
+                                      keep_new_masks, merged_params)
+from workers.engine.errors import BadInputError, transient_errors
+from workers.tasks.common import (MaskloopTask, engine, load_image_array, model_for_version, pause_between_items,
+                                  project_model_version, rle_of, t)
+
+logger = logging.getLogger(__name__)
+STATE_COLUMNS = ("state", "result", "details")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _state_column(jobs: sa.Table) -> str | None:
+    return next((c for c in STATE_COLUMNS if c in jobs.c), None)
+
+
+def _job_state(jobs: sa.Table, job: Any) -> dict[str, Any]:
+    col = _state_column(jobs)
+    state = (db.load_json(job._mapping.get(col)) if col else None) or {}
+    return {"done": list(state.get("done", [])), "failed": dict(state.get("failed", {})),
+            "masks": int(state.get("masks", 0))}
+
+
+def _save(conn: sa.Connection, jobs: sa.Table, job_id: int, state: dict[str, Any], total: int, **extra: Any) -> None:
+    finished = len(state["done"]) + len(state["failed"])
+    values: dict[str, Any] = {"done": finished, "total": total,
+                              "progress": (finished / total) if total else 1.0, **extra}
+    col = _state_column(jobs)
+    if col:
+        values[col] = state
+    db.update_row(conn, jobs, job_id, **values)
+
+
+def _label_for(conn: sa.Connection, project_id: int, params: dict[str, Any]) -> int | None:
+    if params.get("label_id") is not None:
+        return int(params["label_id"])
+    ann = t("annotations")
+    if "label_id" in ann.c and ann.c.label_id.nullable:
+        return None
+    labels = t("labels")
+    row = conn.execute(sa.select(labels.c.id).where(labels.c.project_id == project_id).order_by(labels.c.id)).first()
+    return row.id if row else None
+
+
+def _annotation_values(rec: dict[str, Any], *, image_id: int, job_id: int, model_version_id: int,
+                       label_id: int | None, source: str, stage: str) -> dict[str, Any]:
+    return {"image_id": image_id, "label_id": label_id, "segmentation": rec["segmentation"],
+            "bbox": [float(v) for v in rec["bbox"]], "area": float(rec["area"]), "source": source, "stage": stage,
+            "model_version_id": model_version_id, "predicted_iou": float(rec["predicted_iou"]),
+            "stability_score": float(rec["stability_score"]), "point_coords": rec.get("point_coords"),
+            "crop_box": rec.get("crop_box"), "review_state": "pending" if source == "semi_auto" else "accepted",
+            "job_id": job_id}
+
+
+def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, Any], filter_existing: bool) -> str:
+    """Run (or resume) one automatic job; returns its final status."""
+    jobs, images, ann = t("jobs"), t("images"), t("annotations")
+    with db.transaction(engine()) as conn:
+        job = db.get_row(conn, jobs, job_id)
+    if job is None:
+        logger.warning("job %s does not exist", job_id)
+        return "missing"
+    if job._mapping.get("status") in FINISHED:
+        return str(job._mapping["status"])
+    project_id = int(job._mapping["project_id"])
+    state = _job_state(jobs, job)
+    try:
+        overrides = db.load_json(job._mapping.get("params")) or {}
+        params = merged_params(base_params, overrides)
+        max_overlap = float(overrides.get("max_overlap", DEFAULT_MAX_OVERLAP))
+        mv = project_model_version(project_id)
+        model = model_for_version(mv)
+    except (BadInputError, ValueError) as exc:
+        with db.transaction(engine()) as conn:
+            db.update_row(conn, jobs, job_id, status="failed", error=str(exc), message=str(exc), finished_at=db.now())
+        logger.error("job %s failed: %s", job_id, exc)
+        return "failed"
+    with db.transaction(engine()) as conn:
+        ids = [r.id for r in conn.execute(sa.select(images.c.id).where(images.c.project_id == project_id)
+                                          .order_by(images.c.id))]
+        label_id = _label_for(conn, project_id, overrides)
+        _save(conn, jobs, job_id, state, len(ids), status="running", started_at=job._mapping.get("started_at") or db.now())
+    skip = set(state["done"]) | {int(k) for k in state["failed"]}
+    for image_id in ids:
+        if image_id in skip:
+            continue
+        with db.transaction(engine()) as conn:
+            image = db.get_row(conn, images, image_id)
+            existing_rows = list(conn.execute(sa.select(ann).where(ann.c.image_id == image_id)))
+        if "job_id" in ann.c and any(a._mapping["job_id"] == job_id for a in existing_rows):
+            state["done"].append(image_id)  # its annotations of this job are already committed
+            continue
+        existing = [rle_of(a) for a in existing_rows]
+        try:
+            records = generate_masks(model, load_image_array(image), params)
+            if filter_existing:
+                records = keep_new_masks(records, existing, max_overlap=max_overlap,
+                                         min_predicted_iou=params["pred_iou_thresh"],
+                                         min_stability=params["stability_score_thresh"])
+        except transient_errors():
+            raise
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the batch
+            logger.error("job %s: image %s failed: %s", job_id, image_id, exc)
+            state["failed"][str(image_id)] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BadInputError) else str(exc)
+            with db.transaction(engine()) as conn:
+                _save(conn, jobs, job_id, state, len(ids), message=f"image {image_id} failed: {exc}")
+            continue
+        pause_between_items()
+        with db.transaction(engine()) as conn:
+            for rec in records:
+                db.insert_row(conn, ann, **_annotation_values(rec, image_id=image_id, job_id=job_id, model_version_id=mv,
+                                                               label_id=label_id, source=source, stage=stage))
+            state["done"].append(image_id)
+            state["masks"] += len(records)
+            _save(conn, jobs, job_id, state, len(ids), message=f"image {image_id}: {len(records)} masks")
+    message = (f"{len(state['done'])} images, {state['masks']} masks"
+               + (f", {len(state['failed'])} images failed" if state["failed"] else ""))
+    failed_all = bool(ids) and not state["done"]
+    with db.transaction(engine()) as conn:
+        _save(conn, jobs, job_id, state, len(ids), status="failed" if failed_all else "succeeded", message=message,
+              error="every image failed" if failed_all else None, finished_at=db.now())
+    return "failed" if failed_all else "succeeded"
+
+
+@app.task(name=PREFILL_SEMI_AUTO, base=MaskloopTask, bind=True)
+def prefill_semi_auto(self: MaskloopTask, *, job_id: int) -> str:
+    """Stage 2: confident masks not overlapping existing annotations, source ``semi_auto``, pending."""
+    return run_batch(int(job_id), source="semi_auto", stage="semi_automatic", base_params=STRICT_PARAMS,
+                     filter_existing=True)
+
+
+@app.task(name=AUTOMATIC_BATCH, base=MaskloopTask, bind=True)
+def automatic_batch(self: MaskloopTask, *, job_id: int) -> str:
+    """Stage 3: the full automatic generator over every image, source ``automatic``."""
+    return run_batch(int(job_id), source="automatic", stage="fully_automatic", base_params=FULL_PARAMS,
+                     filter_existing=False)
