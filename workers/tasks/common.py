@@ -53,8 +53,14 @@ def test_delay(name: str = "MASKLOOP_TEST_ITEM_DELAY") -> float:
 
 
 def pause_between_items() -> None:
+    """Test hook: sleep ``MASKLOOP_TEST_ITEM_DELAY`` seconds, first appending a line to the file
+    ``MASKLOOP_TEST_PAUSE_MARKER`` (when set) so a test knows the worker is mid-task."""
     delay = test_delay()
     if delay > 0:
+        marker = os.environ.get("MASKLOOP_TEST_PAUSE_MARKER")
+        if marker:
+            with open(marker, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
         time.sleep(delay)
 
 

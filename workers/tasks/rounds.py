@@ -97,7 +97,7 @@ def train_round_impl(round_id: int) -> str:
                 db.update_row(conn, rounds, round_id, progress=round(fraction, 4), message=message)
 
         out = run_round(
-            store.local_path(keys.round_dir(round_id)), samples, base_checkpoint=spec.checkpoint,
+            settings.resolved_storage_root / keys.round_dir(round_id), samples, base_checkpoint=spec.checkpoint,
             arch=arch, steps=int(m.get("steps") or params.get("steps") or 200),
             lr=float(m.get("learning_rate") or params.get("learning_rate") or 1e-4),
             freeze_image_encoder=bool(m.get("freeze_image_encoder", params.get("freeze_image_encoder", True))),
@@ -120,6 +120,7 @@ def _register(round_id: int, base_id: int, arch: str, out: Any) -> None:
     rounds, mvs = t("rounds"), t("model_versions")
     store = storage()
     metrics = {"heldout_before": out.metrics_before, "heldout_after": out.metrics_after,
+               "resumed_from_step": out.resumed_from_step,
                "n_train_images": out.n_train_images, "n_heldout_images": out.n_heldout_images}
     with db.transaction(engine()) as conn:
         mv_id = db.insert_row(conn, mvs, name=f"round-{round_id}", arch=arch, parent_id=base_id, round_id=round_id,

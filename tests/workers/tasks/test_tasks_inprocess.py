@@ -1,0 +1,124 @@
+"""Task functions run in-process (no broker) against SQLite with the tiny random-init model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from backend.services.embedding_format import decode_embedding
+from backend.storage import LocalStorage, keys
+from worker_test_support import Env, add_annotations, seed_project
+
+
+def _rows(env: Env, sql: str, **params) -> list:
+    eng = env.engine()
+    with eng.connect() as conn:
+        out = list(conn.execute(sa.text(sql), params))
+    eng.dispose()
+    return out
+
+
+def test_embed_image_stores_both_dtypes_and_is_idempotent(env: Env) -> None:
+    from workers.tasks.embed import embed_image
+
+    ids = seed_project(env, n_images=1)
+    image_id, mv = ids["image_ids"][0], ids["model_version_id"]
+    assert embed_image(image_id=image_id, model_version_id=mv) == "done"
+    sha = _rows(env, "SELECT sha256 FROM images")[0][0]
+    store = LocalStorage(env.data_dir / "storage")
+    arr16, h16 = decode_embedding(store.get_bytes(keys.embedding_key(sha, mv, "float16")))
+    arr8, h8 = decode_embedding(store.get_bytes(keys.embedding_key(sha, mv, "int8")))
+    assert arr16.shape == (1, 256, 64, 64) and list(h16.orig_size) == [48, 64] and list(h16.input_size) == [768, 1024]
+    assert np.abs(arr16.astype(np.float32) - arr8.astype(np.float32)).max() < 0.05 * np.abs(arr16).max() + 1e-3
+    assert _rows(env, "SELECT status FROM images")[0][0] == "embedded"
+    mtime = store.local_path(keys.embedding_key(sha, mv, "float16")).stat().st_mtime_ns
+    assert embed_image(image_id=image_id, model_version_id=mv) == "skipped"
+    assert store.local_path(keys.embedding_key(sha, mv, "float16")).stat().st_mtime_ns == mtime
+    assert len(_rows(env, "SELECT id FROM embeddings")) == 1
+
+
+def test_embed_project_records_bad_images_and_goes_on(env: Env, monkeypatch) -> None:
+    from workers.tasks.embed import embed_project
+
+    monkeypatch.setenv("MASKLOOP_MAX_IMAGE_PIXELS", "5000")
+    from backend.core.config import get_settings
+
+    get_settings.cache_clear()
+    ids = seed_project(env, n_images=3, corrupt={1})
+    # image 2 is missing from storage
+    sha2 = _rows(env, "SELECT sha256 FROM images WHERE id = :i", i=ids["image_ids"][2])[0][0]
+    LocalStorage(env.data_dir / "storage").delete(keys.image_key(sha2, "png"))
+    counts = embed_project(project_id=ids["project_id"])
+    assert counts == {"done": 1, "skipped": 0, "failed": 2}
+    errors = dict(_rows(env, "SELECT id, error FROM images"))
+    assert errors[ids["image_ids"][0]] is None
+    assert "cannot decode" in errors[ids["image_ids"][1]]
+    assert "missing from storage" in errors[ids["image_ids"][2]]
+
+
+def test_embed_too_large_and_bad_model(env: Env, monkeypatch, tmp_path) -> None:
+    from backend.core.config import get_settings
+    from workers.engine.models import clear_cache
+    from workers.tasks.embed import embed_image
+
+    ids = seed_project(env, n_images=2)
+    monkeypatch.setenv("MASKLOOP_MAX_IMAGE_PIXELS", "1000")
+    get_settings.cache_clear()
+    assert embed_image(image_id=ids["image_ids"][0], model_version_id=ids["model_version_id"]) == "failed"
+    assert "more than the limit of 1000" in _rows(env, "SELECT error FROM images WHERE id = :i", i=ids["image_ids"][0])[0][0]
+    bad = tmp_path / "badmodel"
+    bad.mkdir()
+    (bad / "model.pt").write_bytes(b"this is not a checkpoint")
+    monkeypatch.setenv("MASKLOOP_MAX_IMAGE_PIXELS", "64000000")
+    monkeypatch.setenv("MASKLOOP_DEFAULT_MODEL_DIR", str(bad))
+    get_settings.cache_clear()
+    clear_cache()
+    assert embed_image(image_id=ids["image_ids"][1], model_version_id=ids["model_version_id"]) == "failed"
+    assert "does not load" in _rows(env, "SELECT error FROM images WHERE id = :i", i=ids["image_ids"][1])[0][0]
+    assert not _rows(env, "SELECT id FROM embeddings")
+
+
+def test_round_with_empty_snapshot_fails_with_reason(env: Env) -> None:
+    from workers.tasks.rounds import train_round
+
+    ids = seed_project(env, n_images=1)
+    eng = env.engine()
+    with eng.begin() as conn:
+        rid = conn.execute(sa.text("INSERT INTO rounds (project_id, status) VALUES (:p, 'queued') RETURNING id"),
+                           {"p": ids["project_id"]}).scalar_one()
+    eng.dispose()
+    assert train_round(round_id=rid) == "failed"
+    status, error = _rows(env, "SELECT status, error FROM rounds")[0]
+    assert status == "failed" and "no annotations" in error
+
+
+def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
+    pytest.importorskip("workers.sam.automatic")
+    import json
+
+    from workers.tasks.automatic import prefill_semi_auto
+
+    ids = seed_project(env, n_images=2)
+    add_annotations(env, ids, per_image=1)
+    params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "min_mask_region_area": 0,
+              "max_overlap": 0.3}
+    eng = env.engine()
+    with eng.begin() as conn:
+        jid = conn.execute(sa.text("INSERT INTO jobs (project_id, kind, status, params) VALUES "
+                                   "(:p, 'prefill', 'queued', :params) RETURNING id"),
+                           {"p": ids["project_id"], "params": json.dumps(params)}).scalar_one()
+    eng.dispose()
+    assert prefill_semi_auto(job_id=jid) == "succeeded"
+    from workers.engine.automatic import overlap_with
+
+    for image_id in ids["image_ids"]:
+        anns = _rows(env, "SELECT source, review_state, segmentation FROM annotations WHERE image_id = :i", i=image_id)
+        manual = [json.loads(a[2]) for a in anns if a[0] == "manual"]
+        prefilled = [json.loads(a[2]) for a in anns if a[0] == "semi_auto"]
+        assert all(a[1] == "pending" for a in anns if a[0] == "semi_auto")
+        assert (overlap_with(prefilled, manual) <= 0.3).all()
+    assert _rows(env, "SELECT done, total FROM jobs")[0] == (2, 2)
+    # finished job: a redelivery is a no-op
+    before = len(_rows(env, "SELECT id FROM annotations"))
+    assert prefill_semi_auto(job_id=jid) == "succeeded"
+    assert len(_rows(env, "SELECT id FROM annotations")) == before

@@ -1,0 +1,116 @@
+"""Helpers for the worker tests: a temp data dir, a database with the schema, a tiny random-init
+``lite`` model as the default model, and a seeded project with small images."""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from worker_test_schema import create_schema
+
+
+@dataclass
+class Env:
+    data_dir: Path
+    db_url: str
+    model_dir: Path
+    env: dict[str, str]
+
+    def engine(self) -> sa.Engine:
+        return sa.create_engine(self.db_url)
+
+
+def png_bytes(seed: int, h: int = 48, w: int = 64) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 40, np.uint8)
+    y, x = rng.integers(4, h // 2), rng.integers(4, w // 2)
+    img[y:y + h // 3, x:x + w // 3] = rng.integers(150, 255, 3)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_tiny_model(folder: Path) -> Path:
+    """A random-init ``lite`` model (seeded) saved as ``folder/model.pt``."""
+    import torch
+
+    from workers.sam import build_sam, save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(build_sam("lite", device="cpu"), folder / "model.pt", "lite")
+    return folder
+
+
+def make_env(tmp_path: Path, db_url: str, model_dir: Path, monkeypatch=None, broker_url: str | None = None) -> Env:
+    create_schema(db_url)
+    env = {"MASKLOOP_DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": db_url,
+           "MASKLOOP_DEFAULT_MODEL_DIR": str(model_dir), "MASKLOOP_DEVICE": "cpu"}
+    if broker_url:
+        env["MASKLOOP_BROKER_URL"] = broker_url
+    if monkeypatch is not None:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        _reset_caches()
+    return Env(tmp_path / "data", db_url, model_dir, env)
+
+
+def _reset_caches() -> None:
+    from backend.core.config import get_settings
+    from workers.engine import db
+    from workers.engine.models import clear_cache
+
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    db.forget_schema()
+    clear_cache()
+
+
+def seed_project(env: Env, n_images: int = 3, *, corrupt: set[int] = frozenset()) -> dict[str, list[int] | int]:
+    """One project with model version 1 active and ``n_images`` PNGs in storage (indexes in
+    ``corrupt`` get garbage bytes). Returns ids."""
+    from backend.storage import LocalStorage, keys
+
+    store = LocalStorage(env.data_dir / "storage")
+    eng = env.engine()
+    meta = sa.MetaData()
+    meta.reflect(eng)
+    T = meta.tables
+    ids = []
+    with eng.begin() as conn:
+        mv = conn.execute(sa.insert(T["model_versions"]).values(name="default", arch="lite")).inserted_primary_key[0]
+        pid = conn.execute(sa.insert(T["projects"]).values(name="p", stage="assisted_manual",
+                                                           active_model_version_id=mv)).inserted_primary_key[0]
+        conn.execute(sa.insert(T["labels"]).values(project_id=pid, name="thing", color="#ff0000"))
+        for i in range(n_images):
+            data = b"garbage, not an image" if i in corrupt else png_bytes(i)
+            sha = hashlib.sha256(data).hexdigest()
+            store.put_bytes(keys.image_key(sha, "png"), data)
+            ids.append(conn.execute(sa.insert(T["images"]).values(
+                project_id=pid, file_name=f"im{i}.png", width=64, height=48, sha256=sha,
+                status="new")).inserted_primary_key[0])
+    eng.dispose()
+    return {"project_id": pid, "model_version_id": mv, "image_ids": ids}
+
+
+def add_annotations(env: Env, ids: dict, per_image: int = 2) -> None:
+    """Accepted manual annotations: rectangles inside each 48x64 image."""
+    import json
+
+    eng = env.engine()
+    with eng.begin() as conn:
+        for n, image_id in enumerate(ids["image_ids"]):
+            for k in range(per_image):
+                m = np.zeros((48, 64), np.uint8)
+                m[4 + 10 * k:14 + 10 * k, 6 + 3 * n:30 + 3 * n] = 1
+                rle = mask_utils.encode(np.asfortranarray(m))
+                seg = {"size": [48, 64], "counts": rle["counts"].decode("ascii")}
+                conn.execute(sa.text("INSERT INTO annotations (image_id, segmentation, source, review_state, area) "
+                                     "VALUES (:i, :s, 'manual', 'accepted', :a)"),
+                             {"i": image_id, "s": json.dumps(seg), "a": float(m.sum())})
+    eng.dispose()
