@@ -43,6 +43,8 @@ def train_command(
     arch: str = typer.Option("lite", "--arch", help="Model architecture (lite, vit_t, vit_b, ...)."),
     split: str = typer.Option("all", "--split", help="train, val or all (coco-style names split by category)."),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
+    time_budget_min: Optional[float] = typer.Option(None, "--time-budget-min", help="Stop after this many minutes "
+                                                    "of training; the learning rate decays to fit."),
     batch_size: int = typer.Option(2, "--batch-size", help="Images per step."),
     lr: float = typer.Option(8e-4, "--lr", help="Peak learning rate."),
     warmup: int = typer.Option(50, "--warmup", help="Linear warm-up steps."),
@@ -69,6 +71,7 @@ def train_command(
     try:
         names = _split_names(dataset, split)
         cfg = TrainConfig(arch=arch, dataset_dir=str(dataset), out_dir=str(out), names=names, steps=steps,
+                          time_budget_s=time_budget_min * 60 if time_budget_min else None,
                           batch_size=batch_size, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
                           iters_per_sample=iters_per_sample, init_checkpoint=str(init) if init else None,
                           freeze_image_encoder=freeze_image_encoder, skip_bad=skip_bad, augment=not no_augment,

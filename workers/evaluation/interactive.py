@@ -157,20 +157,12 @@ def load_predictor(model_or_checkpoint: Any, device: str = "cpu") -> Interactive
         spec = str(model_or_checkpoint)
         if spec != "default" and not Path(spec).is_file():
             raise ValueError(f"model checkpoint not found: {spec}")
-        model = build_sam("default") if spec == "default" else build_sam(_arch_of(spec), checkpoint=spec)
+        # build_sam reads the arch recorded in a Maskloop checkpoint ('default' = the shipped model)
+        model = build_sam("default") if spec == "default" else build_sam(None, checkpoint=spec, device=device)
     model = model.to(device).eval()
     predictor = SamPredictor(model)
     predictor.name = "model"
     return predictor
-
-
-def _arch_of(path: str) -> str:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or "arch" not in state:
-        raise ValueError(f"{path} is not a Maskloop checkpoint (no 'arch' key)")
-    return str(state["arch"])
 
 
 def evaluate_model(model_or_checkpoint: Any, dataset_dir: str | Path, names: list[str] | None = None,

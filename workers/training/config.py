@@ -23,6 +23,7 @@ class TrainConfig:
     skip_bad: bool = False
     # optimisation
     steps: int = 1000
+    time_budget_s: float | None = None  # stop (and finish the decay) by this much training time
     batch_size: int = 2
     lr: float = 8e-4
     min_lr_ratio: float = 0.01
@@ -63,6 +64,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be > 0, got {self.time_budget_s}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.decay not in ("cosine", "step", "none"):
@@ -85,8 +88,11 @@ class TrainConfig:
         return cls(**data)
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, then cosine or step decay."""
+def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up, then cosine or step decay.
+
+    ``progress`` (0..1) overrides the step-based position in the cosine decay (time budgets).
+    """
     if cfg.warmup and step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.decay == "none":
@@ -96,6 +102,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     import math
 
     span = max(cfg.steps - cfg.warmup, 1)
-    progress = min(max(step - cfg.warmup, 0) / span, 1.0)
+    if progress is None:
+        progress = max(step - cfg.warmup, 0) / span
+    progress = min(max(progress, 0.0), 1.0)
     ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return cfg.lr * ratio

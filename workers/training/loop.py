@@ -133,11 +133,11 @@ def _simulate_session(model: torch.nn.Module, embedding: torch.Tensor, item: dic
 
 
 def _save_training_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-                              step: int, out_dir: Path) -> Path:
+                              step: int, out_dir: Path, elapsed_s: float) -> Path:
     path = out_dir / f"ckpt_{step:07d}.pt"
     atomic_torch_save({"arch": cfg.arch, "model": model.state_dict(),
                        "meta": {"step": step, "config": cfg.to_dict()},
-                       "optimizer": optimizer.state_dict(), "step": step}, path)
+                       "optimizer": optimizer.state_dict(), "step": step, "elapsed_s": elapsed_s}, path)
     for _, old in list_checkpoints(out_dir)[:-max(cfg.keep_checkpoints, 1)]:
         old.unlink(missing_ok=True)
     return path
@@ -174,6 +174,7 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
     start_step = 0
+    elapsed_before = 0.0  # training seconds spent by earlier (interrupted) runs of this out_dir
     existing = list_checkpoints(out_dir)
     if existing:
         step, path = existing[-1]
@@ -183,6 +184,7 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_step = int(state["step"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
         logger.info("resuming from %s (step %d)", path, start_step)
     (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
@@ -202,8 +204,18 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
     metrics_file = out_dir / "metrics.jsonl"
     t_last = time.time()
 
+    t_run = time.time()
+    final_step = cfg.steps
     for step in range(start_step, cfg.steps):
-        lr = learning_rate(cfg, step)
+        elapsed = elapsed_before + time.time() - t_run
+        if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+            final_step = step
+            logger.info("time budget of %.0f s used up at step %d", cfg.time_budget_s, step)
+            break
+        progress = None
+        if cfg.time_budget_s is not None:  # decay by whichever runs out first, steps or time
+            progress = max(step / cfg.steps, elapsed / cfg.time_budget_s)
+        lr = learning_rate(cfg, step, progress)
         gen.manual_seed(cfg.seed * 1_000_003 + step)  # per-step seed: a resumed run repeats the same prompts
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -256,14 +268,19 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
                 fh.write(json.dumps(record) + "\n")
             epoch_sums, epoch_count = {}, 0
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save_training_checkpoint(model, optimizer, cfg, done, out_dir)
+            _save_training_checkpoint(model, optimizer, cfg, done, out_dir, elapsed_before + now - t_run)
         if on_progress is not None:
-            on_progress(done / cfg.steps, dict(step_parts, step=done))
+            fraction = done / cfg.steps
+            if cfg.time_budget_s is not None:
+                fraction = min(max(fraction, (elapsed_before + now - t_run) / cfg.time_budget_s), 1.0)
+            on_progress(fraction, dict(step_parts, step=done))
     if bar is not None:
         bar.close()
+    if final_step < cfg.steps and final_step > start_step:
+        _save_training_checkpoint(model, optimizer, cfg, final_step, out_dir, elapsed_before + time.time() - t_run)
 
     model_path = out_dir / "model.pt"
     atomic_torch_save({"arch": cfg.arch, "model": model.state_dict(),
-                       "meta": {"steps": cfg.steps, "config": cfg.to_dict(), "train_metrics": metrics}}, model_path)
-    return TrainResult(out_dir=str(out_dir), model_path=str(model_path), steps=cfg.steps,
+                       "meta": {"steps": final_step, "config": cfg.to_dict(), "train_metrics": metrics}}, model_path)
+    return TrainResult(out_dir=str(out_dir), model_path=str(model_path), steps=final_step,
                        resumed_from_step=start_step, wall_time_s=time.time() - t_start, metrics=metrics)
