@@ -76,11 +76,8 @@ def make_app() -> Celery:
         task_ignore_result=True,
         result_backend=None,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            "visibility_timeout": visibility,
-            # Redis: poll interval of the SQLAlchemy transport, ignored by Redis.
-            "polling_interval": 0.5,
-        },
+        # kombu's SQLAlchemy transport passes its options to create_engine: Redis only.
+        broker_transport_options={"visibility_timeout": visibility} if broker.startswith(("redis", "rediss")) else {},
         worker_hijack_root_logger=True,
         worker_send_task_events=False,
         enable_utc=True,

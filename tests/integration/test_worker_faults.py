@@ -186,7 +186,7 @@ def test_training_round_resumes_from_checkpoint(cluster: Cluster) -> None:
     with eng.begin() as conn:
         round_id = conn.execute(sa.text(
             "INSERT INTO rounds (project_id, status, params) VALUES (:p, 'queued', :params) RETURNING id"),
-            {"p": ids["project_id"], "params": '{"steps": 6, "checkpoint_every": 2, "image_size": 128}'}).scalar_one()
+            {"p": ids["project_id"], "params": '{"steps": 6, "checkpoint_every": 2, "image_size": 256, "max_clicks": 2}'}).scalar_one()
     eng.dispose()
     first = cluster.start(MASKLOOP_TEST_STEP_DELAY="2")
     cluster.send(TRAIN_ROUND, round_id=round_id)

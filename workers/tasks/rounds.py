@@ -13,7 +13,7 @@ from backend.queue import TRAIN_ROUND
 from backend.storage import keys
 from workers.celery_app import app
 from workers.engine import db
-from workers.engine.errors import BadInputError
+from workers.engine.errors import BadInputError, transient_errors
 from workers.engine.models import resolve_device, resolve_spec
 from workers.engine.rounds import Sample, run_round
 from workers.tasks.common import MaskloopTask, engine, load_image_array, rle_of, storage, t, test_delay
@@ -102,7 +102,7 @@ def train_round_impl(round_id: int) -> str:
             lr=float(m.get("learning_rate") or params.get("learning_rate") or 1e-4),
             freeze_image_encoder=bool(m.get("freeze_image_encoder", params.get("freeze_image_encoder", True))),
             image_size=int(params.get("image_size", 1024)), checkpoint_every=int(params.get("checkpoint_every", 10)),
-            batch_size=int(params.get("batch_size", 1)), device=resolve_device(settings.device),
+            batch_size=int(params.get("batch_size", 1)), max_clicks=int(params.get("max_clicks", 20)), device=resolve_device(settings.device),
             on_progress=progress, step_delay_s=test_delay("MASKLOOP_TEST_STEP_DELAY"),
             train_overrides=params.get("train_overrides"))
     except BadInputError as exc:
@@ -111,6 +111,11 @@ def train_round_impl(round_id: int) -> str:
         return _fail(round_id, f"missing file: {exc}")
     except ValueError as exc:  # bad round parameters (TrainConfig.validate and friends)
         return _fail(round_id, f"invalid round configuration: {exc}")
+    except transient_errors():
+        raise  # retried with backoff by MaskloopTask
+    except Exception as exc:  # noqa: BLE001 - record any other failure on the round, keep the worker up
+        logger.exception("round %s crashed", round_id)
+        return _fail(round_id, f"{type(exc).__name__}: {exc}")
     _register(round_id, int(base_id), arch, out)
     return "succeeded"
 

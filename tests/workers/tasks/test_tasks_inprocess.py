@@ -122,3 +122,37 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
     before = len(_rows(env, "SELECT id FROM annotations"))
     assert prefill_semi_auto(job_id=jid) == "succeeded"
     assert len(_rows(env, "SELECT id FROM annotations")) == before
+
+
+def test_train_round_registers_new_model_version(env: Env) -> None:
+    import json
+
+    from workers.tasks.rounds import train_round
+
+    ids = seed_project(env, n_images=3)
+    add_annotations(env, ids)
+    eng = env.engine()
+    with eng.begin() as conn:
+        rid = conn.execute(sa.text("INSERT INTO rounds (project_id, status, params) VALUES (:p, 'queued', :params) "
+                                   "RETURNING id"),
+                           {"p": ids["project_id"], "params": json.dumps({"steps": 2, "checkpoint_every": 1,
+                                                                          "image_size": 256, "max_clicks": 2})}).scalar_one()
+    eng.dispose()
+    assert train_round(round_id=rid) == "succeeded"
+    status, progress, mv_id, before, after, n_ann, n_img = _rows(
+        env, "SELECT status, progress, model_version_id, metrics_before, metrics_after, n_annotations, n_images "
+             "FROM rounds")[0]
+    assert (status, progress, n_ann, n_img) == ("succeeded", 1.0, 6, 3)
+    assert "noc@85" in json.loads(before) and "miou@1" in json.loads(after)
+    name, parent, round_id, metrics = _rows(env, "SELECT name, parent_id, round_id, metrics FROM model_versions "
+                                                 "WHERE id = :i", i=mv_id)[0]
+    assert (parent, round_id) == (ids["model_version_id"], rid)
+    store = LocalStorage(env.data_dir / "storage")
+    assert store.exists(keys.checkpoint_key(mv_id)) and store.exists(keys.decoder_key(mv_id))
+    import onnx
+
+    onnx.checker.check_model(str(store.local_path(keys.decoder_key(mv_id))))
+    # the new version loads and embeds
+    from workers.tasks.embed import embed_image
+
+    assert embed_image(image_id=ids["image_ids"][0], model_version_id=mv_id) == "done"
