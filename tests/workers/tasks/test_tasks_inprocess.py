@@ -125,6 +125,7 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
 
 
 def test_train_round_registers_new_model_version(env: Env) -> None:
+    pytest.importorskip("workers.sam.onnx", reason="the ONNX decoder export (issue 2) has not landed")
     import json
 
     from workers.tasks.rounds import train_round
