@@ -26,7 +26,7 @@ class EmbeddingResult:
 
 
 def compute_embedding(model: Any, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
-    """Run the image encoder on an ``H×W×3`` uint8 RGB image.
+    """Run the image encoder on an ``H×W×3`` uint8 RGB image (through ``SamPredictor``).
 
     Returns the float32 embedding ``1×256×64×64``, ``orig_size`` (H, W) and ``input_size``
     (h, w after resizing the longest side to the encoder's input size, before padding).
@@ -41,6 +41,34 @@ def compute_embedding(model: Any, image: np.ndarray) -> tuple[np.ndarray, tuple[
         emb = predictor.get_image_embedding()
     arr = emb.detach().float().cpu().numpy()
     return arr, tuple(int(v) for v in predictor.original_size), tuple(int(v) for v in predictor.input_size)
+
+
+def compute_embeddings(model: Any, images: list[np.ndarray]) -> list[tuple[np.ndarray, tuple[int, int],
+                                                                          tuple[int, int]]]:
+    """Encode several ``H×W×3`` uint8 RGB images in one encoder call (a ``B×3×S×S`` batch).
+
+    Same preprocessing as ``SamPredictor.set_image`` (resize longest side, normalise, pad); returns
+    one ``(1×256×64×64 float32, orig_size, input_size)`` per image.
+    """
+    import torch
+
+    from workers.sam.transforms import ResizeLongestSide
+
+    if len(images) == 1:
+        return [compute_embedding(model, images[0])]
+    device = next(model.parameters()).device
+    transform = ResizeLongestSide(model.image_encoder.img_size)
+    batch, sizes = [], []
+    for image in images:
+        if getattr(model, "image_format", "RGB") != "RGB":
+            image = image[..., ::-1]
+        resized = transform.apply_image(np.ascontiguousarray(image))
+        tensor = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous().float()
+        batch.append(model.preprocess(tensor))
+        sizes.append((tuple(int(v) for v in image.shape[:2]), (int(resized.shape[0]), int(resized.shape[1]))))
+    with torch.inference_mode():
+        features = model.image_encoder(torch.stack(batch)).float().cpu().numpy()
+    return [(features[i:i + 1], orig, inp) for i, (orig, inp) in enumerate(sizes)]
 
 
 def embedding_keys(sha256: str, model_version_id: int | str) -> dict[str, str]:

@@ -157,3 +157,21 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
     from workers.tasks.embed import embed_image
 
     assert embed_image(image_id=ids["image_ids"][0], model_version_id=mv_id) == "done"
+
+
+def test_batched_encoder_matches_single_image_path(env: Env) -> None:
+    import torch
+
+    from workers.engine.embedding import compute_embedding, compute_embeddings
+    from workers.engine.images import decode_image
+    from workers.tasks.common import model_for_version
+    from worker_test_support import png_bytes
+
+    ids = seed_project(env, n_images=0)
+    model = model_for_version(ids["model_version_id"])
+    images = [decode_image(png_bytes(0), max_pixels=10**6), decode_image(png_bytes(1, h=64, w=40), max_pixels=10**6)]
+    batched = compute_embeddings(model, images)
+    for image, (emb, orig, inp) in zip(images, batched):
+        ref, ref_orig, ref_inp = compute_embedding(model, image)
+        assert (orig, inp) == (ref_orig, ref_inp)
+        torch.testing.assert_close(torch.from_numpy(emb), torch.from_numpy(ref), atol=1e-4, rtol=1e-4)
