@@ -1,0 +1,4 @@
+"""Persistence: SQLAlchemy models (``models``) and sessions (``session``)."""
+from backend.db.models import Base
+
+__all__ = ["Base"]
