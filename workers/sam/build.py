@@ -171,7 +171,7 @@ def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], arch: 
     guess = guess_arch(state)
     if guess and guess != arch:
         parts.append(f"it looks like a {guess!r} checkpoint: try build_sam({guess!r}, checkpoint=...)")
-    raise ValueError(" ".join(parts))
+    raise ValueError(parts[0] + " " + "; ".join(parts[1:]))
 
 
 def build_sam(arch: str | None = "default", checkpoint: str | Path | None = None,
