@@ -40,10 +40,8 @@ def test_layernorm2d_matches_manual():
 
 
 def test_decomposed_rel_pos_matches_naive_loop():
-    qh, qw, dim, s = 3, 4, 5, 4
-    rel_h, rel_w = torch.randn(2 * s - 1, dim), torch.randn(2 * s - 1, dim)
-    # square 4×4 tables needed (q = k = 4): use a 4×4 map
-    qh = qw = s
+    qh, qw, dim = 3, 4, 5  # non-square map: separate row (2·3−1) and column (2·4−1) tables
+    rel_h, rel_w = torch.randn(2 * qh - 1, dim), torch.randn(2 * qw - 1, dim)
     q = torch.randn(2, qh * qw, dim)
     attn = torch.randn(2, qh * qw, qh * qw)
     got = add_decomposed_rel_pos(attn.clone(), q, rel_h, rel_w, (qh, qw), (qh, qw))
@@ -54,8 +52,8 @@ def test_decomposed_rel_pos_matches_naive_loop():
                 for ki in range(qh):
                     for kj in range(qw):
                         qv = q[b, i * qw + j]
-                        expected[b, i * qw + j, ki * qw + kj] += (qv @ rel_h[i - ki + s - 1]
-                                                                  + qv @ rel_w[j - kj + s - 1])
+                        expected[b, i * qw + j, ki * qw + kj] += (qv @ rel_h[i - ki + qh - 1]
+                                                                  + qv @ rel_w[j - kj + qw - 1])
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
