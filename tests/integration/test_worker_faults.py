@@ -24,7 +24,7 @@ from celery import Celery
 from backend.queue import AUTOMATIC_BATCH, EMBED_IMAGE, TASK_QUEUES, TRAIN_ROUND
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "workers" / "tasks"))
-from worker_test_support import Env, add_annotations, make_env, seed_project, write_tiny_model  # noqa: E402
+from worker_test_support import Env, add_annotations, insert, make_env, seed_project, write_tiny_model  # noqa: E402
 CELERY = str(Path(sys.executable).with_name("celery"))
 
 
@@ -151,13 +151,9 @@ def test_embedding_survives_sigkill(cluster: Cluster) -> None:
 def test_automatic_batch_resumes_without_duplicates(cluster: Cluster) -> None:
     pytest.importorskip("workers.sam.automatic", reason="the automatic mask generator (issue 2) has not landed")
     ids = seed_project(cluster.env, n_images=3, corrupt={1})
-    params = '{"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "crop_n_layers": 0, "min_mask_region_area": 0}'
-    eng = cluster.env.engine()
-    with eng.begin() as conn:
-        job_id = conn.execute(sa.text("INSERT INTO jobs (project_id, kind, status, params) VALUES "
-                                      "(:p, 'automatic', 'queued', :params) RETURNING id"),
-                              {"p": ids["project_id"], "params": params}).scalar_one()
-    eng.dispose()
+    params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "crop_n_layers": 0,
+              "min_mask_region_area": 0}
+    job_id = insert(cluster.env, "jobs", project_id=ids["project_id"], kind="automatic", status="queued", params=params)
     first = cluster.start(MASKLOOP_TEST_ITEM_DELAY="60")
     cluster.send(AUTOMATIC_BATCH, job_id=job_id)
     # Paused once after image 0 (committed when the pause ends) → kill during the first pause.
@@ -184,12 +180,8 @@ def test_training_round_resumes_from_checkpoint(cluster: Cluster) -> None:
     pytest.importorskip("workers.sam.onnx", reason="the ONNX decoder export (issue 2) has not landed")
     ids = seed_project(cluster.env, n_images=3)
     add_annotations(cluster.env, ids)
-    eng = cluster.env.engine()
-    with eng.begin() as conn:
-        round_id = conn.execute(sa.text(
-            "INSERT INTO rounds (project_id, status, params) VALUES (:p, 'queued', :params) RETURNING id"),
-            {"p": ids["project_id"], "params": '{"steps": 6, "checkpoint_every": 2, "image_size": 256, "max_clicks": 2}'}).scalar_one()
-    eng.dispose()
+    round_id = insert(cluster.env, "rounds", project_id=ids["project_id"], status="queued",
+                      params={"steps": 6, "checkpoint_every": 2, "image_size": 256, "max_clicks": 2})
     first = cluster.start(MASKLOOP_TEST_STEP_DELAY="2")
     cluster.send(TRAIN_ROUND, round_id=round_id)
     run_dir = cluster.env.data_dir / "storage" / "rounds" / str(round_id) / "run"

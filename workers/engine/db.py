@@ -1,8 +1,8 @@
-"""Database access for the workers: one engine per URL, reflected tables, small helpers.
+"""Database access for the workers: the server's engine and tables, and small Core helpers.
 
-The schema is the server's (``backend/db`` models and Alembic migrations); the workers reflect
-the tables by name instead of importing ORM classes, and write only columns that exist, so the
-two sides agree on table and column names (those of ``docs/api.md``) and nothing more.
+The schema is the server's (``backend/db/models.py``, Alembic migrations); the workers use its
+``Table`` objects with SQLAlchemy Core (column defaults apply) in short transactions, and write
+only columns that exist.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from functools import lru_cache
 from typing import Any, Iterator
 
 import sqlalchemy as sa
@@ -20,16 +19,20 @@ _LOCK = threading.Lock()
 _META: dict[str, sa.MetaData] = {}
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
-    """A pooled engine; SQLite gets a busy timeout so a worker and the API can share the file."""
-    if url.startswith("sqlite"):
-        return sa.create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    """The server's engine for ``url`` (``backend.db.session``: SQLite in WAL mode, pooled PostgreSQL)."""
+    from backend.db.session import get_engine as server_engine
+
+    return server_engine(url)
 
 
 def table(engine: Engine, name: str) -> sa.Table:
-    """The reflected table ``name`` (cached per engine)."""
+    """The table ``name`` of the server's schema (``backend.db.models``), reflected when the
+    models do not define it."""
+    from backend.db.models import Base
+
+    if name in Base.metadata.tables:
+        return Base.metadata.tables[name]
     key = str(engine.url)
     with _LOCK:
         meta = _META.setdefault(key, sa.MetaData())
@@ -39,9 +42,12 @@ def table(engine: Engine, name: str) -> sa.Table:
 
 
 def forget_schema() -> None:
-    """Drop cached reflections (tests that recreate databases)."""
+    """Drop cached reflections and engines (tests that recreate databases)."""
+    from backend.db.session import get_engine as server_engine
+
     with _LOCK:
         _META.clear()
+    server_engine.cache_clear()
 
 
 @contextmanager

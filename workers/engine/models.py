@@ -1,7 +1,7 @@
 """A per-process cache of loaded SAM models, so each worker loads a checkpoint once.
 
-Checkpoints are resolved as: the model version's checkpoint in storage
-(``keys.checkpoint_key(id)``) when present, else ``Settings.default_model_dir / "model.pt"`` for a
+Checkpoints are resolved as: the model version's checkpoint in storage (its row's
+``checkpoint_key``, else ``keys.checkpoint_key(id)``) when present, else ``Settings.default_model_dir / "model.pt"`` for a
 version that ships with Maskloop (no checkpoint of its own in storage).
 """
 from __future__ import annotations
@@ -41,11 +41,12 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_spec(model_version_id: int | str, *, storage: Any, default_model_dir: Path,
-                 arch: str | None = None) -> ModelSpec:
-    """Find the checkpoint of a model version (see module docstring)."""
+                 arch: str | None = None, checkpoint_key: str | None = None) -> ModelSpec:
+    """Find the checkpoint of a model version (see module docstring); ``checkpoint_key`` is the
+    row's recorded key when it has one."""
     from backend.storage import keys
 
-    key = keys.checkpoint_key(model_version_id)
+    key = checkpoint_key or keys.checkpoint_key(model_version_id)
     if storage.exists(key):
         return ModelSpec(model_version_id, storage.local_path(key), arch)
     default = Path(default_model_dir) / "model.pt"

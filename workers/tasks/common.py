@@ -96,7 +96,7 @@ def model_for_version(model_version_id: int) -> Any:
     if row is None:
         raise BadInputError(f"model version {model_version_id} does not exist")
     spec = resolve_spec(model_version_id, storage=storage(), default_model_dir=settings.default_model_dir,
-                        arch=row._mapping.get("arch"))
+                        arch=row._mapping.get("arch"), checkpoint_key=row._mapping.get("checkpoint_key"))
     return load_model(spec, resolve_device(settings.device))
 
 

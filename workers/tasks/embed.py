@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from backend.queue import EMBED_IMAGE, EMBED_PROJECT
 from workers.celery_app import app
 from workers.engine import db
-from workers.engine.embedding import all_stored, compute_embeddings, embedding_keys, store_embedding
+from workers.engine.embedding import (STORED_DTYPES, all_stored, compute_embeddings, embedding_keys,
+                                      store_embedding)
 from workers.engine.errors import BadInputError
 from workers.tasks.common import (MaskloopTask, engine, load_image_array, model_for_version, pause_between_items,
                                   project_model_version, storage, t)
@@ -22,9 +23,10 @@ SCAN = 64
 
 
 def _has_embedding_row(conn: sa.Connection, image_id: int, model_version_id: int) -> bool:
+    """Whether the rows of every stored dtype of (image, model version) exist."""
     emb = t("embeddings")
-    q = sa.select(emb.c.id).where(emb.c.image_id == image_id, emb.c.model_version_id == model_version_id)
-    return conn.execute(q.limit(1)).first() is not None
+    q = sa.select(emb.c.dtype).where(emb.c.image_id == image_id, emb.c.model_version_id == model_version_id)
+    return set(STORED_DTYPES) <= {r.dtype for r in conn.execute(q)}
 
 
 def _record_failure(image_id: int, exc: Exception) -> None:
@@ -34,14 +36,15 @@ def _record_failure(image_id: int, exc: Exception) -> None:
 
 
 def _record(image_id: int, model_version_id: int, sha: str) -> None:
-    emb_keys = embedding_keys(sha, model_version_id)
-    images = t("images")
+    """Insert the missing ``embeddings`` rows (one per dtype) and mark the image embedded."""
+    emb, images = t("embeddings"), t("images")
     with db.transaction(engine()) as conn:
-        if not _has_embedding_row(conn, image_id, model_version_id):
-            db.insert_row(conn, t("embeddings"), image_id=image_id, model_version_id=model_version_id,
-                          key=emb_keys["float16"], storage_key=emb_keys["float16"], float16_key=emb_keys["float16"],
-                          int8_key=emb_keys["int8"], dtype="float16", dtypes=list(emb_keys),
-                          keys=emb_keys, sha256=sha, status="ready")
+        have = {r.dtype for r in conn.execute(sa.select(emb.c.dtype).where(
+            emb.c.image_id == image_id, emb.c.model_version_id == model_version_id))}
+        for dtype, key in embedding_keys(sha, model_version_id).items():
+            if dtype not in have:
+                db.insert_row(conn, emb, image_id=image_id, model_version_id=model_version_id, dtype=dtype,
+                              storage_key=key)
         conn.execute(sa.update(images).where(images.c.id == image_id, images.c.status == "new")
                      .values(status="embedded"))
 

@@ -88,7 +88,8 @@ def train_round_impl(round_id: int) -> str:
             db.update_row(conn, rounds, round_id, status="running", progress=0.0, message="preparing the snapshot",
                           base_model_version_id=int(base_id), n_annotations=n_ann, n_images=len(samples),
                           started_at=m.get("started_at") or db.now())
-        spec = resolve_spec(int(base_id), storage=store, default_model_dir=settings.default_model_dir)
+        spec = resolve_spec(int(base_id), storage=store, default_model_dir=settings.default_model_dir,
+                            checkpoint_key=base._mapping.get("checkpoint_key"))
         params = db.load_json(m.get("params")) or db.load_json(m.get("config")) or {}
         arch = base._mapping.get("arch") or "lite"
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from backend.services.embedding_format import decode_embedding
 from backend.storage import LocalStorage, keys
-from worker_test_support import Env, add_annotations, seed_project
+from worker_test_support import Env, add_annotations, insert, seed_project
 
 
 def _rows(env: Env, sql: str, **params) -> list:
@@ -34,7 +34,7 @@ def test_embed_image_stores_both_dtypes_and_is_idempotent(env: Env) -> None:
     mtime = store.local_path(keys.embedding_key(sha, mv, "float16")).stat().st_mtime_ns
     assert embed_image(image_id=image_id, model_version_id=mv) == "skipped"
     assert store.local_path(keys.embedding_key(sha, mv, "float16")).stat().st_mtime_ns == mtime
-    assert len(_rows(env, "SELECT id FROM embeddings")) == 1
+    assert sorted(r[0] for r in _rows(env, "SELECT dtype FROM embeddings")) == ["float16", "int8"]
 
 
 def test_embed_project_records_bad_images_and_goes_on(env: Env, monkeypatch) -> None:
@@ -82,11 +82,7 @@ def test_round_with_empty_snapshot_fails_with_reason(env: Env) -> None:
     from workers.tasks.rounds import train_round
 
     ids = seed_project(env, n_images=1)
-    eng = env.engine()
-    with eng.begin() as conn:
-        rid = conn.execute(sa.text("INSERT INTO rounds (project_id, status) VALUES (:p, 'queued') RETURNING id"),
-                           {"p": ids["project_id"]}).scalar_one()
-    eng.dispose()
+    rid = insert(env, "rounds", project_id=ids["project_id"], status="queued")
     assert train_round(round_id=rid) == "failed"
     status, error = _rows(env, "SELECT status, error FROM rounds")[0]
     assert status == "failed" and "no annotations" in error
@@ -102,12 +98,7 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
     add_annotations(env, ids, per_image=1)
     params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "min_mask_region_area": 0,
               "max_overlap": 0.3}
-    eng = env.engine()
-    with eng.begin() as conn:
-        jid = conn.execute(sa.text("INSERT INTO jobs (project_id, kind, status, params) VALUES "
-                                   "(:p, 'prefill', 'queued', :params) RETURNING id"),
-                           {"p": ids["project_id"], "params": json.dumps(params)}).scalar_one()
-    eng.dispose()
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="prefill", status="queued", params=params)
     assert prefill_semi_auto(job_id=jid) == "succeeded"
     from workers.engine.automatic import overlap_with
 
@@ -132,13 +123,8 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
 
     ids = seed_project(env, n_images=3)
     add_annotations(env, ids)
-    eng = env.engine()
-    with eng.begin() as conn:
-        rid = conn.execute(sa.text("INSERT INTO rounds (project_id, status, params) VALUES (:p, 'queued', :params) "
-                                   "RETURNING id"),
-                           {"p": ids["project_id"], "params": json.dumps({"steps": 2, "checkpoint_every": 1,
-                                                                          "image_size": 256, "max_clicks": 2})}).scalar_one()
-    eng.dispose()
+    rid = insert(env, "rounds", project_id=ids["project_id"], status="queued",
+                 params={"steps": 2, "checkpoint_every": 1, "image_size": 256, "max_clicks": 2})
     assert train_round(round_id=rid) == "succeeded"
     status, progress, mv_id, before, after, n_ann, n_img = _rows(
         env, "SELECT status, progress, model_version_id, metrics_before, metrics_after, n_annotations, n_images "
@@ -175,3 +161,43 @@ def test_batched_encoder_matches_single_image_path(env: Env) -> None:
         ref, ref_orig, ref_inp = compute_embedding(model, image)
         assert (orig, inp) == (ref_orig, ref_inp)
         torch.testing.assert_close(torch.from_numpy(emb), torch.from_numpy(ref), atol=1e-4, rtol=1e-4)
+
+
+class _Killed(BaseException):
+    """Stands in for the process dying (not an Exception: the batch must not catch it)."""
+
+
+def test_automatic_batch_bookkeeping_resumes_without_duplicates(env: Env, monkeypatch) -> None:
+    """Batch bookkeeping only: the generator is replaced by a deterministic box per image so the
+    test isolates resume/failure handling (the real generator runs in the fault test)."""
+    import json
+
+    import workers.tasks.automatic as automatic
+    from worker_test_support import _rle_box
+
+    ids = seed_project(env, n_images=4, corrupt={2})
+    calls: list[int] = []
+
+    def fake_generate(model, image, params):
+        calls.append(len(calls))
+        if len(calls) == 2 and not getattr(fake_generate, "restarted", False):
+            raise _Killed()
+        return [{"segmentation": _rle_box(48, 64, 2, 10, 3, 20), "bbox": [3, 2, 17, 8], "area": 136.0,
+                 "predicted_iou": 0.95, "stability_score": 0.97, "point_coords": [[5.0, 5.0]],
+                 "crop_box": [0, 0, 64, 48]}]
+
+    monkeypatch.setattr(automatic, "generate_masks", fake_generate)
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="queued")
+    with pytest.raises(_Killed):
+        automatic.automatic_batch(job_id=jid)
+    assert _rows(env, "SELECT status, done, total FROM jobs")[0] == ("running", 1, 4)
+    fake_generate.restarted = True
+    assert automatic.automatic_batch(job_id=jid) == "succeeded"
+    anns = _rows(env, "SELECT image_id, source, predicted_iou, point_coords, crop_box FROM annotations")
+    assert sorted(a[0] for a in anns) == [ids["image_ids"][i] for i in (0, 1, 3)]
+    assert all(a[1] == "automatic" and a[2] == 0.95 and json.loads(a[3]) == [[5.0, 5.0]] for a in anns)
+    status, done, total, message, state = _rows(env, "SELECT status, done, total, message, state FROM jobs")[0]
+    assert (status, done, total) == ("succeeded", 4, 4) and "1 images failed" in message
+    assert "cannot decode" in json.loads(state)["failed"][str(ids["image_ids"][2])]
+    assert automatic.automatic_batch(job_id=jid) == "succeeded"  # redelivered after success: no-op
+    assert len(_rows(env, "SELECT id FROM annotations")) == 3

@@ -66,9 +66,24 @@ def _reset_caches() -> None:
     from workers.engine.models import clear_cache
 
     get_settings.cache_clear()
-    db.get_engine.cache_clear()
     db.forget_schema()
     clear_cache()
+
+
+def tables() -> dict[str, sa.Table]:
+    """The server's tables (``backend.db.models``)."""
+    from backend.db.models import Base
+
+    return Base.metadata.tables
+
+
+def insert(env: Env, table: str, **values) -> int:
+    """Insert one row with the models' column defaults; returns its id."""
+    eng = env.engine()
+    with eng.begin() as conn:
+        row_id = conn.execute(sa.insert(tables()[table]).values(**values)).inserted_primary_key[0]
+    eng.dispose()
+    return int(row_id)
 
 
 def seed_project(env: Env, n_images: int = 3, *, corrupt: set[int] = frozenset()) -> dict[str, list[int] | int]:
@@ -78,9 +93,7 @@ def seed_project(env: Env, n_images: int = 3, *, corrupt: set[int] = frozenset()
 
     store = LocalStorage(env.data_dir / "storage")
     eng = env.engine()
-    meta = sa.MetaData()
-    meta.reflect(eng)
-    T = meta.tables
+    T = tables()
     ids = []
     with eng.begin() as conn:
         mv = conn.execute(sa.insert(T["model_versions"]).values(name="default", arch="lite")).inserted_primary_key[0]
@@ -93,24 +106,22 @@ def seed_project(env: Env, n_images: int = 3, *, corrupt: set[int] = frozenset()
             store.put_bytes(keys.image_key(sha, "png"), data)
             ids.append(conn.execute(sa.insert(T["images"]).values(
                 project_id=pid, file_name=f"im{i}.png", width=64, height=48, sha256=sha,
-                status="new")).inserted_primary_key[0])
+                storage_key=keys.image_key(sha, "png"), status="new")).inserted_primary_key[0])
     eng.dispose()
     return {"project_id": pid, "model_version_id": mv, "image_ids": ids}
 
 
 def add_annotations(env: Env, ids: dict, per_image: int = 2) -> None:
     """Accepted manual annotations: rectangles inside each 48x64 image."""
-    import json
+    for n, image_id in enumerate(ids["image_ids"]):
+        for k in range(per_image):
+            seg = _rle_box(48, 64, 4 + 10 * k, 14 + 10 * k, 6 + 3 * n, 30 + 3 * n)
+            insert(env, "annotations", image_id=image_id, segmentation=seg, bbox=[6 + 3 * n, 4 + 10 * k, 24, 10],
+                   area=240.0, stage="assisted_manual", source="manual", review_state="accepted")
 
-    eng = env.engine()
-    with eng.begin() as conn:
-        for n, image_id in enumerate(ids["image_ids"]):
-            for k in range(per_image):
-                m = np.zeros((48, 64), np.uint8)
-                m[4 + 10 * k:14 + 10 * k, 6 + 3 * n:30 + 3 * n] = 1
-                rle = mask_utils.encode(np.asfortranarray(m))
-                seg = {"size": [48, 64], "counts": rle["counts"].decode("ascii")}
-                conn.execute(sa.text("INSERT INTO annotations (image_id, segmentation, source, review_state, area) "
-                                     "VALUES (:i, :s, 'manual', 'accepted', :a)"),
-                             {"i": image_id, "s": json.dumps(seg), "a": float(m.sum())})
-    eng.dispose()
+
+def _rle_box(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> dict:
+    m = np.zeros((h, w), np.uint8)
+    m[y0:y1, x0:x1] = 1
+    rle = mask_utils.encode(np.asfortranarray(m))
+    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
