@@ -1,8 +1,8 @@
 """A per-process cache of loaded SAM models, so each worker loads a checkpoint once.
 
 Checkpoints are resolved as: the model version's checkpoint in storage (its row's
-``checkpoint_key``, else ``keys.checkpoint_key(id)``) when present, else ``Settings.default_model_dir / "model.pt"`` for a
-version that ships with Maskloop (no checkpoint of its own in storage).
+``checkpoint_key``, else ``keys.checkpoint_key(id)``) when present, else
+``Settings.default_model_dir / "model.pt"`` for a version that ships with Maskloop.
 """
 from __future__ import annotations
 
