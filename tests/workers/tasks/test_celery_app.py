@@ -46,3 +46,29 @@ def test_broker_options_per_transport(tmp_path) -> None:
 def test_bad_visibility_timeout_is_named(value: str) -> None:
     proc = _conf({"REDIS_URL": "redis://x", "MASKLOOP_VISIBILITY_TIMEOUT": value})
     assert proc.returncode != 0 and "MASKLOOP_VISIBILITY_TIMEOUT" in proc.stderr
+
+
+def test_transient_db_error_is_retried_then_succeeds(monkeypatch) -> None:
+    """The retry policy itself: a lost DB connection (OperationalError) is retried; bad input is not."""
+    import workers.tasks.rounds as rounds
+
+    calls: list[int] = []
+
+    def flaky(round_id: int) -> str:
+        calls.append(round_id)
+        if len(calls) < 3:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+        return "succeeded"
+
+    monkeypatch.setattr(rounds, "train_round_impl", flaky)
+    result = rounds.train_round.apply(kwargs={"round_id": 7})
+    assert result.get() == "succeeded" and calls == [7, 7, 7]
+
+    def bad(round_id: int) -> str:
+        calls.append(round_id)
+        raise ValueError("not transient")
+
+    calls.clear()
+    monkeypatch.setattr(rounds, "train_round_impl", bad)
+    result = rounds.train_round.apply(kwargs={"round_id": 8})
+    assert result.failed() and calls == [8]
