@@ -12,7 +12,7 @@ import typer
 
 app = typer.Typer(help="Maskloop: a data engine for mask annotation.", no_args_is_help=True)
 
-_GROUPS = ("backend.cli.server", "backend.cli.model", "backend.cli.simulate")
+_GROUPS = ("backend.cli.server", "backend.cli.data", "backend.cli.model", "backend.cli.simulate")
 
 for _name in _GROUPS:
     try:

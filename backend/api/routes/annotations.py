@@ -1,0 +1,127 @@
+"""Annotations of an image: create (idempotent by client_uid), list, update, delete, review."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from backend.api.deps import AdminUser, CurrentUser, SessionDep, image_for_user
+from backend.core.errors import BadRequest, Conflict, NotFound
+from backend.db.models import Annotation, Image, Label, ModelVersion, User
+from backend.schemas.annotations import AnnotationCreate, AnnotationPublic, AnnotationUpdate, Review
+from backend.services.rle import validate_rle
+
+router = APIRouter(tags=["annotations"])
+
+
+def _check_label(session, label_id: int | None, project_id: int) -> None:
+    if label_id is None:
+        return
+    label = session.get(Label, label_id)
+    if label is None or label.project_id != project_id:
+        raise BadRequest(f"unknown label {label_id} for project {project_id}")
+
+
+@router.get("/images/{image_id}/annotations", response_model=list[AnnotationPublic])
+def list_annotations(image_id: int, session: SessionDep, user: CurrentUser) -> list[Annotation]:
+    image, _ = image_for_user(session, image_id, user)
+    return list(session.scalars(select(Annotation).where(Annotation.image_id == image.id).order_by(Annotation.id)))
+
+
+@router.post("/images/{image_id}/annotations", response_model=AnnotationPublic, status_code=201)
+def create_annotation(image_id: int, body: AnnotationCreate, session: SessionDep, user: CurrentUser,
+                      response: Response) -> Annotation:
+    image, project = image_for_user(session, image_id, user)
+    if body.client_uid:
+        existing = session.scalar(select(Annotation).where(Annotation.client_uid == body.client_uid))
+        if existing is not None:
+            if existing.image_id != image.id:
+                raise Conflict(f"client_uid {body.client_uid!r} was already used for another image")
+            response.status_code = 200  # a retry of a stored annotation: nothing new written
+            return existing
+    _check_label(session, body.label_id, project.id)
+    if body.model_version_id is not None and session.get(ModelVersion, body.model_version_id) is None:
+        raise BadRequest(f"unknown model version {body.model_version_id}")
+    if body.source in ("automatic", "semi_auto") and user.role != "admin":
+        raise BadRequest(f"annotators cannot create annotations with source {body.source!r}")
+    rle, bbox, area = validate_rle(body.segmentation.model_dump(), image.height, image.width)
+    ann = Annotation(
+        image_id=image.id, label_id=body.label_id, segmentation=rle, bbox=bbox, area=area,
+        stage=project.stage, source=body.source, model_version_id=body.model_version_id, annotator_id=user.id,
+        seconds=body.seconds, clicks=body.clicks, predicted_iou=body.predicted_iou,
+        stability_score=body.stability_score, review_state="pending", client_uid=body.client_uid,
+    )
+    session.add(ann)
+    if image.status in ("new", "embedded"):
+        image.status = "in_progress"
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = session.scalar(select(Annotation).where(Annotation.client_uid == body.client_uid))
+        if existing is None:
+            raise
+        response.status_code = 200
+        return existing
+    return ann
+
+
+def _annotation(session, annotation_id: int, user: User) -> tuple[Annotation, Image]:
+    ann = session.get(Annotation, annotation_id)
+    if ann is None:
+        raise NotFound(f"annotation {annotation_id} not found")
+    try:
+        image, _ = image_for_user(session, ann.image_id, user)
+    except NotFound:
+        raise NotFound(f"annotation {annotation_id} not found") from None
+    return ann, image
+
+
+@router.patch("/annotations/{annotation_id}", response_model=AnnotationPublic)
+def update_annotation(annotation_id: int, body: AnnotationUpdate, session: SessionDep, user: CurrentUser) -> Annotation:
+    ann, image = _annotation(session, annotation_id, user)
+    if body.label_id is not None:
+        _check_label(session, body.label_id, image.project_id)
+        ann.label_id = body.label_id
+    if body.segmentation is not None:
+        ann.segmentation, ann.bbox, ann.area = validate_rle(body.segmentation.model_dump(), image.height, image.width)
+    if body.source is not None and body.source != ann.source:
+        allowed = {("semi_auto", "semi_auto_accepted"), ("automatic", "semi_auto_accepted"),
+                   ("assisted", "manual"), ("manual", "assisted")}
+        if (ann.source, body.source) not in allowed:
+            raise BadRequest(f"cannot change source from {ann.source!r} to {body.source!r}")
+        ann.source = body.source
+        ann.annotator_id = user.id
+    if body.review_state is not None:
+        if user.role != "admin":
+            raise BadRequest("only admins set review_state; annotators accept prefilled masks via source")
+        ann.review_state = body.review_state
+    if body.seconds is not None:
+        ann.seconds = (ann.seconds or 0.0) + body.seconds if ann.source == "semi_auto_accepted" else body.seconds
+    if body.clicks is not None:
+        ann.clicks = body.clicks
+    session.commit()
+    return ann
+
+
+@router.delete("/annotations/{annotation_id}", status_code=204)
+def delete_annotation(annotation_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    ann, _ = _annotation(session, annotation_id, user)
+    session.delete(ann)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/annotations/{annotation_id}/review", response_model=AnnotationPublic)
+def review_annotation(annotation_id: int, body: Review, session: SessionDep, admin: AdminUser) -> Annotation:
+    ann, image = _annotation(session, annotation_id, admin)
+    ann.review_state = "accepted" if body.decision == "accept" else "rejected"
+    if body.decision == "reject":
+        image.status = "in_progress"  # back into the work queue
+    else:
+        pending = session.scalar(select(Annotation.id).where(
+            Annotation.image_id == image.id, Annotation.review_state != "accepted", Annotation.id != ann.id))
+        if pending is None and image.status == "done":
+            image.status = "reviewed"
+    session.commit()
+    return ann

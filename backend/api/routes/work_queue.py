@@ -1,0 +1,102 @@
+"""The annotators' work queue: leases on images so two annotators never get the same image."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from fastapi import APIRouter, Response
+from sqlalchemy import and_, case, exists, select
+
+from backend.api.deps import CurrentUser, SessionDep, SettingsDep, project_for_user
+from backend.core.errors import Conflict, NotFound
+from backend.db.models import Image, Lease, User, utcnow
+from backend.schemas.engine import ImagePublic, LeasePublic
+
+router = APIRouter(tags=["work queue"])
+# SQLite has no SELECT ... FOR UPDATE SKIP LOCKED; the embedded server is one process, so a lock
+# serialises leasing there. PostgreSQL uses row locks and works across API processes.
+_sqlite_lock = threading.Lock()
+OPEN_STATUSES = ("new", "embedded", "in_progress")
+
+
+def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | None:
+    now = utcnow()
+    active = exists().where(and_(Lease.image_id == Image.id, Lease.state == "active", Lease.expires_at > now))
+    # The user's own unexpired lease on this project comes back first (a reload resumes it).
+    own = session.scalar(
+        select(Lease).join(Image, Image.id == Lease.image_id)
+        .where(Image.project_id == project_id, Lease.user_id == user.id, Lease.state == "active",
+               Lease.expires_at > now).order_by(Lease.id))
+    if own is not None:
+        return own
+    query = (
+        select(Image).where(Image.project_id == project_id, Image.status.in_(OPEN_STATUSES), ~active)
+        # embedded images first (their embedding is ready), then in order of upload
+        .order_by(case((Image.status == "embedded", 0), (Image.status == "in_progress", 1), else_=2), Image.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Image)
+    image = session.scalar(query)
+    if image is None:
+        return None
+    lease = Lease(image_id=image.id, user_id=user.id, state="active", expires_at=now + timedelta(seconds=seconds))
+    session.add(lease)
+    return lease
+
+
+@router.post("/projects/{project_id}/next", response_model=LeasePublic,
+             responses={204: {"description": "no image left to annotate"}})
+def next_image(project_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep):
+    project = project_for_user(session, project_id, user)
+    if session.get_bind().dialect.name == "sqlite":
+        with _sqlite_lock:
+            lease = _lease_next(session, project.id, user, settings.lease_seconds)
+            session.commit()
+    else:
+        lease = _lease_next(session, project.id, user, settings.lease_seconds)
+        session.commit()
+    if lease is None:
+        return Response(status_code=204)
+    image = session.get(Image, lease.image_id)
+    return LeasePublic(lease_id=lease.id, image=ImagePublic.model_validate(image), expires_at=lease.expires_at)
+
+
+def _own_active_lease(session, lease_id: int, user: User) -> Lease:
+    lease = session.get(Lease, lease_id)
+    if lease is None or lease.user_id != user.id:
+        raise NotFound(f"lease {lease_id} not found")
+    if lease.state != "active":
+        raise Conflict(f"lease {lease_id} is already {lease.state}")
+    if lease.expires_at <= utcnow():
+        lease.state = "expired"
+        session.commit()
+        raise Conflict(f"lease {lease_id} expired; your saved annotations are kept, take the next image")
+    return lease
+
+
+@router.post("/leases/{lease_id}/renew", response_model=LeasePublic)
+def renew(lease_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> LeasePublic:
+    lease = _own_active_lease(session, lease_id, user)
+    lease.expires_at = utcnow() + timedelta(seconds=settings.lease_seconds)
+    session.commit()
+    image = session.get(Image, lease.image_id)
+    return LeasePublic(lease_id=lease.id, image=ImagePublic.model_validate(image), expires_at=lease.expires_at)
+
+
+@router.post("/leases/{lease_id}/submit", response_model=ImagePublic)
+def submit(lease_id: int, session: SessionDep, user: CurrentUser) -> Image:
+    lease = _own_active_lease(session, lease_id, user)
+    lease.state = "submitted"
+    image = session.get(Image, lease.image_id)
+    image.status = "done"
+    session.commit()
+    return image
+
+
+@router.post("/leases/{lease_id}/release", status_code=204)
+def release(lease_id: int, session: SessionDep, user: CurrentUser) -> Response:
+    lease = _own_active_lease(session, lease_id, user)
+    lease.state = "released"
+    session.commit()
+    return Response(status_code=204)

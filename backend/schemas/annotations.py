@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from backend.schemas.common import ORMModel
+
+Source = Literal["manual", "assisted", "semi_auto", "semi_auto_accepted", "automatic"]
+
+
+class RLE(BaseModel):
+    size: list[int] = Field(min_length=2, max_length=2)
+    counts: str = Field(max_length=50_000_000)
+
+
+class AnnotationCreate(BaseModel):
+    label_id: int | None = None
+    segmentation: RLE
+    source: Source = "assisted"
+    clicks: int | None = Field(default=None, ge=0, le=100_000)
+    seconds: float | None = Field(default=None, ge=0, le=86_400)
+    predicted_iou: float | None = Field(default=None, ge=-10, le=10)
+    stability_score: float | None = Field(default=None, ge=-10, le=10)
+    model_version_id: int | None = None
+    client_uid: str | None = Field(default=None, min_length=1, max_length=120)
+
+
+class AnnotationUpdate(BaseModel):
+    label_id: int | None = None
+    segmentation: RLE | None = None
+    source: Source | None = None
+    review_state: Literal["pending", "accepted", "rejected"] | None = None
+    seconds: float | None = Field(default=None, ge=0, le=86_400)
+    clicks: int | None = Field(default=None, ge=0, le=100_000)
+
+
+class Review(BaseModel):
+    decision: Literal["accept", "reject"]
+
+
+class AnnotationPublic(ORMModel):
+    id: int
+    image_id: int
+    label_id: int | None
+    segmentation: dict[str, Any]
+    bbox: list[float]
+    area: float
+    source: str
+    stage: str
+    model_version_id: int | None
+    annotator_id: int | None
+    seconds: float | None
+    clicks: int | None
+    predicted_iou: float | None
+    stability_score: float | None
+    point_coords: Any | None = None
+    crop_box: Any | None = None
+    review_state: str
+    created_at: datetime
+    updated_at: datetime

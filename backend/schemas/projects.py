@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from backend.schemas.common import ORMModel
+
+Stage = Literal["assisted_manual", "semi_automatic", "fully_automatic"]
+COLOR = r"^#[0-9a-fA-F]{6}$"
+
+
+class LabelCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=120)
+    color: str = Field(default="#ff0000", pattern=COLOR)
+
+
+class LabelUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    color: str | None = Field(default=None, pattern=COLOR)
+
+
+class LabelPublic(ORMModel):
+    id: int
+    name: str
+    color: str
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    labels: list[LabelCreate] = Field(default_factory=list, max_length=1000)
+    stage: Stage = "assisted_manual"
+
+
+class ProjectUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    stage: Stage | None = None
+
+
+class ProjectPublic(BaseModel):
+    id: int
+    name: str
+    stage: str
+    active_model_version_id: int | None
+    labels: list[LabelPublic]
+    member_ids: list[int]
+    created_at: datetime
+
+
+class MemberAdd(BaseModel):
+    user_id: int
+
+
+class ActiveModel(BaseModel):
+    model_version_id: int
