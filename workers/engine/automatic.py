@@ -36,6 +36,8 @@ STRICT_PARAMS: dict[str, Any] = {
 }
 ALLOWED_PARAMS = set(FULL_PARAMS) | set(STRICT_PARAMS) | {"crop_nms_thresh", "stability_score_offset",
                                                           "crop_overlap_ratio", "mask_threshold"}
+# Job parameters that are not generator parameters (handled by the batch itself).
+BATCH_PARAMS = {"max_overlap", "label_id", "image_ids"}
 DEFAULT_MAX_OVERLAP = 0.3
 
 
@@ -43,7 +45,7 @@ def merged_params(base: dict[str, Any], overrides: dict[str, Any] | None) -> dic
     """``base`` updated with a job's ``overrides``; unknown names raise ``ValueError``."""
     params = dict(base)
     for name, value in (overrides or {}).items():
-        if name == "max_overlap":
+        if name in BATCH_PARAMS or value is None:
             continue
         if name not in ALLOWED_PARAMS:
             raise ValueError(f"unknown automatic generator parameter {name!r}")

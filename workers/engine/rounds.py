@@ -118,7 +118,8 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
               lr: float = 1e-4, batch_size: int = 1, freeze_image_encoder: bool = True, image_size: int = 1024,
               checkpoint_every: int = 10, max_clicks: int = 20, device: str = "cpu",
               on_progress: Callable[[float, str], None] | None = None,
-              step_delay_s: float = 0.0, train_overrides: dict[str, Any] | None = None) -> RoundOutput:
+              step_delay_s: float = 0.0, time_budget_s: float | None = None,
+              train_overrides: dict[str, Any] | None = None) -> RoundOutput:
     """Fine-tune ``base_checkpoint`` on the snapshot, evaluate before/after, export the decoder.
 
     ``on_progress(fraction, message)`` is called during training (fraction of the whole round).
@@ -146,7 +147,7 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     cfg = TrainConfig(arch=arch, dataset_dir=str(train_dir), out_dir=str(round_dir / "run"),
                       init_checkpoint=str(base_checkpoint), steps=steps, batch_size=batch_size, lr=lr,
                       freeze_image_encoder=freeze_image_encoder, checkpoint_every=checkpoint_every,
-                      image_size=image_size, device=device, progress_bar=False,
+                      image_size=image_size, device=device, progress_bar=False, time_budget_s=time_budget_s,
                       warmup=min(10, max(0, steps // 10)), **(train_overrides or {}))
 
     def on_step(fraction: float, metrics: dict[str, Any]) -> None:

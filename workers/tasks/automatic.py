@@ -92,8 +92,10 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
         logger.error("job %s failed: %s", job_id, exc)
         return "failed"
     with db.transaction(engine()) as conn:
-        ids = [r.id for r in conn.execute(sa.select(images.c.id).where(images.c.project_id == project_id)
-                                          .order_by(images.c.id))]
+        q = sa.select(images.c.id).where(images.c.project_id == project_id).order_by(images.c.id)
+        if overrides.get("image_ids"):
+            q = q.where(images.c.id.in_([int(i) for i in overrides["image_ids"]]))
+        ids = [r.id for r in conn.execute(q)]
         label_id = _label_for(conn, project_id, overrides)
         _save(conn, jobs, job_id, state, len(ids), status="running", started_at=job._mapping.get("started_at") or db.now())
     skip = set(state["done"]) | {int(k) for k in state["failed"]}

@@ -105,6 +105,7 @@ def train_round_impl(round_id: int) -> str:
             image_size=int(params.get("image_size", 1024)), checkpoint_every=int(params.get("checkpoint_every", 10)),
             batch_size=int(params.get("batch_size", 1)), max_clicks=int(params.get("max_clicks", 20)), device=resolve_device(settings.device),
             on_progress=progress, step_delay_s=test_delay("MASKLOOP_TEST_STEP_DELAY"),
+            time_budget_s=params.get("time_budget_seconds"),
             train_overrides=params.get("train_overrides"))
     except BadInputError as exc:
         return _fail(round_id, str(exc))

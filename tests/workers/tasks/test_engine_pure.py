@@ -82,7 +82,9 @@ def test_keep_new_masks_filters_overlap_confidence_and_duplicates() -> None:
 
 
 def test_merged_params_rejects_unknown() -> None:
-    assert merged_params(FULL_PARAMS, {"points_per_side": 4})["points_per_side"] == 4
+    merged = merged_params(FULL_PARAMS, {"points_per_side": 4, "label_id": 3, "image_ids": [1], "max_overlap": 0.1,
+                                         "pred_iou_thresh": None})
+    assert merged == {**FULL_PARAMS, "points_per_side": 4}
     with pytest.raises(ValueError, match="'bogus'"):
         merged_params(FULL_PARAMS, {"bogus": 1})
 
