@@ -1,0 +1,246 @@
+"""API core: auth, roles and membership, projects, annotations, the work queue, rounds, jobs.
+
+Key tests run on both SQLite and the real PostgreSQL server (`any_api`).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from tests.backend.conftest import rle_of
+
+
+def test_login_and_bad_tokens(api):
+    c = api.client
+    assert c.post("/api/v1/auth/login", json={"username": "admin", "password": "nope"}).status_code == 401
+    assert c.get("/api/v1/users/me").status_code == 401
+    r = c.get("/api/v1/users/me", headers={"Authorization": "Bearer forged.token"})
+    assert r.status_code == 401 and "log in" in r.json()["detail"]
+    me = c.get("/api/v1/users/me", headers=api.admin).json()
+    assert me["username"] == "admin" and me["role"] == "admin"
+
+
+def test_password_change_revokes_tokens(api):
+    uid, headers = api.make_user("ann")
+    assert api.client.get("/api/v1/users/me", headers=headers).status_code == 200
+    r = api.client.patch(f"/api/v1/users/{uid}", json={"password": "another-pass"}, headers=api.admin)
+    assert r.status_code == 200
+    assert api.client.get("/api/v1/users/me", headers=headers).status_code == 401
+
+
+def test_annotators_never_reach_admin_endpoints_or_other_projects(any_api):
+    api = any_api
+    c = api.client
+    p1, p2 = api.make_project("one"), api.make_project("two")
+    uid, ann = api.make_user("ann")
+    assert c.post(f"/api/v1/projects/{p1['id']}/members", json={"user_id": uid}, headers=api.admin).status_code == 200
+    assert [p["id"] for p in c.get("/api/v1/projects", headers=ann).json()] == [p1["id"]]
+    assert c.get(f"/api/v1/projects/{p2['id']}", headers=ann).status_code == 404
+    assert c.post("/api/v1/projects", json={"name": "x"}, headers=ann).status_code == 403
+    assert c.get("/api/v1/users", headers=ann).status_code == 403
+    assert c.patch(f"/api/v1/projects/{p1['id']}", json={"stage": "fully_automatic"}, headers=ann).status_code == 403
+    img = api.add_image(p2["id"])
+    assert c.get(f"/api/v1/images/{img}/annotations", headers=ann).status_code == 404
+    assert c.post(f"/api/v1/projects/{p2['id']}/next", headers=ann).status_code == 404
+
+
+def test_project_validation(api):
+    c = api.client
+    api.make_project("dup")
+    assert c.post("/api/v1/projects", json={"name": "dup"}, headers=api.admin).status_code == 409
+    r = c.post("/api/v1/projects", json={"name": "x", "labels": [{"name": "a"}, {"name": "a"}]}, headers=api.admin)
+    assert r.status_code == 400 and "unique" in r.json()["detail"]
+    r = c.post("/api/v1/projects", json={"name": "y", "stage": "bogus"}, headers=api.admin)
+    assert r.status_code == 422 and "stage" in r.json()["detail"]
+    r = c.post("/api/v1/projects", json={"name": "z", "labels": [{"name": "a", "color": "red"}]}, headers=api.admin)
+    assert r.status_code == 422
+
+
+def test_annotation_roundtrip_and_rle_checks(any_api):
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    img = api.add_image(p["id"], height=24, width=32)
+    mask = np.zeros((24, 32), bool)
+    mask[4:10, 5:20] = True
+    body = {"label_id": p["labels"][0]["id"], "segmentation": rle_of(mask), "source": "assisted",
+            "clicks": 3, "seconds": 7.5, "client_uid": "u-1"}
+    r = c.post(f"/api/v1/images/{img}/annotations", json=body, headers=api.admin)
+    assert r.status_code == 201, r.text
+    ann = r.json()
+    assert ann["area"] == mask.sum() and ann["bbox"] == [5.0, 4.0, 15.0, 6.0]
+    assert ann["stage"] == "assisted_manual" and ann["annotator_id"] is not None
+    # A retry with the same client_uid stores nothing new.
+    again = c.post(f"/api/v1/images/{img}/annotations", json=body, headers=api.admin)
+    assert again.status_code == 200 and again.json()["id"] == ann["id"]
+    assert len(c.get(f"/api/v1/images/{img}/annotations", headers=api.admin).json()) == 1
+    # Wrong size, corrupt counts, unknown label, empty mask: 4xx naming the problem.
+    wrong = dict(body, client_uid=None, segmentation=rle_of(np.ones((24, 31), bool)))
+    r = c.post(f"/api/v1/images/{img}/annotations", json=wrong, headers=api.admin)
+    assert r.status_code == 400 and "does not match the image size" in r.json()["detail"]
+    bad = dict(body, client_uid=None, segmentation={"size": [24, 32], "counts": "~~~~"})
+    assert c.post(f"/api/v1/images/{img}/annotations", json=bad, headers=api.admin).status_code == 400
+    long_rle = rle_of(np.ones((24, 33), bool))
+    overflow = dict(body, client_uid=None, segmentation={"size": [24, 32], "counts": long_rle["counts"]})
+    r = c.post(f"/api/v1/images/{img}/annotations", json=overflow, headers=api.admin)
+    assert r.status_code == 400 and "covers" in r.json()["detail"]
+    unknown = dict(body, client_uid=None, label_id=99999)
+    r = c.post(f"/api/v1/images/{img}/annotations", json=unknown, headers=api.admin)
+    assert r.status_code == 400 and "unknown label" in r.json()["detail"]
+    empty = dict(body, client_uid=None, segmentation=rle_of(np.zeros((24, 32), bool)))
+    assert c.post(f"/api/v1/images/{img}/annotations", json=empty, headers=api.admin).status_code == 400
+    # Update, relabel, delete.
+    r = c.patch(f"/api/v1/annotations/{ann['id']}", json={"label_id": p["labels"][1]["id"]}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["label_id"] == p["labels"][1]["id"]
+    assert c.delete(f"/api/v1/annotations/{ann['id']}", headers=api.admin).status_code == 204
+    assert c.get(f"/api/v1/images/{img}/annotations", headers=api.admin).json() == []
+
+
+def test_work_queue_never_gives_one_image_to_two_annotators(any_api):
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    images = [api.add_image(p["id"], seed=i) for i in range(6)]
+    users = []
+    for i in range(3):
+        uid, h = api.make_user(f"a{i}")
+        c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+        users.append(h)
+
+    def take(h):
+        r = c.post(f"/api/v1/projects/{p['id']}/next", headers=h)
+        return r.json() if r.status_code == 200 else None
+
+    with ThreadPoolExecutor(3) as pool:
+        leases = list(pool.map(take, users))
+    got = [lease["image"]["id"] for lease in leases]
+    assert len(set(got)) == 3 and set(got) <= set(images)
+    # Asking again returns the same (own, unexpired) lease.
+    assert take(users[0])["lease_id"] == leases[0]["lease_id"]
+    # Submit marks the image done; the lease can't be used twice.
+    r = c.post(f"/api/v1/leases/{leases[0]['lease_id']}/submit", headers=users[0])
+    assert r.status_code == 200 and r.json()["status"] == "done"
+    assert c.post(f"/api/v1/leases/{leases[0]['lease_id']}/submit", headers=users[0]).status_code == 409
+    # Someone else's lease is not yours.
+    assert c.post(f"/api/v1/leases/{leases[1]['lease_id']}/renew", headers=users[0]).status_code == 404
+    # Drain: 6 images, 1 done, 2 held by others -> user 0 gets the remaining 3 then 204.
+    seen = set()
+    for _ in range(3):
+        lease = take(users[0])
+        seen.add(lease["image"]["id"])
+        c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=users[0])
+    assert len(seen) == 3 and not seen & set(got)
+    assert c.post(f"/api/v1/projects/{p['id']}/next", headers=users[0]).status_code == 204
+
+
+def test_expired_lease_is_refused_and_image_returns(api, monkeypatch):
+    c = api.client
+    p = api.make_project()
+    api.add_image(p["id"])
+    api.settings.lease_seconds = -1  # every lease is born expired
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=api.admin).json()
+    r = c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=api.admin)
+    assert r.status_code == 409 and "expired" in r.json()["detail"]
+    api.settings.lease_seconds = 600
+    again = c.post(f"/api/v1/projects/{p['id']}/next", headers=api.admin).json()
+    assert again["image"]["id"] == lease["image"]["id"] and again["lease_id"] != lease["lease_id"]
+
+
+def test_rounds_refuse_empty_snapshot_and_record_one(any_api):
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    from backend.db.models import ModelVersion
+    from backend.db.session import session_scope
+
+    with session_scope(api.settings.resolved_database_url) as s:
+        mv = ModelVersion(name="m", arch="lite")
+        s.add(mv)
+        s.flush()
+        mv_id = mv.id
+    assert c.post(f"/api/v1/projects/{p['id']}/active-model", json={"model_version_id": mv_id},
+                  headers=api.admin).status_code == 200
+    r = c.post(f"/api/v1/projects/{p['id']}/rounds", json={}, headers=api.admin)
+    assert r.status_code == 400 and "no accepted annotations" in r.json()["detail"]
+    img = api.add_image(p["id"])
+    mask = np.zeros((24, 32), bool)
+    mask[2:9, 3:11] = True
+    c.post(f"/api/v1/images/{img}/annotations", json={"segmentation": rle_of(mask), "source": "assisted"},
+           headers=api.admin)
+    r = c.post(f"/api/v1/projects/{p['id']}/rounds", json={"steps": 5}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    rnd = r.json()
+    assert rnd["n_annotations"] == 1 and rnd["n_images"] == 1 and rnd["base_model_version_id"] == mv_id
+    assert rnd["status"] == "queued" and rnd["params"] == {"steps": 5}
+    # Still queued: no second round, no promotion.
+    assert c.post(f"/api/v1/projects/{p['id']}/rounds", json={}, headers=api.admin).status_code == 409
+    assert c.post(f"/api/v1/rounds/{rnd['id']}/promote", headers=api.admin).status_code == 409
+    job = c.post(f"/api/v1/projects/{p['id']}/automatic", json={}, headers=api.admin)
+    assert job.status_code == 201 and job.json()["kind"] == "automatic"
+    assert c.get(f"/api/v1/jobs/{job.json()['id']}", headers=api.admin).json()["status"] == "queued"
+
+
+def test_embedding_is_202_until_computed(api):
+    from backend.db.models import ModelVersion
+    from backend.db.session import session_scope
+    from backend.services.embedding_format import encode_embedding
+    from backend.storage import LocalStorage, keys
+
+    c = api.client
+    p = api.make_project()
+    img = api.add_image(p["id"])
+    assert c.get(f"/api/v1/images/{img}/embedding", headers=api.admin).status_code == 422  # no model yet
+    with session_scope(api.settings.resolved_database_url) as s:
+        mv = ModelVersion(name="m", arch="lite")
+        s.add(mv)
+        s.flush()
+        mv_id = mv.id
+    c.post(f"/api/v1/projects/{p['id']}/active-model", json={"model_version_id": mv_id}, headers=api.admin)
+    r = c.get(f"/api/v1/images/{img}/embedding", headers=api.admin)
+    assert r.status_code == 202 and r.headers["Retry-After"]
+    sha = c.get(f"/api/v1/projects/{p['id']}", headers=api.admin)  # project still readable
+    assert sha.status_code == 200
+    from backend.db.models import Image
+
+    with session_scope(api.settings.resolved_database_url) as s:
+        digest = s.get(Image, img).sha256
+    blob = encode_embedding(np.ones((1, 256, 64, 64), np.float32), model_version=str(mv_id),
+                            orig_size=(24, 32), input_size=(768, 1024))
+    LocalStorage(api.settings.resolved_storage_root).put_bytes(keys.embedding_key(digest, mv_id, "float16"), blob)
+    r = c.get(f"/api/v1/images/{img}/embedding", headers=api.admin)
+    assert r.status_code == 200 and r.content == blob and r.headers["ETag"]
+    assert c.get(f"/api/v1/images/{img}/embedding", headers={**api.admin, "If-None-Match": r.headers["ETag"]}
+                 ).status_code == 304
+
+
+def test_models_and_migrations_agree_sqlite(tmp_path):
+    _assert_no_schema_diff(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_models_and_migrations_agree_postgres(postgres_url):
+    _assert_no_schema_diff(postgres_url)
+
+
+def _assert_no_schema_diff(url: str) -> None:
+    import sqlalchemy as sa
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from backend.cli.server import run_migrations
+    from backend.db.models import Base
+
+    run_migrations(url)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == [], f"models and migrations differ: {diff}"
+
+
+def test_api_process_never_imports_torch():
+    code = "import sys, backend.main, backend.cli; backend.main.create_app(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
