@@ -47,6 +47,7 @@ class ImportSummary:
     created: list[Image] = field(default_factory=list)
     duplicates: list[Image] = field(default_factory=list)
     errors: list[dict[str, str]] = field(default_factory=list)
+    error_codes: list[int] = field(default_factory=list)  # HTTP status of each error
 
 
 def safe_file_name(name: str | None) -> str:
@@ -203,8 +204,10 @@ def ingest_many(session: Session, storage: BlobStorage, settings: Settings, proj
             result = ingest_bytes(session, storage, settings, project, name, read())
         except DomainError as exc:
             summary.errors.append({"filename": str(name), "detail": exc.detail})
+            summary.error_codes.append(exc.status_code)
         except OSError as exc:
             summary.errors.append({"filename": str(name), "detail": f"could not read the file: {exc.strerror}"})
+            summary.error_codes.append(400)
         else:
             (summary.duplicates if result.duplicate else summary.created).append(result.image)
         if on_progress is not None:
