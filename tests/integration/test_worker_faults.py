@@ -185,8 +185,9 @@ def test_training_round_resumes_from_checkpoint(cluster: Cluster) -> None:
     first = cluster.start(MASKLOOP_TEST_STEP_DELAY="2")
     cluster.send(TRAIN_ROUND, round_id=round_id)
     run_dir = cluster.env.data_dir / "storage" / "rounds" / str(round_id) / "run"
-    wait_for(lambda: (run_dir / "ckpt_2.pt").exists() or (run_dir / "ckpt_4.pt").exists(), 240,
-             "the first checkpoint", [first])
+    from workers.training.loop import list_checkpoints
+
+    wait_for(lambda: list_checkpoints(run_dir), 240, "the first checkpoint", [first])
     cluster.kill(first)
     second = cluster.start()
     wait_for(lambda: _rows(cluster.env, "SELECT id FROM rounds WHERE status IN ('succeeded', 'failed')"), 300,
@@ -196,4 +197,4 @@ def test_training_round_resumes_from_checkpoint(cluster: Cluster) -> None:
     metrics = _rows(cluster.env, "SELECT CAST(metrics AS TEXT) FROM model_versions WHERE id = :i", i=mv_id)[0][0]
     import json
 
-    assert json.loads(metrics)["resumed_from_step"] >= 2
+    assert 2 <= json.loads(metrics)["resumed_from_step"] < 6  # resumed, did not start over nor skip training
