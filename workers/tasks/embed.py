@@ -36,7 +36,17 @@ def _record_failure(image_id: int, exc: Exception) -> None:
 
 
 def _record(image_id: int, model_version_id: int, sha: str) -> None:
-    """Insert the missing ``embeddings`` rows (one per dtype) and mark the image embedded."""
+    """Insert the missing ``embeddings`` rows (one per dtype) and mark the image embedded.
+
+    Another worker recording the same embedding concurrently is fine (unique constraint)."""
+    try:
+        _insert_rows(image_id, model_version_id, sha)
+    except sa.exc.IntegrityError:
+        logger.info("embedding of image %s / model %s recorded concurrently", image_id, model_version_id)
+        _insert_rows(image_id, model_version_id, sha)
+
+
+def _insert_rows(image_id: int, model_version_id: int, sha: str) -> None:
     emb, images = t("embeddings"), t("images")
     with db.transaction(engine()) as conn:
         have = {r.dtype for r in conn.execute(sa.select(emb.c.dtype).where(
