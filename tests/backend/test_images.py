@@ -1,0 +1,167 @@
+"""Image upload, folder import and image routes: dedupe, bad files, size guards, traversal, EXIF."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from backend.core.errors import BadRequest
+from backend.services.images import safe_file_name
+
+
+def png_bytes(h: int = 20, w: int = 30, seed: int = 0) -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg_with_orientation(h: int, w: int, orientation: int) -> bytes:
+    arr = np.zeros((h, w, 3), dtype=np.uint8)
+    arr[: h // 2, :, 0] = 255  # top half red
+    img = PILImage.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), quality=95)
+    return buf.getvalue()
+
+
+def upload(api, pid, files, headers=None):
+    return api.client.post(f"/api/v1/projects/{pid}/images", headers=headers or api.admin,
+                           files=[("files", (name, data, "application/octet-stream")) for name, data in files])
+
+
+def test_upload_many_dedupe_and_fetch(any_api):
+    api = any_api
+    pid = api.make_project()["id"]
+    r = upload(api, pid, [("a.png", png_bytes(seed=1)), ("b.png", png_bytes(12, 40, seed=2)),
+                          ("notes.txt", b"hello, not an image")])
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert [im["file_name"] for im in body["created"]] == ["a.png", "b.png"]
+    assert body["errors"] == [{"filename": "notes.txt", "detail": "notes.txt: not a readable image"}]
+    b = body["created"][1]
+    assert (b["width"], b["height"], b["status"]) == (40, 12, "new")
+    assert b["sha256"] == hashlib.sha256(png_bytes(12, 40, seed=2)).hexdigest()
+    # Same bytes under another name: a duplicate, no new row.
+    r = upload(api, pid, [("again.png", png_bytes(seed=1))])
+    assert r.status_code == 201
+    assert r.json()["created"] == [] and r.json()["duplicates"][0]["id"] == body["created"][0]["id"]
+    listing = api.client.get(f"/api/v1/projects/{pid}/images", headers=api.admin).json()
+    assert listing["total"] == 2 and len(listing["items"]) == 2
+    assert api.client.get(f"/api/v1/projects/{pid}/images?status=done", headers=api.admin).json()["total"] == 0
+    assert api.client.get(f"/api/v1/projects/{pid}/images?status=bogus", headers=api.admin).status_code == 400
+    page = api.client.get(f"/api/v1/projects/{pid}/images?offset=1&limit=1", headers=api.admin).json()
+    assert [im["id"] for im in page["items"]] == [b["id"]]
+    f = api.client.get(f"/api/v1/images/{b['id']}/file", headers=api.admin)
+    assert f.status_code == 200 and f.content == png_bytes(12, 40, seed=2)
+    t = api.client.get(f"/api/v1/images/{b['id']}/thumbnail", headers=api.admin)
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
+    assert PILImage.open(io.BytesIO(t.content)).size == (40, 12)
+    # The same bytes in another project are a new image there.
+    other = api.make_project("other")["id"]
+    assert len(upload(api, other, [("a.png", png_bytes(seed=1))]).json()["created"]) == 1
+
+
+def test_outsider_cannot_upload_or_read(api):
+    pid = api.make_project()["id"]
+    image_id = upload(api, pid, [("a.png", png_bytes())]).json()["created"][0]["id"]
+    _, outsider = api.make_user("eve")
+    assert upload(api, pid, [("b.png", png_bytes(seed=3))], headers=outsider).status_code == 404
+    assert api.client.get(f"/api/v1/images/{image_id}/file", headers=outsider).status_code == 404
+    assert api.client.get(f"/api/v1/images/{image_id}").status_code == 401
+
+
+def test_truncated_and_non_image_rejected(api):
+    pid = api.make_project()["id"]
+    data = png_bytes(64, 64, seed=5)
+    r = upload(api, pid, [("cut.png", data[: len(data) // 2])])
+    assert r.status_code == 400 and "cut.png" in r.json()["detail"]
+    buf = io.BytesIO()
+    PILImage.fromarray(np.full((64, 64, 3), 7, np.uint8)).save(buf, format="JPEG")
+    r = upload(api, pid, [("cut.jpg", buf.getvalue()[:300])])
+    assert r.status_code == 400 and "cut.jpg" in r.json()["detail"]
+    assert upload(api, pid, [("empty.png", b"")]).status_code == 400
+    assert api.client.get(f"/api/v1/projects/{pid}/images", headers=api.admin).json()["total"] == 0
+
+
+def test_size_and_pixel_limits(api, monkeypatch):
+    pid = api.make_project()["id"]
+    api.settings.max_upload_bytes = 2000
+    r = upload(api, pid, [("big.png", png_bytes(60, 60))])
+    assert r.status_code == 413 and "big.png" in r.json()["detail"]
+    api.settings.max_upload_bytes = 50_000_000
+    # A decompression bomb: a tiny PNG that claims 20000 x 20000 pixels.
+    buf = io.BytesIO()
+    PILImage.new("1", (20000, 20000)).save(buf, format="PNG")
+    assert len(buf.getvalue()) < 100_000
+    api.settings.max_image_pixels = 1_000_000
+    r = upload(api, pid, [("bomb.png", buf.getvalue())])
+    assert r.status_code == 413 and "bomb.png" in r.json()["detail"] and "pixels" in r.json()["detail"]
+    assert api.client.get(f"/api/v1/projects/{pid}/images", headers=api.admin).json()["total"] == 0
+
+
+@pytest.mark.parametrize("name,expected", [("a.png", "a.png"), ("dir/sub/a.png", "a.png"),
+                                           ("C:\\photos\\x.jpg", "x.jpg"), ("/etc/passwd", "passwd")])
+def test_safe_file_name(name, expected):
+    assert safe_file_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["../a.png", "..", "a/../../b.png", "..\\x.png", "", "a\x00.png"])
+def test_unsafe_file_name(name):
+    with pytest.raises(BadRequest):
+        safe_file_name(name)
+
+
+def test_traversal_name_in_upload(api):
+    pid = api.make_project()["id"]
+    r = upload(api, pid, [("../../evil.png", png_bytes())])
+    assert r.status_code == 400 and ".." in r.json()["detail"]
+
+
+def test_exif_rotation_stored_upright(api):
+    pid = api.make_project()["id"]
+    data = jpeg_with_orientation(20, 40, orientation=6)  # 90 degrees: 40x20 pixels shown as 20x40
+    r = upload(api, pid, [("rot.jpg", data)])
+    im = r.json()["created"][0]
+    assert (im["width"], im["height"]) == (20, 40)
+    assert im["sha256"] == hashlib.sha256(data).hexdigest()
+    f = api.client.get(f"/api/v1/images/{im['id']}/file", headers=api.admin)
+    decoded = np.asarray(PILImage.open(io.BytesIO(f.content)).convert("RGB"))
+    assert decoded.shape == (40, 20, 3)
+    # Orientation 6 turns the red top half into the right half.
+    assert decoded[:, 15:, 0].mean() > 200 and decoded[:, :5, 0].mean() < 50
+    plain = upload(api, pid, [("plain.jpg", jpeg_with_orientation(20, 40, orientation=1))]).json()["created"][0]
+    assert (plain["width"], plain["height"]) == (40, 20)
+
+
+def test_import_folder_roots_and_symlinks(api, tmp_path):
+    pid = api.make_project()["id"]
+    root = api.settings.import_root_paths[0]
+    (root / "set" / "sub").mkdir(parents=True)
+    (root / "set" / "a.png").write_bytes(png_bytes(seed=1))
+    (root / "set" / "sub" / "b.jpg").write_bytes(png_bytes(seed=2))  # PNG bytes, wrong suffix: still decoded
+    (root / "set" / "c.png").write_bytes(b"garbage")
+    (root / "set" / "readme.md").write_text("skipped")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png_bytes(seed=9))
+    os.symlink(outside / "secret.png", root / "set" / "link.png")
+    url = f"/api/v1/projects/{pid}/images/import-folder"
+    r = api.client.post(url, json={"path": str(root / "set")}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert sorted(im["file_name"] for im in body["created"]) == ["a.png", "b.jpg"]
+    assert [e["filename"] for e in body["errors"]] == ["c.png"]
+    assert api.client.post(url, json={"path": str(outside)}, headers=api.admin).status_code == 403
+    assert api.client.post(url, json={"path": str(root / "set" / ".." / ".." )}, headers=api.admin).status_code == 403
+    os.symlink(outside, root / "escape")
+    assert api.client.post(url, json={"path": str(root / "escape")}, headers=api.admin).status_code == 403
+    assert api.client.post(url, json={"path": str(root / "missing")}, headers=api.admin).status_code == 400
+    _, annotator = api.make_user("ann")
+    assert api.client.post(url, json={"path": str(root / "set")}, headers=annotator).status_code == 403
