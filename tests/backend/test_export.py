@@ -1,0 +1,133 @@
+"""Exports: COCO round trip through pycocotools' COCO API (pixel-equal masks), filters, SA-1B zip,
+export jobs run by the real export task, and the download route."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from tests.backend.conftest import rle_of
+
+
+def disk(h: int, w: int, cy: int, cx: int, r: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def setup_project(api):
+    project = api.make_project("exp proj", labels=("cat", "dog"))
+    cat, dog = (lb["id"] for lb in project["labels"])
+    i1 = api.add_image(project["id"], 24, 32, seed=1)
+    i2 = api.add_image(project["id"], 30, 20, seed=2)
+    masks = {}
+    specs = [(i1, cat, disk(24, 32, 10, 12, 6), "manual", {}),
+             (i1, dog, np.pad(np.ones((5, 7), bool), ((3, 16), (20, 5))), "automatic",
+              {"predicted_iou": 0.91, "stability_score": 0.97}),
+             (i2, cat, disk(30, 20, 15, 10, 8), "manual", {})]
+    for image_id, label_id, mask, source, extra in specs:
+        r = api.client.post(f"/api/v1/images/{image_id}/annotations", headers=api.admin,
+                            json={"label_id": label_id, "segmentation": rle_of(mask), "source": source, **extra})
+        assert r.status_code == 201, r.text
+        masks[r.json()["id"]] = (image_id, label_id, mask, source)
+    return project, masks
+
+
+def load_coco(data: bytes) -> COCO:
+    coco = COCO()
+    coco.dataset = json.loads(data)
+    coco.createIndex()
+    return coco
+
+
+def test_coco_round_trip_pixel_equal(any_api):
+    api = any_api
+    project, masks = setup_project(api)
+    r = api.client.get(f"/api/v1/projects/{project['id']}/export?format=coco", headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert "attachment" in r.headers["content-disposition"]
+    coco = load_coco(r.content)
+    assert sorted(c["name"] for c in coco.loadCats(coco.getCatIds())) == ["cat", "dog"]
+    assert sorted(coco.getAnnIds()) == sorted(masks)
+    for ann_id, (image_id, label_id, mask, _) in masks.items():
+        ann = coco.loadAnns([ann_id])[0]
+        img = coco.loadImgs([image_id])[0]
+        assert (img["height"], img["width"]) == mask.shape
+        assert ann["category_id"] == label_id and ann["iscrowd"] == 0
+        decoded = coco.annToMask(ann).astype(bool)
+        assert np.array_equal(decoded, mask)
+        assert ann["area"] == mask.sum()
+        ys, xs = np.nonzero(mask)
+        assert ann["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+
+
+def test_filters(api):
+    project, masks = setup_project(api)
+    url = f"/api/v1/projects/{project['id']}/export"
+    auto = json.loads(api.client.get(url, params={"source": "automatic"}, headers=api.admin).content)
+    assert [a["id"] for a in auto["annotations"]] == [k for k, v in masks.items() if v[3] == "automatic"]
+    assert len(auto["images"]) == 2  # images are listed even when the filter leaves them empty
+    first = min(masks)
+    assert api.client.post(f"/api/v1/annotations/{first}/review", json={"decision": "accept"},
+                           headers=api.admin).status_code == 200
+    acc = json.loads(api.client.get(url, params={"review_state": "accepted"}, headers=api.admin).content)
+    assert [a["id"] for a in acc["annotations"]] == [first]
+    stage = json.loads(api.client.get(url, params={"stage": "fully_automatic"}, headers=api.admin).content)
+    assert stage["annotations"] == []
+    for bad in ({"format": "voc"}, {"source": "robot"}, {"stage": "x"}, {"review_state": "maybe"}):
+        r = api.client.get(url, params=bad, headers=api.admin)
+        assert r.status_code == 400 and list(bad.values())[0] in r.json()["detail"]
+
+
+def test_sa1b_zip(api):
+    project, masks = setup_project(api)
+    r = api.client.get(f"/api/v1/projects/{project['id']}/export?format=sa1b", headers=api.admin)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    records = {n: json.loads(zf.read(n)) for n in zf.namelist()}
+    assert len(records) == 2
+    seen = set()
+    for rec in records.values():
+        assert set(rec["image"]) == {"image_id", "width", "height", "file_name"}
+        for ann in rec["annotations"]:
+            assert set(ann) == {"id", "segmentation", "bbox", "area", "predicted_iou", "stability_score",
+                                "crop_box", "point_coords"}
+            image_id, _, mask, source = masks[ann["id"]]
+            assert image_id == rec["image"]["image_id"]
+            assert ann["segmentation"] == rle_of(mask)
+            assert ann["area"] == mask.sum()
+            assert ann["crop_box"] == [0, 0, rec["image"]["width"], rec["image"]["height"]]
+            if source == "automatic":
+                assert ann["predicted_iou"] == pytest.approx(0.91)
+                assert ann["stability_score"] == pytest.approx(0.97)
+            seen.add(ann["id"])
+    assert seen == set(masks)
+
+
+def test_export_job_runs_task_and_downloads(any_api):
+    api = any_api
+    project, masks = setup_project(api)
+    pid = project["id"]
+    assert api.client.post(f"/api/v1/projects/{pid}/exports", json={"format": "tar"},
+                           headers=api.admin).status_code == 400
+    r = api.client.post(f"/api/v1/projects/{pid}/exports", json={"format": "coco", "filters": {"source": "manual"}},
+                        headers=api.admin)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] == "queued" and job["kind"] == "export"
+    assert api.client.get(f"/api/v1/exports/{job['id']}/download", headers=api.admin).status_code == 409
+    # Run the real export task in this process (as a CPU worker would).
+    from workers.tasks.export import export_dataset
+
+    assert export_dataset.run(job_id=job["id"]) == "succeeded"
+    r = api.client.get(f"/api/v1/exports/{job['id']}/download", headers=api.admin)
+    assert r.status_code == 200, r.text
+    coco = load_coco(r.content)
+    assert sorted(coco.getAnnIds()) == sorted(k for k, v in masks.items() if v[3] == "manual")
+    _, outsider = api.make_user("eve")
+    assert api.client.get(f"/api/v1/exports/{job['id']}/download", headers=outsider).status_code == 404
+    assert api.client.get("/api/v1/exports/99999/download", headers=api.admin).status_code == 404
