@@ -1,0 +1,110 @@
+/**
+ * The annotation canvas: draws the image, the accepted objects, the mask being edited, the
+ * prompts, and the box being dragged, under the current zoom/pan. It knows nothing of the decoder.
+ */
+import { MaskLayer } from "./layers";
+import { View } from "./view";
+import type { PromptBox, PromptPoint } from "../decoder/protocol";
+
+export interface DrawnObject { key: string; layer: MaskLayer; visible: boolean }
+
+export class AnnotationCanvas {
+  readonly view = new View();
+  private ctx: CanvasRenderingContext2D;
+  private image: CanvasImageSource | null = null;
+  imageWidth = 0;
+  imageHeight = 0;
+  objects: DrawnObject[] = [];
+  current: MaskLayer | null = null;
+  currentVisible = false;
+  points: PromptPoint[] = [];
+  box: PromptBox | null = null;
+  dragBox: PromptBox | null = null;
+  brushCursor: { x: number; y: number; r: number } | null = null;
+  private frame = 0;
+
+  constructor(readonly el: HTMLCanvasElement) {
+    const ctx = el.getContext("2d", { willReadFrequently: true });
+    if (!ctx) throw new Error("2D canvas is not available in this browser");
+    this.ctx = ctx;
+  }
+
+  setImage(image: CanvasImageSource, width: number, height: number): void {
+    this.image = image;
+    this.imageWidth = width;
+    this.imageHeight = height;
+    this.current = new MaskLayer(width, height);
+    this.currentVisible = false;
+    this.objects = [];
+    this.points = [];
+    this.box = null;
+    this.view.fit(width, height, this.el.width, this.el.height);
+    this.draw();
+  }
+
+  /** Show `mask` as the object being edited (null hides it). Draws synchronously. */
+  setCurrentMask(mask: Uint8Array | null, color: [number, number, number]): void {
+    if (mask && this.current) {
+      this.current.paint(mask, color, 150);
+      this.currentVisible = true;
+    } else {
+      this.currentVisible = false;
+    }
+    this.draw();
+  }
+
+  /** Canvas-relative image coordinates of a mouse event. */
+  eventToImage(e: MouseEvent): { x: number; y: number } {
+    const r = this.el.getBoundingClientRect();
+    const cx = ((e.clientX - r.left) * this.el.width) / r.width;
+    const cy = ((e.clientY - r.top) * this.el.height) / r.height;
+    return this.view.toImage(cx, cy);
+  }
+
+  inside(p: { x: number; y: number }): boolean {
+    return p.x >= 0 && p.y >= 0 && p.x < this.imageWidth && p.y < this.imageHeight;
+  }
+
+  /** Redraw on the next animation frame (for pan/zoom/hover). */
+  requestDraw(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => { this.frame = 0; this.draw(); });
+  }
+
+  draw(): void {
+    const { ctx, view } = this;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#1e1e1e";
+    ctx.fillRect(0, 0, this.el.width, this.el.height);
+    if (!this.image) return;
+    ctx.setTransform(view.scale, 0, 0, view.scale, view.offsetX, view.offsetY);
+    ctx.imageSmoothingEnabled = view.scale < 1;
+    ctx.drawImage(this.image, 0, 0, this.imageWidth, this.imageHeight);
+    ctx.imageSmoothingEnabled = false;
+    for (const o of this.objects) if (o.visible) ctx.drawImage(o.layer.canvas, 0, 0);
+    if (this.currentVisible && this.current) ctx.drawImage(this.current.canvas, 0, 0);
+    const px = 1 / view.scale;
+    for (const p of this.points) {
+      ctx.beginPath();
+      ctx.arc(p.x, p.y, 5 * px, 0, Math.PI * 2);
+      ctx.fillStyle = p.label === 1 ? "#2ecc71" : "#e74c3c";
+      ctx.fill();
+      ctx.lineWidth = 1.5 * px;
+      ctx.strokeStyle = "#fff";
+      ctx.stroke();
+    }
+    for (const b of [this.box, this.dragBox]) {
+      if (!b) continue;
+      ctx.lineWidth = 2 * px;
+      ctx.strokeStyle = "#f1c40f";
+      ctx.strokeRect(Math.min(b.x0, b.x1), Math.min(b.y0, b.y1), Math.abs(b.x1 - b.x0), Math.abs(b.y1 - b.y0));
+    }
+    if (this.brushCursor) {
+      ctx.beginPath();
+      ctx.arc(this.brushCursor.x, this.brushCursor.y, this.brushCursor.r, 0, Math.PI * 2);
+      ctx.lineWidth = px;
+      ctx.strokeStyle = "#fff";
+      ctx.stroke();
+    }
+  }
+}

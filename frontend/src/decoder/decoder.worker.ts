@@ -1,0 +1,88 @@
+/**
+ * The decoder Web Worker: holds the onnxruntime-web sessions (single- and optionally multi-mask
+ * decoder) and the current embedding, and answers id-matched decode requests off the main thread.
+ */
+/// <reference lib="webworker" />
+import * as ort from "onnxruntime-web/wasm";
+import { buildFeeds } from "./feeds";
+import { logitsToMask } from "./masks";
+import type { DecodedMask, DecoderRequest, DecoderResponse } from "./protocol";
+
+let single: ort.InferenceSession | null = null;
+let multi: ort.InferenceSession | null = null;
+let embedding: { key: string; tensor: ort.Tensor; origSize: [number, number]; inputSize: [number, number] } | null = null;
+
+function reply(msg: DecoderResponse, transfer: Transferable[] = []): void {
+  (self as unknown as DedicatedWorkerGlobalScope).postMessage(msg, transfer);
+}
+
+async function createSession(url: string): Promise<ort.InferenceSession> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`could not download the decoder ${url} (HTTP ${res.status})`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  return ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
+}
+
+async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise<DecoderResponse> {
+  if (!embedding || embedding.key !== req.key) throw new Error(`embedding ${req.key} is not loaded in the decoder`);
+  const session = req.multimask && multi ? multi : single;
+  if (!session) throw new Error("the decoder is not initialised");
+  const t0 = performance.now();
+  const f = buildFeeds(req.prompt, embedding.origSize, embedding.inputSize, req.maskInput);
+  const feeds: Record<string, ort.Tensor> = {
+    image_embeddings: embedding.tensor,
+    point_coords: new ort.Tensor("float32", f.point_coords.data, f.point_coords.dims),
+    point_labels: new ort.Tensor("float32", f.point_labels.data, f.point_labels.dims),
+    mask_input: new ort.Tensor("float32", f.mask_input.data, f.mask_input.dims),
+    has_mask_input: new ort.Tensor("float32", f.has_mask_input.data, f.has_mask_input.dims),
+    orig_im_size: new ort.Tensor("float32", f.orig_im_size.data, f.orig_im_size.dims),
+  };
+  const out = await session.run(feeds);
+  const masks = out["masks"];
+  const low = out["low_res_masks"];
+  const iou = out["iou_predictions"];
+  if (!masks || !low || !iou) {
+    throw new Error(`decoder outputs must be masks, iou_predictions, low_res_masks; got ${Object.keys(out).join(", ")}`);
+  }
+  const [, count, height, width] = masks.dims as number[];
+  const logits = masks.data as Float32Array;
+  const lowData = low.data as Float32Array;
+  const ious = iou.data as Float32Array;
+  const result: DecodedMask[] = [];
+  for (let k = 0; k < count; k++) {
+    result.push({
+      mask: logitsToMask(logits, height, width, k),
+      lowRes: lowData.slice(k * 256 * 256, (k + 1) * 256 * 256),
+      iou: ious[k],
+    });
+  }
+  return { id: req.id, type: "decoded", masks: result, width, height, ms: performance.now() - t0 };
+}
+
+self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
+  const req = event.data;
+  try {
+    if (req.type === "init") {
+      ort.env.wasm.wasmPaths = req.wasmPaths;
+      ort.env.wasm.numThreads = req.numThreads;
+      single = await createSession(req.modelUrl);
+      multi = null;
+      if (req.multimaskUrl) {
+        try { multi = await createSession(req.multimaskUrl); } catch { multi = null; }
+      }
+      reply({ id: req.id, type: "ready", multimask: multi !== null, threads: ort.env.wasm.numThreads ?? 1 });
+    } else if (req.type === "setEmbedding") {
+      embedding = {
+        key: req.key, tensor: new ort.Tensor("float32", req.data, req.shape),
+        origSize: req.origSize, inputSize: req.inputSize,
+      };
+      reply({ id: req.id, type: "embeddingSet" });
+    } else {
+      const res = await decode(req);
+      const transfer = res.type === "decoded" ? res.masks.flatMap((m) => [m.mask.buffer, m.lowRes.buffer]) : [];
+      reply(res, transfer as Transferable[]);
+    }
+  } catch (err) {
+    reply({ id: req.id, type: "error", message: (err as Error).message ?? String(err) });
+  }
+};

@@ -1,0 +1,31 @@
+/** Typed messages between the page and the decoder Web Worker; every request carries an id. */
+
+export interface PromptPoint { x: number; y: number; /** 1 positive, 0 negative */ label: 0 | 1 }
+export interface PromptBox { x0: number; y0: number; x1: number; y1: number }
+export interface Prompt { points: PromptPoint[]; box: PromptBox | null }
+
+export type DecoderRequest =
+  | { id: number; type: "init"; modelUrl: string; multimaskUrl: string | null; numThreads: number; wasmPaths: string }
+  | {
+      id: number; type: "setEmbedding"; key: string; data: Float32Array; shape: number[];
+      origSize: [number, number]; inputSize: [number, number];
+    }
+  | {
+      id: number; type: "decode"; key: string; prompt: Prompt;
+      /** previous 1×1×256×256 low-res logits, or null on the first click */
+      maskInput: Float32Array | null; multimask: boolean;
+    };
+
+export interface DecodedMask {
+  /** row-major H×W, 1 inside (H, W = orig size) */
+  mask: Uint8Array;
+  /** 256×256 logits to feed back as mask_input */
+  lowRes: Float32Array;
+  iou: number;
+}
+
+export type DecoderResponse =
+  | { id: number; type: "ready"; multimask: boolean; threads: number }
+  | { id: number; type: "embeddingSet" }
+  | { id: number; type: "decoded"; masks: DecodedMask[]; width: number; height: number; ms: number }
+  | { id: number; type: "error"; message: string };
