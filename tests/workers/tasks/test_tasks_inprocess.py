@@ -201,3 +201,23 @@ def test_automatic_batch_bookkeeping_resumes_without_duplicates(env: Env, monkey
     assert "cannot decode" in json.loads(state)["failed"][str(ids["image_ids"][2])]
     assert automatic.automatic_batch(job_id=jid) == "succeeded"  # redelivered after success: no-op
     assert len(_rows(env, "SELECT id FROM annotations")) == 3
+
+
+def test_export_job_writes_coco_file_and_bad_format_fails(env: Env) -> None:
+    import json
+
+    from workers.tasks.export import export_dataset
+
+    ids = seed_project(env, n_images=2)
+    add_annotations(env, ids)
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="export", status="queued",
+                 params={"format": "coco", "filters": {"source": ["manual"]}})
+    assert export_dataset(job_id=jid) == "succeeded"
+    result = json.loads(_rows(env, "SELECT result FROM jobs WHERE id = :i", i=jid)[0][0])
+    coco = json.loads(LocalStorage(env.data_dir / "storage").get_bytes(result["storage_key"]))
+    assert result["storage_key"] == keys.export_key(jid, "json")
+    assert len(coco["images"]) == 2 and len(coco["annotations"]) == 4
+    bad = insert(env, "jobs", project_id=ids["project_id"], kind="export", status="queued",
+                 params={"format": "pascal"})
+    assert export_dataset(job_id=bad) == "failed"
+    assert "unknown export format 'pascal'" in _rows(env, "SELECT error FROM jobs WHERE id = :i", i=bad)[0][0]
