@@ -3,7 +3,8 @@
 kombu's SQLAlchemy transport marks a message invisible when a worker takes it and never makes it
 visible again if that worker is killed, so ``acks_late`` alone cannot redeliver it. The embedded
 setup runs one worker, so at its start every job or round the database still shows as
-``running`` was interrupted: its task is sent again (the tasks are resumable and idempotent),
+``queued`` or ``running`` may have lost its message: its task is sent again (the tasks are
+resumable, and a second delivery of a finished job or round is a no-op),
 and each project with images lacking an embedding of its active model gets an ``embed_project``.
 Redis needs none of this: unacknowledged messages come back after the visibility timeout.
 """
@@ -37,11 +38,11 @@ def resend_interrupted() -> list[tuple[str, int]]:
             logger.info("recovery: the database has no schema yet")
             return sent
         jobs, rounds = t("jobs"), t("rounds")
-        for job in conn.execute(sa.select(jobs.c.id, jobs.c.kind).where(jobs.c.status == "running")):
+        for job in conn.execute(sa.select(jobs.c.id, jobs.c.kind).where(jobs.c.status.in_(("queued", "running")))):
             task = JOB_TASKS.get(str(job.kind))
             if task:
                 sent.append((task, job.id))
-        for rnd in conn.execute(sa.select(rounds.c.id).where(rounds.c.status == "running")):
+        for rnd in conn.execute(sa.select(rounds.c.id).where(rounds.c.status.in_(("queued", "running")))):
             sent.append((TRAIN_ROUND, rnd.id))
         images, emb, projects = t("images"), t("embeddings"), t("projects")
         q = (sa.select(projects.c.id).where(projects.c.active_model_version_id.is_not(None)).where(
