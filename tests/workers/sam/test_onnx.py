@@ -1,0 +1,76 @@
+"""The exported ONNX decoder equals the torch decoder (web-demo contract)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from workers.sam.build import build_sam
+from workers.sam.onnx import INPUT_NAMES, OUTPUT_NAMES, DecoderForExport, OnnxDecoder, export_onnx_decoder
+from workers.sam.predictor import SamPredictor
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_sam("lite").eval()
+    d = tmp_path_factory.mktemp("onnx")
+    single = export_onnx_decoder(model, d / "decoder.onnx")
+    multi = export_onnx_decoder(model, d / "decoder_multimask.onnx", return_single_mask=False)
+    return model, OnnxDecoder(single), OnnxDecoder(multi), single
+
+
+def test_contract_names_and_dynamic_points(exported):
+    _, _, _, path = exported
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == INPUT_NAMES
+    assert [o.name for o in graph.output] == OUTPUT_NAMES
+    coords = next(i for i in graph.input if i.name == "point_coords")
+    assert coords.type.tensor_type.shape.dim[1].dim_param  # symbolic number of points
+
+
+@pytest.mark.parametrize("n_points,with_mask,orig", [(1, False, (480, 640)), (2, True, (300, 200)),
+                                                      (5, True, (640, 427))])
+def test_onnx_matches_torch(exported, n_points, with_mask, orig):
+    model, single, multi, _ = exported
+    rng = np.random.default_rng(n_points)
+    emb = rng.standard_normal((1, 256, 64, 64)).astype(np.float32)
+    pts = rng.random((n_points, 2)) * [orig[1], orig[0]]
+    feeds = OnnxDecoder.feeds(emb, pts, rng.integers(0, 2, n_points), orig,
+                              mask_input=rng.standard_normal((256, 256)) if with_mask else None)
+    for decoder, single_mask in ((single, True), (multi, False)):
+        masks, scores, low = decoder.run(feeds)
+        with torch.no_grad():
+            t_masks, t_scores, t_low = DecoderForExport(model, single_mask)(
+                *[torch.from_numpy(feeds[k]) for k in INPUT_NAMES])
+        assert masks.shape == (1, 1 if single_mask else 3, *orig)
+        assert np.abs(masks - t_masks.numpy()).max() < 1e-3
+        assert np.abs(low - t_low.numpy()).max() < 1e-3
+        assert np.abs(scores - t_scores.numpy()).max() < 1e-3
+        # Thresholded masks agree wherever the logit is not within float noise of 0.
+        decided = np.abs(t_masks.numpy()) > 1e-4
+        assert ((masks > 0) == (t_masks.numpy() > 0))[decided].all()
+
+
+def test_onnx_matches_predictor_semantics(exported):
+    """One click: the single-mask ONNX output is the best multimask output of SamPredictor."""
+    model, single, _, _ = exported
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    emb = predictor.get_image_embedding().numpy()
+    point = np.array([[80.0, 60.0]])
+    masks, scores, low = predictor.predict(point_coords=point, point_labels=np.array([1]), multimask_output=True,
+                                           return_logits=True)
+    best = int(np.argmax(scores))
+    o_masks, o_scores, o_low = single.run(OnnxDecoder.feeds(emb, point, [1], (120, 160)))
+    assert abs(float(o_scores[0, 0]) - float(scores[best])) < 1e-3
+    assert np.abs(o_low[0, 0] - low[best]).max() < 1e-3
+    assert np.abs(o_masks[0, 0] - masks[best]).max() < 1e-3
+
+
+def test_feeds_reject_mismatched_labels():
+    with pytest.raises(ValueError, match="2 points but 1 labels"):
+        OnnxDecoder.feeds(np.zeros((1, 256, 64, 64), np.float32), np.zeros((2, 2)), [1], (10, 10))

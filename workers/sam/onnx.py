@@ -1,0 +1,164 @@
+"""ONNX export of the prompt encoder + mask decoder with the official web-demo contract.
+
+Inputs (float32): ``image_embeddings`` 1×256×64×64, ``point_coords`` 1×N×2 (resized-1024 frame,
+dynamic N), ``point_labels`` 1×N (1 positive, 0 negative, 2/3 box corners, −1 padding),
+``mask_input`` 1×1×256×256, ``has_mask_input`` [1], ``orig_im_size`` [2] = (H, W).
+Outputs: ``masks`` 1×K×H×W logits at the original size, ``iou_predictions`` 1×K,
+``low_res_masks`` 1×K×256×256. The single-mask variant (K = 1) returns the best multimask output by
+predicted IoU for prompts of at most two points (one click + padding, or a box), else the
+single-mask token; the multimask variant returns the three multimask outputs (K = 3).
+
+``OnnxDecoder`` runs an exported file with onnxruntime, building the feeds the way the browser does.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workers.sam.modeling.sam import Sam
+
+INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"]
+OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
+
+
+class DecoderForExport(nn.Module):
+    """The decoder path of ``Sam`` written with export-friendly ops (no Python branching on data)."""
+
+    def __init__(self, model: Sam, return_single_mask: bool):
+        super().__init__()
+        self.model = model
+        self.return_single_mask = return_single_mask
+        self.img_size = model.image_encoder.img_size if hasattr(model.image_encoder, "img_size") else 1024
+
+    def _sparse(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        pe = self.model.prompt_encoder
+        coords = (coords + 0.5) / self.img_size
+        emb = pe.pe_layer._pe_encoding(coords)  # B×N×C
+        lab = labels.unsqueeze(-1)
+        emb = emb * (lab != -1)
+        emb = emb + pe.not_a_point_embed.weight * (lab == -1)
+        for k in range(pe.num_point_embeddings):
+            emb = emb + pe.point_embeddings[k].weight * (lab == k)
+        return emb
+
+    def _dense(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
+        pe = self.model.prompt_encoder
+        downscaled = pe.mask_downscaling(mask_input)
+        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return has_mask_input * downscaled + (1 - has_mask_input) * no_mask
+
+    def _upscale(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
+        masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        scale = self.img_size / torch.max(orig_im_size)
+        resized = torch.floor(orig_im_size * scale + 0.5).to(torch.int64)
+        masks = masks[..., : resized[0], : resized[1]]
+        size = orig_im_size.to(torch.int64)
+        return F.interpolate(masks, size=(size[0], size[1]), mode="bilinear", align_corners=False)
+
+    def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
+        sparse = self._sparse(point_coords, point_labels)
+        dense = self._dense(mask_input, has_mask_input)
+        masks, scores = self.model.mask_decoder.predict_masks(
+            image_embeddings=image_embeddings, image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+        if self.return_single_mask:
+            # Few points (one click + padding, or a box) are ambiguous: take the best of the three
+            # multimask outputs. More points: the single-mask token. Done arithmetically so the
+            # exported graph has no data-dependent branch.
+            n = point_coords.shape[1]
+            bias = torch.tensor([1000.0, 0.0, 0.0, 0.0], device=scores.device) * (n - 2.5)
+            best = torch.argmax(scores + bias, dim=1)
+            masks = masks[torch.arange(masks.shape[0]), best].unsqueeze(1)
+            scores = scores[torch.arange(scores.shape[0]), best].unsqueeze(1)
+        else:
+            masks, scores = masks[:, 1:], scores[:, 1:]
+        upscaled = self._upscale(masks, orig_im_size)
+        return upscaled, scores, masks
+
+
+def export_onnx_decoder(model: Sam, path: str | Path, *, return_single_mask: bool = True, opset: int = 17,
+                        quantize: bool = False) -> Path:
+    """Export the decoder of ``model`` to ``path`` (written atomically); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = DecoderForExport(model.cpu().eval(), return_single_mask).eval()
+    c = model.prompt_encoder.embed_dim
+    h, w = model.prompt_encoder.image_embedding_size
+    dummy = (
+        torch.randn(1, c, h, w),
+        torch.randint(0, 1024, (1, 5, 2)).float(),
+        torch.randint(0, 4, (1, 5)).float(),
+        torch.randn(1, 1, 4 * h, 4 * w),
+        torch.tensor([1.0]),
+        torch.tensor([480.0, 640.0]),
+    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper, dummy, tmp, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
+                opset_version=opset, do_constant_folding=True, dynamo=False,
+            )
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            qtmp = tmp + ".q.onnx"
+            quantize_dynamic(tmp, qtmp, weight_type=QuantType.QUInt8)
+            os.replace(qtmp, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class OnnxDecoder:
+    """An exported decoder run with onnxruntime; feeds are built the way the browser client does."""
+
+    def __init__(self, path_or_bytes: str | Path | bytes, threads: int = 1):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+        self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+    @staticmethod
+    def feeds(embedding: np.ndarray, points_xy: np.ndarray | None, labels: np.ndarray | None,
+              orig_size: tuple[int, int], box_xyxy: np.ndarray | None = None,
+              mask_input: np.ndarray | None = None, img_size: int = 1024) -> dict[str, np.ndarray]:
+        """Inputs for clicks/box in ORIGINAL pixels: scaled to the 1024 frame, padded like the web demo."""
+        h, w = orig_size
+        scale = img_size / max(h, w)
+        coords = np.zeros((0, 2), np.float32) if points_xy is None else np.asarray(points_xy, np.float32).reshape(-1, 2)
+        labs = np.zeros((0,), np.float32) if labels is None else np.asarray(labels, np.float32).reshape(-1)
+        if coords.shape[0] != labs.shape[0]:
+            raise ValueError(f"{coords.shape[0]} points but {labs.shape[0]} labels")
+        if box_xyxy is not None:
+            coords = np.concatenate([coords, np.asarray(box_xyxy, np.float32).reshape(2, 2)])
+            labs = np.concatenate([labs, [2.0, 3.0]]).astype(np.float32)
+        else:
+            coords = np.concatenate([coords, np.zeros((1, 2), np.float32)])
+            labs = np.concatenate([labs, [-1.0]]).astype(np.float32)
+        coords = coords * np.array([round(w * scale) / w, round(h * scale) / h], np.float32)
+        return {
+            "image_embeddings": np.asarray(embedding, np.float32).reshape(1, -1, 64, 64),
+            "point_coords": coords[None].astype(np.float32),
+            "point_labels": labs[None].astype(np.float32),
+            "mask_input": (np.zeros((1, 1, 256, 256), np.float32) if mask_input is None
+                           else np.asarray(mask_input, np.float32).reshape(1, 1, 256, 256)),
+            "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32),
+            "orig_im_size": np.array([h, w], np.float32),
+        }
+
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        masks, scores, low_res = self.session.run(OUTPUT_NAMES, feeds)
+        return masks, scores, low_res
