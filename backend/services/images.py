@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.core.config import Settings
-from backend.core.errors import BadRequest, DomainError, Forbidden, PayloadTooLarge
+from backend.core.errors import BadRequest, Conflict, DomainError, Forbidden, PayloadTooLarge
 from backend.db.models import Image, Project
 from backend.storage import BlobStorage, keys
 
@@ -182,6 +182,15 @@ def ingest_bytes(session: Session, storage: BlobStorage, settings: Settings, pro
         storage.put_bytes(thumb_key, make_thumbnail(decoded.image))
     image = Image(project_id=project.id, file_name=name, storage_key=key, thumbnail_key=thumb_key, sha256=sha,
                   width=decoded.width, height=decoded.height, status="new")
+    if session.get_bind().dialect.name == "sqlite":
+        # pysqlite commits on RELEASE SAVEPOINT outside an explicit BEGIN, which would break the
+        # caller's all-or-nothing transaction; SQLite serialises writers, so a plain flush it is.
+        session.add(image)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"{name}: the same image was stored concurrently; retry the upload") from None
+        return IngestResult(image, False)
     try:
         with session.begin_nested():
             session.add(image)
@@ -202,6 +211,8 @@ def ingest_many(session: Session, storage: BlobStorage, settings: Settings, proj
     for i, (name, read) in enumerate(files, start=1):
         try:
             result = ingest_bytes(session, storage, settings, project, name, read())
+        except Conflict:
+            raise  # the session's transaction is unusable: the whole request fails
         except DomainError as exc:
             summary.errors.append({"filename": str(name), "detail": exc.detail})
             summary.error_codes.append(exc.status_code)
