@@ -1,0 +1,130 @@
+"""Browser decoder latency: time from a click on the canvas to the mask drawn, in headless Chromium.
+
+Builds the fixtures (a decoder ONNX exported with ``workers.sam.onnx.export_onnx_decoder`` from the
+trained default model if ``models/default/model.pt`` exists, else the ``lite`` architecture with
+random weights, and an embedding of a synthetic 1024×768 image in the wire format), serves
+``frontend/dist/bench.html`` with cross-origin isolation, clicks ≥100 times at random points and
+prints p50/p95 for single- and multi-threaded WASM, plus the embedding size on the wire for float16
+and int8. Run: ``.venv/bin/python benchmarks/bench_browser_decoder.py [--clicks 120] [--threads 1 2]``
+(``npm run build`` in ``frontend/`` first, or pass ``--build``).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from browser.serve import serve  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def make_fixtures(out: Path) -> str:
+    """Write decoder.onnx, emb_float16.bin and emb_int8.bin into ``out``; returns the model's description."""
+    import torch
+
+    from backend.services.embedding_format import encode_embedding
+    from workers.sam.build import DEFAULT_MODEL_PATH, build_sam
+    from workers.sam.onnx import export_onnx_decoder
+    from workers.sam.predictor import SamPredictor
+
+    torch.manual_seed(0)
+    if DEFAULT_MODEL_PATH.is_file():
+        model, what = build_sam("default", device="cpu"), f"trained default model ({DEFAULT_MODEL_PATH})"
+    else:
+        model, what = build_sam("lite", device="cpu"), "lite architecture, RANDOM weights (no models/default/model.pt)"
+    export_onnx_decoder(model, out / "decoder.onnx")
+    h, w = 768, 1024
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.zeros((h, w, 3), np.uint8)
+    image[..., 0] = (xx * 255 // w).astype(np.uint8)
+    image[..., 1] = (yy * 255 // h).astype(np.uint8)
+    image[((xx - 400) ** 2 + (yy - 300) ** 2) < 120 ** 2] = (240, 200, 40)
+    image[500:700, 600:900] = (30, 60, 220)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    feats = predictor.features.cpu().numpy()
+    for dtype in ("float16", "int8"):
+        blob = encode_embedding(feats, model_version="bench", orig_size=predictor.original_size,
+                                input_size=predictor.input_size, dtype=dtype)
+        (out / f"emb_{dtype}.bin").write_bytes(blob)
+    return what
+
+
+def run_clicks(page, url: str, clicks: int, seed: int) -> dict:
+    page.goto(url)
+    page.wait_for_function("window.bench && (window.bench.ready || window.bench.error)", timeout=120_000)
+    state = page.evaluate("window.bench")
+    if state["error"]:
+        raise RuntimeError(f"bench page failed: {state['error']}")
+    box = page.locator("#stage").bounding_box()
+    rng = np.random.default_rng(seed)
+    for i in range(clicks):
+        x = box["x"] + 20 + rng.random() * (box["width"] - 40)
+        y = box["y"] + 20 + rng.random() * (box["height"] - 40)
+        page.mouse.click(x, y)
+        page.wait_for_function(f"window.bench.latencies.length >= {i + 1} || window.bench.error", timeout=30_000)
+    return page.evaluate("window.bench")
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clicks", type=int, default=120)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
+    args = ap.parse_args()
+    if args.clicks < 1:
+        sys.exit("--clicks must be at least 1")
+    dist = ROOT / "frontend" / "dist"
+    if args.build or not (dist / "bench.html").is_file():
+        subprocess.run(["npm", "run", "build"], cwd=ROOT / "frontend", check=True)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fixtures = Path(tmp)
+        t0 = time.perf_counter()
+        what = make_fixtures(fixtures)
+        print(f"fixtures: {what}; built in {time.perf_counter() - t0:.1f} s")
+        sizes = {d: (fixtures / f"emb_{d}.bin").stat().st_size for d in ("float16", "int8")}
+        server, base = serve(dist, fixtures)
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+                      f"{os.cpu_count()} CPUs (shared), Chromium {browser.version}")
+                print(f"embedding on the wire: float16 {sizes['float16']:,} B, int8 {sizes['int8']:,} B")
+                for threads in args.threads:
+                    page = browser.new_page(viewport={"width": 900, "height": 700})
+                    url = f"{base}/bench.html?model=/fixtures/decoder.onnx&embedding=/fixtures/emb_float16.bin&threads={threads}"
+                    st = run_clicks(page, url, args.clicks, seed=threads)
+                    lat, dec = st["latencies"], st["decodeMs"]
+                    print(f"threads requested {threads}, used {st['threads']} (crossOriginIsolated={st['isolated']}): "
+                          f"click→mask drawn p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms, "
+                          f"decoder run p50 {pct(dec, 50):.1f} ms over {len(lat)} clicks; "
+                          f"mask pixels median {statistics.median(st['maskPixels']):.0f}")
+                    page.close()
+                browser.close()
+        finally:
+            server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
