@@ -1,0 +1,68 @@
+/** Undo/redo of the object being edited: snapshots of its prompts, mask and low-res logits. */
+import type { PromptBox, PromptPoint } from "../decoder/protocol";
+
+export interface EditState {
+  points: PromptPoint[];
+  box: PromptBox | null;
+  /** row-major H×W, or null when nothing is selected */
+  mask: Uint8Array | null;
+  /** 256×256 logits of the last decode, fed back as mask_input */
+  lowRes: Float32Array | null;
+  iou: number | null;
+}
+
+export const emptyState = (): EditState => ({ points: [], box: null, mask: null, lowRes: null, iou: null });
+
+export class EditHistory {
+  private past: EditState[] = [];
+  private future: EditState[] = [];
+  state: EditState = emptyState();
+
+  /** Make `next` current, remembering the old state for undo. */
+  push(next: EditState): void {
+    this.past.push(this.state);
+    if (this.past.length > 100) this.past.shift();
+    this.future = [];
+    this.state = next;
+  }
+
+  undo(): boolean {
+    const prev = this.past.pop();
+    if (!prev) return false;
+    this.future.push(this.state);
+    this.state = prev;
+    return true;
+  }
+
+  redo(): boolean {
+    const next = this.future.pop();
+    if (!next) return false;
+    this.past.push(this.state);
+    this.state = next;
+    return true;
+  }
+
+  /** Start a fresh object (after accept or Esc); the cleared state is itself undoable. */
+  reset(): void {
+    this.push(emptyState());
+  }
+
+  clearAll(): void {
+    this.past = [];
+    this.future = [];
+    this.state = emptyState();
+  }
+}
+
+/** Paint a filled disk of radius r into a row-major mask (value 1 brush, 0 eraser). */
+export function paintDisk(mask: Uint8Array, width: number, height: number, cx: number, cy: number, r: number, value: 0 | 1): void {
+  const x0 = Math.max(0, Math.floor(cx - r)), x1 = Math.min(width - 1, Math.ceil(cx + r));
+  const y0 = Math.max(0, Math.floor(cy - r)), y1 = Math.min(height - 1, Math.ceil(cy + r));
+  const r2 = r * r;
+  for (let y = y0; y <= y1; y++) {
+    for (let x = x0; x <= x1; x++) {
+      const dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+      if (dx * dx + dy * dy <= r2) mask[y * width + x] = value;
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The autosave outbox: every accepted mask is written to localStorage before it is POSTed and
+ * removed only once the server has stored it. Retries are safe because each entry carries a
+ * `client_uid` the server uses to recognise a repeat. A reload, a lost network or an expired
+ * login loses nothing accepted.
+ */
+import { ApiError, type ApiClient } from "../api/client";
+import type { Annotation, AnnotationCreate } from "../api/types";
+
+const KEY = "maskloop.outbox";
+
+export interface OutboxEntry { imageId: number; body: AnnotationCreate & { client_uid: string }; queuedAt: number }
+
+export function readOutbox(): OutboxEntry[] {
+  try {
+    const raw = localStorage.getItem(KEY);
+    return raw ? (JSON.parse(raw) as OutboxEntry[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+function writeOutbox(entries: OutboxEntry[]): void {
+  localStorage.setItem(KEY, JSON.stringify(entries));
+}
+
+export function enqueue(imageId: number, body: AnnotationCreate & { client_uid: string }): OutboxEntry {
+  const entry: OutboxEntry = { imageId, body, queuedAt: Date.now() };
+  writeOutbox([...readOutbox(), entry]);
+  return entry;
+}
+
+function remove(uid: string): void {
+  writeOutbox(readOutbox().filter((e) => e.body.client_uid !== uid));
+}
+
+export interface FlushResult {
+  saved: { entry: OutboxEntry; annotation: Annotation }[];
+  rejected: { entry: OutboxEntry; error: string }[];
+  pending: number;
+  lastError: string | null;
+}
+
+let flushing: Promise<FlushResult> | null = null;
+
+/**
+ * POST every entry (one flush at a time). Saved ones leave the outbox; ones the server refuses for
+ * good (4xx other than 401/408/429) leave it too and are reported, so one bad mask cannot block
+ * the rest; network errors, 5xx and 401 keep them for the next try.
+ */
+export function flushOutbox(api: ApiClient): Promise<FlushResult> {
+  flushing ??= doFlush(api).finally(() => { flushing = null; });
+  return flushing;
+}
+
+async function doFlush(api: ApiClient): Promise<FlushResult> {
+  const out: FlushResult = { saved: [], rejected: [], pending: 0, lastError: null };
+  for (const entry of readOutbox()) {
+    try {
+      const annotation = await api.createAnnotation(entry.imageId, entry.body);
+      remove(entry.body.client_uid);
+      out.saved.push({ entry, annotation });
+    } catch (err) {
+      const status = err instanceof ApiError ? err.status : 0;
+      const message = err instanceof Error ? err.message : String(err);
+      if (status >= 400 && status < 500 && ![401, 408, 429].includes(status)) {
+        remove(entry.body.client_uid);
+        out.rejected.push({ entry, error: message });
+      } else {
+        out.lastError = message;
+        if (status === 401) break;
+      }
+    }
+  }
+  out.pending = readOutbox().length;
+  return out;
+}
+
+export function newClientUid(): string {
+  return typeof crypto.randomUUID === "function" ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+}

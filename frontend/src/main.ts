@@ -1,0 +1,45 @@
+/** Entry point: a tiny path router over the pages, with 401 → login (the outbox is kept). */
+import "./style.css";
+import { adminHome, adminProject } from "./pages/admin";
+import { annotatorPage } from "./pages/annotator";
+import { loginPage } from "./pages/login";
+import { projectsPage } from "./pages/projects";
+import { api, clearSession, currentUser } from "./session";
+
+const root = document.getElementById("app")!;
+
+function go(path: string): void {
+  if (location.pathname !== path) history.pushState(null, "", path);
+  route();
+}
+
+function route(notice = ""): void {
+  const path = location.pathname;
+  const user = currentUser();
+  if (!user || path === "/login") {
+    if (path !== "/login") history.replaceState(null, "", "/login");
+    loginPage(root, go, notice);
+    return;
+  }
+  let m: RegExpExecArray | null;
+  if ((m = /^\/annotate\/(\d+)$/.exec(path))) void annotatorPage(root, Number(m[1]), go);
+  else if (path === "/admin" && user.role === "admin") void adminHome(root, go);
+  else if ((m = /^\/admin\/(\d+)$/.exec(path)) && user.role === "admin") void adminProject(root, Number(m[1]), go);
+  else {
+    if (path !== "/projects") history.replaceState(null, "", "/projects");
+    void projectsPage(root, go);
+  }
+}
+
+api.onUnauthorized = () => {
+  clearSession();
+  history.replaceState(null, "", "/login");
+  route("Your login has expired; please log in again. Accepted masks not yet saved are kept and will be sent.");
+};
+
+document.addEventListener("click", (e) => {
+  const a = (e.target as HTMLElement).closest("a[data-nav]") as HTMLAnchorElement | null;
+  if (a) { e.preventDefault(); go(a.pathname); }
+});
+window.addEventListener("popstate", () => route());
+route();
