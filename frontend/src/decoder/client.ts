@@ -45,7 +45,9 @@ export class DecoderClient {
   /** Load the decoder(s); threads > 1 needs cross-origin isolation (SharedArrayBuffer). */
   async init(modelUrl: string, multimaskUrl: string | null, numThreads?: number): Promise<void> {
     const canThread = typeof SharedArrayBuffer !== "undefined" && self.crossOriginIsolated;
-    const threads = canThread ? numThreads ?? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+    // Half the cores, at most 4: leaves the page's main thread (and other tabs) a core; measured
+    // in benchmarks/bench_browser_decoder.py (on a busy 2-core machine 1 thread beat 2).
+    const threads = canThread ? numThreads ?? Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 1) / 2))) : 1;
     const wasmPaths = new URL("/ort/", location.href).href;
     const r = await this.request({ type: "init", modelUrl, multimaskUrl, numThreads: threads, wasmPaths });
     if (r.type === "ready") {
