@@ -90,8 +90,9 @@ def import_images(
 
 
 def export_dataset(
-    project: str = typer.Argument(..., help="Project id or name."),
-    output: Path = typer.Option(..., "--output", "-o", help="File to write (.json for coco, .zip for sa1b)."),
+    project: str = typer.Option(..., "--project", "-p", help="Project id or name."),
+    output: Path = typer.Option(..., "--out", "--output", "-o",
+                                help="File to write (.json for coco, .zip for sa1b)."),
     format: str = typer.Option("coco", help="coco (instances JSON with RLE) or sa1b (zip)."),
     stage: list[str] = typer.Option(None, help="Only these annotation stages (repeatable)."),
     source: list[str] = typer.Option(None, help="Only these sources (repeatable)."),

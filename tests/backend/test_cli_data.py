@@ -53,7 +53,7 @@ def test_import_errors(api, tmp_path):
 def test_export_round_trip_and_errors(api, tmp_path):
     project, masks = setup_project(api)
     out = tmp_path / "out.json"
-    r = invoke("export", str(project["id"]), "-o", str(out), "--source", "manual")
+    r = invoke("export", "--project", str(project["id"]), "--out", str(out), "--source", "manual")
     assert r.exit_code == 0, r.output
     coco = json.loads(out.read_text())
     manual = {k: v for k, v in masks.items() if v[3] == "manual"}
@@ -61,11 +61,11 @@ def test_export_round_trip_and_errors(api, tmp_path):
     for ann in coco["annotations"]:
         assert np.array_equal(mask_utils.decode(ann["segmentation"]).astype(bool), manual[ann["id"]][2])
     zip_out = tmp_path / "out.zip"
-    r = invoke("export", project["name"], "-o", str(zip_out), "--format", "sa1b")
+    r = invoke("export", "-p", project["name"], "-o", str(zip_out), "--format", "sa1b")
     assert r.exit_code == 0 and zip_out.read_bytes()[:2] == b"PK", r.output
     bad = tmp_path / "bad.json"
-    r = invoke("export", str(project["id"]), "-o", str(bad), "--format", "tiff")
+    r = invoke("export", "--project", str(project["id"]), "--out", str(bad), "--format", "tiff")
     assert r.exit_code == 2 and "unknown export format 'tiff'" in r.text
-    r = invoke("export", str(project["id"]), "-o", str(bad), "--source", "psychic")
+    r = invoke("export", "--project", str(project["id"]), "--out", str(bad), "--source", "psychic")
     assert r.exit_code == 2 and "psychic" in r.text
     assert not bad.exists() and not list(tmp_path.glob(".bad.json.*"))
