@@ -165,3 +165,41 @@ def test_import_folder_roots_and_symlinks(api, tmp_path):
     assert api.client.post(url, json={"path": str(root / "missing")}, headers=api.admin).status_code == 400
     _, annotator = api.make_user("ann")
     assert api.client.post(url, json={"path": str(root / "set")}, headers=annotator).status_code == 403
+
+
+def _queued_tasks(settings) -> list[dict]:
+    """Messages waiting in the embedded (SQLite) broker: [{task, kwargs}]."""
+    import base64
+    import json
+    import sqlite3
+
+    db = settings.resolved_data_dir / "broker.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT payload FROM kombu_message").fetchall()
+    out = []
+    for (payload,) in rows:
+        msg = json.loads(payload)
+        body = json.loads(base64.b64decode(msg["body"]))
+        out.append({"task": msg["headers"]["task"], "kwargs": body[1]})
+    return out
+
+
+def test_upload_enqueues_embeddings_and_survives_broker_outage(api, caplog):
+    from backend.db.models import ModelVersion, Project
+    from backend.db.session import session_scope
+
+    pid = api.make_project()["id"]
+    with session_scope(api.settings.resolved_database_url) as s:
+        mv = ModelVersion(name="m", arch="lite")
+        s.add(mv)
+        s.flush()
+        s.get(Project, pid).active_model_version_id = mv_id = mv.id
+    created = upload(api, pid, [("a.png", png_bytes(seed=1)), ("b.png", png_bytes(seed=2))]).json()["created"]
+    embeds = [t["kwargs"] for t in _queued_tasks(api.settings) if t["task"] == "maskloop.embed_image"]
+    assert sorted(e["image_id"] for e in embeds) == sorted(im["id"] for im in created)
+    assert all(e["model_version_id"] == mv_id for e in embeds)
+    # A broker that refuses connections: the upload still succeeds (the error is logged).
+    api.settings.broker_url = "sqla+sqlite:////nonexistent-dir/broker.db"
+    r = upload(api, pid, [("c.png", png_bytes(seed=3))])
+    assert r.status_code == 201 and len(r.json()["created"]) == 1
+    assert "could not enqueue maskloop.embed_image" in caplog.text
