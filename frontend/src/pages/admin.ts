@@ -51,6 +51,18 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
   } catch (err) { status.say(errorText(err), "error"); }
 }
 
+const CHARTED = ["seconds_per_mask", "clicks_per_mask", "masks_per_image", "masks"];
+
+/** One bar chart per quantity, bars for each stage and each model version. */
+function metricCharts(metrics: Record<string, unknown>): Node[] {
+  const groups: [string, Record<string, unknown>][] = [];
+  for (const [stage, v] of Object.entries((metrics.stages ?? {}) as Record<string, Record<string, unknown>>)) groups.push([stage, v]);
+  for (const [mv, v] of Object.entries((metrics.by_model_version ?? {}) as Record<string, Record<string, unknown>>)) groups.push([`model ${mv}`, v]);
+  if (!groups.length) return [h("p", {}, "No metrics yet.")];
+  return CHARTED.map((key) => h("div", { class: "metric" }, h("h4", {}, key.replace(/_/g, " ")),
+    barChart(groups.map(([n]) => n), [{ label: key, color: "#27ae60", values: groups.map(([, v]) => (typeof v[key] === "number" ? (v[key] as number) : null)) }])));
+}
+
 async function download(path: string, fallbackName: string): Promise<void> {
   const res = await api.raw(path);
   const blob = await res.blob();
@@ -92,9 +104,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
               h("button", { onclick: () => void act(() => api.promoteRound(r.id), "Round promoted.") }, "Promote"),
               h("button", { onclick: () => void act(() => api.discardRound(r.id), "Round discarded.") }, "Discard")) : ""));
         })) : h("p", {}, "No rounds yet."));
-      const m = numericMetrics(metrics);
-      const names = Object.keys(m).slice(0, 16);
-      mount(metricsEl, names.length ? barChart(names, [{ label: "value", color: "#27ae60", values: names.map((n) => m[n]) }]) : h("p", {}, "No metrics yet."));
+      mount(metricsEl, ...metricCharts(metrics));
     } catch (err) { status.say(errorText(err), "error"); }
   };
   const act = async (fn: () => Promise<unknown>, ok: string): Promise<void> => {
