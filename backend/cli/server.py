@@ -129,6 +129,9 @@ def run() -> None:
         else:
             console.print("log in with your existing admin account")
     worker_proc = subprocess.Popen(worker_command(), cwd=REPO_ROOT, start_new_session=True)
+    # uvicorn re-raises SIGTERM after its own shutdown; turning it into SystemExit lets the
+    # finally below stop the worker too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = f"http://{settings.host}:{settings.port}"
     console.print(f"Maskloop is starting at [bold]{url}[/bold] (API docs: {url}/docs); worker pid {worker_proc.pid}")
     try:
