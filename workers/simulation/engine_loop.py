@@ -41,6 +41,7 @@ class SimulationConfig:
     annotators: int = 2
     iou_target: float = 0.85
     max_clicks: int = 20
+    heldout_max_clicks: int = 20
     round_steps: int | None = None
     round_timeout: float = 3600.0
     job_timeout: float = 1800.0
@@ -341,19 +342,21 @@ class Simulation:
             self.heldout_ids = self._upload(hp, self.heldout)
         self.admin.post(f"/projects/{hp}/active-model", {"model_version_id": mv})
         decoder = self.decoders.get(mv)
+        k_max = self.cfg.heldout_max_clicks
         curves = []
         for image_id, name in self.heldout_ids.items():
             emb, header, _ = self.admin.fetch_embedding(image_id, timeout=self.cfg.job_timeout)
             if str(header.model_version) != str(mv):
                 raise RuntimeError(f"held-out embedding is of model {header.model_version}, expected {mv}")
             for gt in self.gt[name].masks:
-                res = annotate_instance(decoder, emb, header, gt, iou_target=1.01, max_clicks=20)
-                ious = res.ious + [res.ious[-1] if res.ious else 0.0] * (20 - len(res.ious))
+                res = annotate_instance(decoder, emb, header, gt, iou_target=1.01, max_clicks=k_max)
+                # A perfect mask ends the clicking early: it keeps its IoU for the remaining clicks.
+                ious = res.ious + [res.ious[-1] if res.ious else 0.0] * (k_max - len(res.ious))
                 curves.append(ious)
-        s = summarize(curves, max_clicks=20)
+        s = summarize(curves, max_clicks=k_max)
         entry = {"model_version": mv, "label": label, "images": len(self.heldout_ids),
                  "noc85": s["noc@85"], "noc90": s["noc@90"], "nof90": s["nof@90"],
-                 "miou1": s["miou@1"], "miou3": s["miou@3"], "miou5": s["miou@5"],
+                 "miou1": s.get("miou@1"), "miou3": s.get("miou@3"), "miou5": s.get("miou@5"),
                  "miou_curve": s["miou_curve"], "wall_seconds": time.monotonic() - t0}
         self.report["models"].append(entry)
         self.say(f"held-out eval of model {mv} ({label}): NoC@85 {entry['noc85']}, NoC@90 {entry['noc90']}, "
@@ -393,5 +396,5 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
 def _config_json(cfg: SimulationConfig) -> dict[str, Any]:
     return {"dataset_dir": str(cfg.dataset_dir), "rounds": cfg.rounds, "stage_images": list(cfg.stage_images),
             "heldout_images": cfg.heldout_images, "annotators": cfg.annotators, "iou_target": cfg.iou_target,
-            "max_clicks": cfg.max_clicks, "round_steps": cfg.round_steps,
+            "max_clicks": cfg.max_clicks, "heldout_max_clicks": cfg.heldout_max_clicks, "round_steps": cfg.round_steps,
             "cost_model": cfg.cost.__dict__, "seed": cfg.seed}
