@@ -140,6 +140,24 @@ def test_exif_rotation_stored_upright(api):
     assert (plain["width"], plain["height"]) == (40, 20)
 
 
+@pytest.mark.parametrize("orientation,size", [(1, (40, 20)), (3, (40, 20)), (6, (20, 40)), (8, (20, 40))])
+def test_workers_decode_stored_file_to_recorded_size(api, orientation, size):
+    """What the workers decode from ``storage_key`` is exactly width x height (no double rotation)."""
+    from backend.db.models import Image
+    from backend.db.session import session_scope
+    from backend.storage import LocalStorage
+    from workers.engine.images import decode_image
+
+    pid = api.make_project()["id"]
+    im = upload(api, pid, [("o.jpg", jpeg_with_orientation(20, 40, orientation))]).json()["created"][0]
+    assert (im["width"], im["height"]) == size
+    with session_scope(api.settings.resolved_database_url) as s:
+        key = s.get(Image, im["id"]).storage_key
+    data = LocalStorage(api.settings.resolved_storage_root).get_bytes(key)
+    assert decode_image(data, max_pixels=10**6).shape == (size[1], size[0], 3)
+    assert key.endswith(".png" if orientation != 1 else ".jpg")
+
+
 def test_import_folder_roots_and_symlinks(api, tmp_path):
     pid = api.make_project()["id"]
     root = api.settings.import_root_paths[0]
