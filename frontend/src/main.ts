@@ -34,6 +34,7 @@ function route(notice = ""): void {
 api.onUnauthorized = () => {
   if (!currentUser()) return; // a failed login attempt: the login page shows the error itself
   clearSession();
+  if (location.pathname !== "/login") sessionStorage.setItem("maskloop.returnTo", location.pathname);
   history.replaceState(null, "", "/login");
   route("Your login has expired; please log in again. Accepted masks not yet saved are kept and will be sent.");
 };

@@ -322,8 +322,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   } catch (err) {
     report(err);
   }
+  let ticks = 0;
   const timer = setInterval(() => {
-    if (!document.body.contains(canvasEl)) clearInterval(timer);
-    else if (readOutbox().length) void flush();
+    if (!document.body.contains(canvasEl)) { clearInterval(timer); return; }
+    if (readOutbox().length) void flush();
+    // keep the lease alive while the page is open (leases last minutes; renew every 2 minutes)
+    if (++ticks % 24 === 0 && lease) {
+      const held = lease;
+      api.renewLease(held.lease_id).then((l) => { if (lease === held) lease = l; }).catch(report);
+    }
   }, 5000);
 }

@@ -16,7 +16,9 @@ export function loginPage(root: HTMLElement, go: (path: string) => void, notice 
     try {
       const r = await api.login(user.value, pass.value);
       saveSession(r.access_token, r.user);
-      go("/projects");
+      const back = sessionStorage.getItem("maskloop.returnTo");
+      sessionStorage.removeItem("maskloop.returnTo");
+      go(back && back !== "/login" ? back : "/projects");
     } catch (err) {
       status.say(errorText(err), "error");
     }
