@@ -51,6 +51,8 @@ def train_command(
     decay: str = typer.Option("cosine", "--decay", help="cosine, step or none."),
     weight_decay: float = typer.Option(0.1, "--weight-decay"),
     iters_per_sample: int = typer.Option(4, "--iters", help="Simulated interaction iterations per mask."),
+    focal_weight: float = typer.Option(20.0, "--focal-weight", help="Weight of the focal term (paper: 20)."),
+    dice_weight: float = typer.Option(1.0, "--dice-weight", help="Weight of the dice term (paper: 1)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint (fine-tuning)."),
     freeze_image_encoder: bool = typer.Option(False, "--freeze-image-encoder", help="Train only prompt encoder "
                                               "and decoder."),
@@ -75,7 +77,8 @@ def train_command(
                           batch_size=batch_size, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
                           iters_per_sample=iters_per_sample, init_checkpoint=str(init) if init else None,
                           freeze_image_encoder=freeze_image_encoder, skip_bad=skip_bad, augment=not no_augment,
-                          checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads)
+                          checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads,
+                          focal_weight=focal_weight, dice_weight=dice_weight)
         cfg.validate()
         result = train(cfg)
     except (DatasetError, ValueError, FileNotFoundError) as exc:
@@ -95,7 +98,7 @@ def eval_command(
     baseline_report: Optional[Path] = typer.Option(None, "--baseline-report", help="Reuse the GrabCut result of "
                                                    "an earlier eval.json on the same samples."),
     max_clicks: int = typer.Option(20, "--max-clicks"),
-    max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate only the first N images."),
+    max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate only N images, evenly spaced over the names."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
 ) -> None:

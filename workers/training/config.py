@@ -33,6 +33,9 @@ class TrainConfig:
     decay: str = "cosine"  # "cosine" or "step" (x0.1 at decay_steps)
     decay_steps: list[int] = field(default_factory=list)
     grad_clip: float = 1.0
+    # mask loss = focal_weight·focal + dice_weight·dice (the paper: 20 and 1)
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
     # interactive simulation
     iters_per_sample: int = 4
     box_prob: float = 0.5

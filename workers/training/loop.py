@@ -121,7 +121,7 @@ def _simulate_session(model: torch.nn.Module, embedding: torch.Tensor, item: dic
         low_res, iou_pred = model.mask_decoder(image_embeddings=embedding, image_pe=dense_pe,
                                                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                                multimask_output=state.multimask)
-        out = sam_loss(low_res, iou_pred, gt_low_dev)
+        out = sam_loss(low_res, iou_pred, gt_low_dev, focal_weight=cfg.focal_weight, dice_weight=cfg.dice_weight)
         total = total + out.loss
         parts["focal"] += float(out.focal) / len(plan)
         parts["dice"] += float(out.dice) / len(plan)

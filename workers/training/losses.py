@@ -60,11 +60,14 @@ class LossOutput:
     best: torch.Tensor
 
 
-def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor) -> LossOutput:
+def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor, *,
+             focal_weight: float = FOCAL_WEIGHT, dice_weight: float = DICE_WEIGHT) -> LossOutput:
     """The SAM loss for M prompts with K candidate masks each.
 
     ``logits`` M×K×H×W, ``iou_pred`` M×K, ``targets`` M×H×W in {0, 1}. Per candidate the mask
-    loss is ``20·focal + dice``; the lowest per prompt is kept (K = 1 for unambiguous prompts).
+    loss is ``20·focal + dice`` (the paper's weights, overridable: on a small CPU budget a heavier
+    dice term keeps the model from collapsing to all-background on small objects); the lowest per
+    prompt is kept (K = 1 for unambiguous prompts).
     The IoU head gets the MSE between every prediction and its candidate's true IoU.
     Returns the mean over prompts; ``best`` (M) indexes the chosen candidates and ``iou`` (M) is
     their true IoU.
@@ -80,7 +83,7 @@ def sam_loss(logits: torch.Tensor, iou_pred: torch.Tensor, targets: torch.Tensor
     expanded = targets[:, None].expand_as(logits).float()
     focal = focal_loss(logits, expanded)
     dice = dice_loss(logits, expanded)
-    per_candidate = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice
+    per_candidate = focal_weight * focal + dice_weight * dice
     best = per_candidate.argmin(dim=1)
     rows = torch.arange(logits.shape[0])
     with torch.no_grad():
