@@ -131,3 +131,34 @@ def test_export_job_runs_task_and_downloads(any_api):
     _, outsider = api.make_user("eve")
     assert api.client.get(f"/api/v1/exports/{job['id']}/download", headers=outsider).status_code == 404
     assert api.client.get("/api/v1/exports/99999/download", headers=api.admin).status_code == 404
+
+
+def test_export_access(api):
+    project, masks = setup_project(api)
+    pid = project["id"]
+    member_id, member = api.make_user("ann")
+    _, outsider = api.make_user("eve")
+    assert api.client.post(f"/api/v1/projects/{pid}/members", json={"user_id": member_id},
+                           headers=api.admin).status_code == 200
+    r = api.client.get(f"/api/v1/projects/{pid}/export?format=coco", headers=member)
+    assert r.status_code == 200 and len(json.loads(r.content)["annotations"]) == len(masks)
+    assert api.client.get(f"/api/v1/projects/{pid}/export", headers=outsider).status_code == 404
+    assert api.client.post(f"/api/v1/projects/{pid}/exports", json={}, headers=outsider).status_code == 404
+    assert api.client.get(f"/api/v1/projects/{pid}/export").status_code == 401
+    assert api.client.get("/api/v1/projects/9999/export", headers=api.admin).status_code == 404
+
+
+def test_build_export_errors_are_value_errors(api):
+    from backend.db.session import get_engine
+    from backend.services.export import build_export
+
+    project, _ = setup_project(api)
+    with get_engine(api.settings.resolved_database_url).connect() as conn:
+        with pytest.raises(ValueError, match="voc"):
+            build_export(conn, project["id"], "voc")
+        with pytest.raises(ValueError, match="project 9999 not found"):
+            build_export(conn, 9999, "coco")
+        with pytest.raises(ValueError, match="unknown export filter 'color'"):
+            build_export(conn, project["id"], "coco", {"color": "red"})
+        both = json.loads(build_export(conn, project["id"], "coco", {"source": "manual,automatic"}))
+        assert len(both["annotations"]) == 3
