@@ -154,12 +154,28 @@ def _load_baseline(path: Path, model_result: Optional[dict]) -> dict:
     result = data.get("results", {}).get("grabcut", data)
     if "miou_curve" not in result or "per_sample" not in result:
         raise ValueError(f"baseline report {path} holds no GrabCut result")
-    if model_result is not None:
-        ours = [s["name"] for s in model_result["per_sample"]]
-        theirs = [s["name"] for s in result["per_sample"]]
-        if ours != theirs:
-            raise ValueError(f"baseline report {path} covers other samples than this evaluation")
-    return result
+    if model_result is None:
+        return result
+    if result.get("max_clicks") != model_result.get("max_clicks"):
+        raise ValueError(f"baseline report {path} used {result.get('max_clicks')} clicks, this evaluation "
+                         f"{model_result.get('max_clicks')}")
+    ours = [s["name"] for s in model_result["per_sample"]]
+    by_name = {s["name"]: s for s in result["per_sample"]}
+    missing = [n for n in ours if n not in by_name]
+    if missing:
+        raise ValueError(f"baseline report {path} lacks {len(missing)} of this evaluation's samples "
+                         f"(e.g. {missing[0]})")
+    if ours == [s["name"] for s in result["per_sample"]]:
+        return result
+    # the same samples' curves, re-aggregated (timings stay those of the full baseline run)
+    from workers.evaluation.metrics import summarize
+
+    chosen = [by_name[n] for n in ours]
+    subset = {k: v for k, v in result.items() if k not in ("per_sample", "miou_curve")}
+    subset.update(summarize([s["ious"] for s in chosen], len(chosen[0]["ious"])))
+    subset["per_sample"] = chosen
+    subset["subset_of"] = str(path)
+    return subset
 
 
 def export_decoder_command(

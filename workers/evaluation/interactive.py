@@ -130,12 +130,17 @@ def machine_description() -> str:
 
 def iter_dataset_samples(dataset_dir: str | Path, names: list[str] | None = None, *, skip_bad: bool = False,
                          max_images: int | None = None) -> tuple[int, Iterator[tuple[str, np.ndarray, np.ndarray]]]:
-    """(number of objects, iterator of (name, image, mask)) over a validated dataset directory."""
+    """(number of objects, iterator of (name, image, mask)) over a validated dataset directory.
+
+    ``max_images`` keeps that many images, evenly spaced over the sorted names.
+    """
     from workers.training.data import read_image, read_mask, scan_dataset
 
     found = scan_dataset(dataset_dir, names, skip_bad=skip_bad)
-    if max_images is not None:
-        found = found[:max_images]
+    if max_images is not None and max_images < len(found):
+        # evenly spaced over the sorted names, so a subset still spans every category
+        picks = np.linspace(0, len(found) - 1, max_images).round().astype(int)
+        found = [found[i] for i in sorted(set(picks.tolist()))]
     count = sum(len(s.mask_paths) for s in found)
 
     def generate() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
