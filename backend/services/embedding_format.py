@@ -102,8 +102,10 @@ def encode_embedding(
 
 def decode_header(blob: bytes) -> tuple[EmbeddingHeader, int]:
     """Parse the header; returns it and the byte offset of the data."""
-    if len(blob) < 12 or blob[:8] != MAGIC:
+    if bytes(blob[:8]) != MAGIC[: len(blob[:8])]:
         raise EmbeddingFormatError("not a Maskloop embedding (bad magic)")
+    if len(blob) < 12:
+        raise EmbeddingFormatError(f"truncated embedding: {len(blob)} bytes, shorter than the 12-byte preamble")
     (hlen,) = struct.unpack("<I", blob[8:12])
     if 12 + hlen > len(blob):
         raise EmbeddingFormatError("truncated embedding header")
@@ -118,9 +120,25 @@ def decode_header(blob: bytes) -> tuple[EmbeddingHeader, int]:
             scales=h.get("scales"),
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise EmbeddingFormatError(f"bad embedding header: {exc}") from exc
+        raise EmbeddingFormatError(f"bad embedding header: {exc!r}") from exc
     if header.dtype not in DTYPES:
         raise EmbeddingFormatError(f"unknown embedding dtype {header.dtype!r}")
+    if len(header.shape) != 4 or header.shape[0] != 1 or min(header.shape) <= 0:
+        raise EmbeddingFormatError(f"embedding shape must be [1, C, H, W] with positive sizes, got {header.shape}")
+    for name in ("orig_size", "input_size"):
+        size = getattr(header, name)
+        if len(size) != 2 or min(size) <= 0:
+            raise EmbeddingFormatError(f"embedding {name} must be two positive integers, got {size}")
+    if header.dtype == "int8":
+        try:
+            scales = np.asarray(header.scales, dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            raise EmbeddingFormatError(f"int8 embedding scales are not numbers: {exc}") from exc
+        if scales.shape != (header.shape[1],):
+            raise EmbeddingFormatError(
+                f"int8 embedding needs one scale per channel ({header.shape[1]}), got shape {scales.shape}")
+        if not np.isfinite(scales).all():
+            raise EmbeddingFormatError("int8 embedding scales contain NaN or infinite values")
     return header, 12 + hlen
 
 
@@ -137,7 +155,5 @@ def decode_embedding(blob: bytes) -> tuple[np.ndarray, EmbeddingHeader]:
     data = np.frombuffer(blob, dtype=np_dtype, count=count, offset=offset).reshape(header.shape)
     out = data.astype(np.float32)
     if header.dtype == "int8":
-        if not header.scales or len(header.scales) != header.shape[1]:
-            raise EmbeddingFormatError("int8 embedding without one scale per channel")
         out = out * np.asarray(header.scales, dtype=np.float32)[None, :, None, None]
     return out, header
