@@ -172,8 +172,8 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.get_by_role("button", name="Log in").click()
     page.wait_for_selector("button.annotate")
     page.goto(f"{running_app.base_url}/admin/{project['id']}")
-    page.wait_for_selector("#progress")
-    page.wait_for_timeout(1500)  # let the progress/metrics requests render (screenshot only)
+    page.wait_for_function("document.querySelector('#progress')?.textContent.includes('images_by_status')"
+                           " && document.querySelector('#metrics svg') !== null", timeout=30_000)
     page.screenshot(path=str(screenshots / "admin.png"), full_page=True)
     assert "e2e shapes" in page.content()
     assert not page.page_errors, page.page_errors
