@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api.router import api_router
@@ -39,6 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problems.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return JSONResponse({"detail": "; ".join(problems) or "invalid request", "errors": _jsonable(exc.errors())},
                             status_code=422)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        # e.g. an id beyond 64 bits reaching SQLite, or a value the database column cannot hold.
+        log.info("out-of-range value in %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "a number or value in the request is out of range"}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
