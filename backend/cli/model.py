@@ -51,6 +51,7 @@ def train_command(
     decay: str = typer.Option("cosine", "--decay", help="cosine, step or none."),
     weight_decay: float = typer.Option(0.1, "--weight-decay"),
     iters_per_sample: int = typer.Option(4, "--iters", help="Simulated interaction iterations per mask."),
+    box_prob: float = typer.Option(0.5, "--box-prob", help="Probability that the first prompt is a box."),
     focal_weight: float = typer.Option(20.0, "--focal-weight", help="Weight of the focal term (paper: 20)."),
     dice_weight: float = typer.Option(1.0, "--dice-weight", help="Weight of the dice term (paper: 1)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint (fine-tuning)."),
@@ -75,7 +76,8 @@ def train_command(
         cfg = TrainConfig(arch=arch, dataset_dir=str(dataset), out_dir=str(out), names=names, steps=steps,
                           time_budget_s=time_budget_min * 60 if time_budget_min else None,
                           batch_size=batch_size, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
-                          iters_per_sample=iters_per_sample, init_checkpoint=str(init) if init else None,
+                          iters_per_sample=iters_per_sample, box_prob=box_prob,
+                          init_checkpoint=str(init) if init else None,
                           freeze_image_encoder=freeze_image_encoder, skip_bad=skip_bad, augment=not no_augment,
                           checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads,
                           focal_weight=focal_weight, dice_weight=dice_weight)
