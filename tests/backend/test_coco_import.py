@@ -27,7 +27,6 @@ def rect(h, w, y0, y1, x0, x1):
 
 def dataset():
     square = rect(20, 30, 2, 12, 4, 14)
-    uncompressed = mask_utils.frPyObjects  # noqa: F841 - documents the format below
     strip = rect(16, 24, 5, 9, 0, 24)
     # Uncompressed RLE (column-major run lengths) of ``strip``.
     flat = strip.flatten(order="F").astype(np.uint8)

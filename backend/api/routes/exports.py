@@ -72,6 +72,8 @@ def start_export(project_id: int, body: ExportCreate, session: SessionDep, user:
     task_id = try_enqueue(queue.EXPORT_DATASET, job_id=job.id)
     if task_id is None:
         job.status, job.error = "failed", "the task queue is unreachable; start the export again later"
+    log.info("export job %s (%s, filters %s) of project %s: %s", job.id, body.format, filters, project.id,
+             job.status)
     job.celery_task_id = task_id
     session.commit()
     return job

@@ -51,6 +51,8 @@ def _enqueue_embeddings(project: Project, created: list[Image]) -> None:
 
 
 def _result(project: Project, summary: image_service.ImportSummary) -> ImportResult:
+    log.info("project %s: %d images stored, %d duplicates, %d refused", project.id, len(summary.created),
+             len(summary.duplicates), len(summary.errors))
     _enqueue_embeddings(project, summary.created)
     return ImportResult(created=[ImagePublic.model_validate(i) for i in summary.created],
                         duplicates=[ImagePublic.model_validate(i) for i in summary.duplicates],
