@@ -8,7 +8,8 @@ set -euo pipefail
 RUN=${1:-runs/default}
 DATASET=${2:-../shared/datasets/coco-mval}
 BASELINE=${3:-}
-OUTDIR=models/default
+OUTDIR=${OUTDIR:-models/default}
+EVAL_ARGS=${EVAL_ARGS:-}   # e.g. "--max-images 80" (one image per category) on a busy machine
 ML=${MASKLOOP:-.venv/bin/maskloop}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUTDIR"
@@ -20,22 +21,26 @@ from pathlib import Path
 import torch
 from workers.sam import build_sam, save_checkpoint
 run, out = Path(sys.argv[1]), Path(sys.argv[2])
-state = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+ckpt = run / "model.pt"
+if not ckpt.exists():  # an interrupted run: its newest complete checkpoint
+    ckpt = sorted(run.glob("ckpt_*.pt"))[-1]
+state = torch.load(ckpt, map_location="cpu", weights_only=False)
 cfg = dict(state["meta"]["config"])
 names = cfg.pop("names") or []
 cfg["names"] = f"the {len(names)} names of --split train (workers.training.data.split_dataset)"
-model = build_sam(state["arch"], checkpoint=run / "model.pt", device="cpu")
-meta = {"steps": state["meta"]["steps"], "train_config": cfg, "train_metrics": state["meta"].get("train_metrics")}
+model = build_sam(state["arch"], checkpoint=ckpt, device="cpu")
+steps = state["meta"].get("steps", state.get("step"))
+meta = {"steps": steps, "source": str(ckpt), "train_config": cfg, "train_metrics": state["meta"].get("train_metrics")}
 save_checkpoint(model, out / "model.pt", state["arch"], meta)
 commands = (run / "commands.txt").read_text().splitlines() if (run / "commands.txt").exists() else []
 epochs = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
-(out / "config.json").write_text(json.dumps({"arch": state["arch"], "steps_done": state["meta"]["steps"],
+(out / "config.json").write_text(json.dumps({"arch": state["arch"], "steps_done": steps, "source": str(ckpt),
     "commands": commands, "train_config": cfg, "epochs": epochs}, indent=2))
 print(f"wrote {out / 'model.pt'} ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB)")
 PY
 
 "$ML" eval --model "$OUTDIR/model.pt" --dataset "$DATASET" --split val --baseline grabcut \
-    ${BASELINE:+--baseline-report "$BASELINE"} --out "$OUTDIR" --threads "${THREADS:-2}"
+    ${BASELINE:+--baseline-report "$BASELINE"} --out "$OUTDIR" --threads "${THREADS:-2}" $EVAL_ARGS
 "$ML" export-decoder --model "$OUTDIR/model.pt" --out "$OUTDIR/decoder.onnx" || echo "decoder export failed"
 "$ML" export-decoder --model "$OUTDIR/model.pt" --out "$OUTDIR/decoder_multimask.onnx" --multimask \
     || echo "multimask decoder export failed"
