@@ -162,3 +162,16 @@ def test_build_export_errors_are_value_errors(api):
             build_export(conn, project["id"], "coco", {"color": "red"})
         both = json.loads(build_export(conn, project["id"], "coco", {"source": "manual,automatic"}))
         assert len(both["annotations"]) == 3
+
+
+def test_unlabeled_masks_get_category_zero(api):
+    project = api.make_project("unl", labels=("cat",))
+    image_id = api.add_image(project["id"], 16, 16, seed=4)
+    mask = disk(16, 16, 8, 8, 4)
+    r = api.client.post(f"/api/v1/images/{image_id}/annotations", headers=api.admin,
+                        json={"label_id": None, "segmentation": rle_of(mask), "source": "automatic"})
+    assert r.status_code == 201, r.text
+    coco = load_coco(api.client.get(f"/api/v1/projects/{project['id']}/export", headers=api.admin).content)
+    assert {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}[0] == "unlabeled"
+    ann = coco.loadAnns(coco.getAnnIds())[0]
+    assert ann["category_id"] == 0 and np.array_equal(coco.annToMask(ann).astype(bool), mask)
