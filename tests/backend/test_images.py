@@ -221,3 +221,36 @@ def test_upload_enqueues_embeddings_and_survives_broker_outage(api, caplog):
     r = upload(api, pid, [("c.png", png_bytes(seed=3))])
     assert r.status_code == 201 and len(r.json()["created"]) == 1
     assert "could not enqueue maskloop.embed_image" in caplog.text
+
+
+def test_concurrent_same_bytes_on_postgres_give_one_row(pg_api):
+    """Two sessions store the same bytes at once: the second waits on the unique index, then
+    reports the first one's row as a duplicate (savepoint), instead of failing."""
+    import threading
+    import time
+
+    from backend.db.models import Image, Project
+    from backend.db.session import make_session
+    from backend.storage import LocalStorage
+    from backend.services.images import ingest_bytes
+
+    api = pg_api
+    pid = api.make_project()["id"]
+    url, storage, data = api.settings.resolved_database_url, LocalStorage(api.settings.resolved_storage_root), png_bytes()
+    first, second = make_session(url), make_session(url)
+    try:
+        a = ingest_bytes(first, storage, api.settings, first.get(Project, pid), "a.png", data)
+        out = {}
+        thread = threading.Thread(target=lambda: out.update(
+            b=ingest_bytes(second, storage, api.settings, second.get(Project, pid), "b.png", data)))
+        thread.start()
+        time.sleep(0.5)
+        first.commit()
+        thread.join(20)
+        second.commit()
+        assert not a.duplicate and out["b"].duplicate and out["b"].image.id == a.image.id
+    finally:
+        first.close()
+        second.close()
+    with make_session(url) as s:
+        assert len(s.query(Image).filter_by(project_id=pid).all()) == 1
