@@ -15,7 +15,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends software-properties-common gpg-agent ca-certificates curl \
  && add-apt-repository -y ppa:deadsnakes/ppa \
  && apt-get update \
- && apt-get install -y --no-install-recommends python3.11 python3.11-venv libgl1 libglib2.0-0 \
+ && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
  && rm -rf /var/lib/apt/lists/*
 RUN python3.11 -m venv /venv
 ENV PATH=/venv/bin:$PATH
