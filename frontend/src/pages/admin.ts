@@ -20,7 +20,7 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
   const list = h("ul", { id: "admin-projects" });
   const models = h("div", { id: "models" });
   const palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"];
-  const create = h("form", { class: "card" }, h("h2", {}, "New project"), name, labels, h("button", { type: "submit" }, "Create"));
+  const create = h("form", { class: "card" }, h("h2", {}, "New project"), name, labels, h("button", { id: "create-project", type: "submit" }, "Create project"));
   create.addEventListener("submit", async (e) => {
     e.preventDefault();
     const parsed = labels.value.split(",").map((s) => s.trim()).filter(Boolean).map((s, i) => {
@@ -32,7 +32,7 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
       go(`/admin/${p.id}`);
     } catch (err) { status.say(errorText(err), "error"); }
   });
-  const userForm = h("form", { class: "card" }, h("h2", {}, "New user"), uname, upass, urole, h("button", { type: "submit" }, "Create user"));
+  const userForm = h("form", { class: "card" }, h("h2", {}, "New user"), uname, upass, urole, h("button", { id: "create-user", type: "submit" }, "Create user"));
   userForm.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
@@ -77,7 +77,13 @@ async function download(path: string, fallbackName: string): Promise<void> {
 export async function adminProject(root: HTMLElement, projectId: number, go: (path: string) => void): Promise<void> {
   const status = statusLine();
   let project: Project;
-  try { project = await api.getProject(projectId); } catch (err) { mount(root, statusLine()); status.say(errorText(err), "error"); mount(root, status); return; }
+  try {
+    project = await api.getProject(projectId);
+  } catch (err) {
+    status.say(errorText(err), "error");
+    mount(root, h("p", {}, h("a", { href: "/admin", "data-nav": "1" }, "← Admin console")), status);
+    return;
+  }
   const files = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*" });
   const stage = h("select", { id: "stage-select" }, ...STAGES.map((s) => h("option", { value: s, selected: s === project.stage }, s)));
   const member = h("input", { id: "member-id", placeholder: "user id", size: 6 });
@@ -85,11 +91,19 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const roundsEl = h("div", { id: "rounds" });
   const metricsEl = h("div", { id: "metrics" });
   const steps = h("input", { id: "round-steps", type: "number", value: 200, min: 1 });
+  const activeModel = h("select", { id: "active-model" });
+  let poll: ReturnType<typeof setTimeout> | undefined;
 
   const refresh = async (): Promise<void> => {
     try {
-      const [prog, rounds, metrics, p] = await Promise.all([api.progress(projectId), api.listRounds(projectId), api.metrics(projectId), api.getProject(projectId)]);
+      const [prog, rounds, metrics, p, mvs] = await Promise.all([api.progress(projectId), api.listRounds(projectId),
+        api.metrics(projectId), api.getProject(projectId), api.listModels()]);
       project = p;
+      mount(activeModel, ...mvs.map((m) => h("option", { value: m.id, selected: m.id === p.active_model_version_id }, `${m.id}: ${m.name} (${m.arch})`)));
+      if (rounds.some((r) => r.status === "queued" || r.status === "running")) {
+        clearTimeout(poll);
+        poll = setTimeout(() => { if (document.body.contains(roundsEl)) void refresh(); }, 3000);
+      }
       progressEl.textContent = JSON.stringify(prog, null, 1);
       mount(roundsEl, rounds.length ? h("table", {}, h("tr", {}, h("th", {}, "round"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "metrics before / after"), h("th", {}, "")),
         ...rounds.map((r) => {
@@ -108,7 +122,10 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     } catch (err) { status.say(errorText(err), "error"); }
   };
   const act = async (fn: () => Promise<unknown>, ok: string): Promise<void> => {
-    try { await fn(); status.say(ok, "ok"); } catch (err) { status.say(errorText(err), "error"); }
+    try {
+      const r = await fn();
+      status.say(typeof r === "string" ? r : ok, "ok");
+    } catch (err) { status.say(errorText(err), "error"); }
     await refresh();
   };
 
@@ -116,7 +133,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     const list = Array.from(files.files ?? []);
     if (!list.length) throw new Error("choose image files first");
     const r = await api.uploadImages(projectId, list);
-    status.say(`${r.created.length} uploaded, ${r.duplicates.length} duplicates, ${r.errors.length} errors${r.errors.map((e) => `; ${e.filename}: ${e.detail}`).join("")}`);
+    return `${r.created.length} uploaded, ${r.duplicates.length} duplicates, ${r.errors.length} errors${r.errors.map((e) => `; ${e.filename}: ${e.detail}`).join("")}`;
   }, "Upload done.") }, "Upload");
   mount(root, h("h1", {}, `Project: ${project.name}`),
     h("p", {}, h("a", { href: "/admin", "data-nav": "1" }, "← Admin console"), " · ", h("button", { onclick: () => go(`/annotate/${projectId}`) }, "Annotate")),
@@ -133,6 +150,8 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     h("section", { class: "card" }, h("h2", {}, "Progress"), progressEl),
     h("section", { class: "card" }, h("h2", {}, "Training rounds"), h("label", {}, "steps ", steps),
       h("button", { id: "start-round", onclick: () => void act(() => api.startRound(projectId, { steps: Number(steps.value) }), "Round started.") }, "Start round"), roundsEl),
+    h("section", { class: "card" }, h("h2", {}, "Model"), activeModel,
+      h("button", { id: "active-model-save", onclick: () => void act(() => api.setActiveModel(projectId, Number(activeModel.value)), "Active model changed.") }, "Use this model")),
     h("section", { class: "card" }, h("h2", {}, "Metrics"), metricsEl),
     h("section", { class: "card" }, h("h2", {}, "Export"),
       h("button", { onclick: () => void download(`/projects/${projectId}/export?format=coco`, `project-${projectId}-coco.json`).catch((e) => status.say(errorText(e), "error")) }, "COCO JSON"),
