@@ -10,10 +10,12 @@ function el(tag: string, attrs: Record<string, string | number>, text?: string):
 }
 
 /** Bars for each name; `series` are drawn side by side (e.g. before, after). */
-export function barChart(names: string[], series: { label: string; color: string; values: (number | null)[] }[]): SVGSVGElement {
+export function barChart(names: string[], series: { label: string; color: string; values: (number | null)[] }[], perRowScale = false): SVGSVGElement {
   const rowH = 14 * series.length + 10;
   const width = 520, labelW = 170, barW = width - labelW - 60;
-  const max = Math.max(1e-9, ...series.flatMap((s) => s.values.map((v) => (v === null ? 0 : Math.abs(v)))));
+  // perRowScale: each row has its own scale (metrics of different units in one chart)
+  const all = Math.max(1e-9, ...series.flatMap((s) => s.values.map((v) => Math.abs(v ?? 0))));
+  const rowMax = names.map((_, i) => (perRowScale ? Math.max(1e-9, ...series.map((s) => Math.abs(s.values[i] ?? 0))) : all));
   const svg = el("svg", { width, height: names.length * rowH + 24, class: "chart", role: "img" }) as SVGSVGElement;
   names.forEach((name, i) => {
     const y = i * rowH;
@@ -21,7 +23,7 @@ export function barChart(names: string[], series: { label: string; color: string
     series.forEach((s, j) => {
       const v = s.values[i];
       if (v === null || !Number.isFinite(v)) return;
-      const w = (Math.abs(v) / max) * barW;
+      const w = (Math.abs(v) / rowMax[i]) * barW;
       svg.append(el("rect", { x: labelW, y: y + j * 14, width: Math.max(1, w), height: 12, fill: s.color }));
       svg.append(el("text", { x: labelW + w + 4, y: y + j * 14 + 10, "font-size": 10 }, v.toFixed(3)));
     });

@@ -86,7 +86,8 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   }
   const files = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*" });
   const stage = h("select", { id: "stage-select" }, ...STAGES.map((s) => h("option", { value: s, selected: s === project.stage }, s)));
-  const member = h("input", { id: "member-id", placeholder: "user id", size: 6 });
+  const member = h("select", { id: "member-id" });
+  const membersEl = h("p", { id: "members" });
   const progressEl = h("pre", { id: "progress" });
   const roundsEl = h("div", { id: "rounds" });
   const metricsEl = h("div", { id: "metrics" });
@@ -96,9 +97,12 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
 
   const refresh = async (): Promise<void> => {
     try {
-      const [prog, rounds, metrics, p, mvs] = await Promise.all([api.progress(projectId), api.listRounds(projectId),
-        api.metrics(projectId), api.getProject(projectId), api.listModels()]);
+      const [prog, rounds, metrics, p, mvs, users] = await Promise.all([api.progress(projectId), api.listRounds(projectId),
+        api.metrics(projectId), api.getProject(projectId), api.listModels(), api.listUsers()]);
       project = p;
+      const name = (id: number) => users.find((u) => u.id === id)?.username ?? `user ${id}`;
+      membersEl.textContent = `Members: ${p.member_ids.map(name).join(", ") || "none (admins see every project)"}`;
+      mount(member, ...users.map((u) => h("option", { value: u.id }, `${u.username} (${u.role})`)));
       mount(activeModel, ...mvs.map((m) => h("option", { value: m.id, selected: m.id === p.active_model_version_id }, `${m.id}: ${m.name} (${m.arch})`)));
       if (rounds.some((r) => r.status === "queued" || r.status === "running")) {
         clearTimeout(poll);
@@ -113,7 +117,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
             h("td", {}, String(r.id)), h("td", {}, r.status + (r.error ? `: ${r.error}` : "")), h("td", {}, `${Math.round(r.progress * 100)}% ${r.message ?? ""}`),
             h("td", {}, names.length ? barChart(names, [
               { label: "before", color: "#999", values: names.map((n) => before[n] ?? null) },
-              { label: "after", color: "#2e86de", values: names.map((n) => after[n] ?? null) }]) : "—"),
+              { label: "after", color: "#2e86de", values: names.map((n) => after[n] ?? null) }], true) : "—"),
             h("td", {}, r.status === "succeeded" ? h("span", {},
               h("button", { onclick: () => void act(() => api.promoteRound(r.id), "Round promoted.") }, "Promote"),
               h("button", { onclick: () => void act(() => api.discardRound(r.id), "Round discarded.") }, "Discard")) : ""));
@@ -144,7 +148,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       h("button", { id: "stage-save", onclick: () => void act(() => api.updateProject(projectId, { stage: stage.value as Stage }), "Stage changed.") }, "Switch stage"),
       h("button", { onclick: () => void act(() => api.startJob(projectId, "prefill"), "Prefill job started.") }, "Prefill proposals"),
       h("button", { onclick: () => void act(() => api.startJob(projectId, "automatic"), "Automatic job started.") }, "Run automatic")),
-    h("section", { class: "card" }, h("h2", {}, "Members"), h("p", {}, `member ids: ${project.member_ids.join(", ") || "none"}`), member,
+    h("section", { class: "card" }, h("h2", {}, "Members"), membersEl, member,
       h("button", { onclick: () => void act(() => api.addMember(projectId, Number(member.value)), "Member added.") }, "Add"),
       h("button", { onclick: () => void act(() => api.removeMember(projectId, Number(member.value)), "Member removed.") }, "Remove")),
     h("section", { class: "card" }, h("h2", {}, "Progress"), progressEl),
