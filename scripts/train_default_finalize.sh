@@ -39,8 +39,8 @@ epochs = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines(
 print(f"wrote {out / 'model.pt'} ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB)")
 PY
 
-"$ML" eval --model "$OUTDIR/model.pt" --dataset "$DATASET" --split val --baseline grabcut \
-    ${BASELINE:+--baseline-report "$BASELINE"} --out "$OUTDIR" --threads "${THREADS:-2}" $EVAL_ARGS
 "$ML" export-decoder --model "$OUTDIR/model.pt" --out "$OUTDIR/decoder.onnx" || echo "decoder export failed"
 "$ML" export-decoder --model "$OUTDIR/model.pt" --out "$OUTDIR/decoder_multimask.onnx" --multimask \
     || echo "multimask decoder export failed"
+"$ML" eval --model "$OUTDIR/model.pt" --dataset "$DATASET" --split val --baseline grabcut \
+    ${BASELINE:+--baseline-report "$BASELINE"} --out "$OUTDIR" --threads "${THREADS:-2}" $EVAL_ARGS
