@@ -32,11 +32,12 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const objectsEl = h("div", { id: "objects" });
   const labelsEl = h("div", { id: "labels" });
   const saveEl = h("p", { id: "autosave" });
+  const timing = h("p", { id: "timing", class: "help" });
   const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · 1–9: label · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size) · A/R accept/reject proposal · wheel zoom · middle-drag pan · N: submit & next");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   mount(root, h("div", { class: "annotator" },
     h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, labelsEl, status),
-    h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl)), help));
+    h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl, timing)), help));
 
   const debug: AnnotatorDebug = { imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null };
   window.maskloop = debug;
@@ -67,7 +68,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   function renderLabels(): void {
     mount(labelsEl, ...labels.map((l, i) => h("button", {
       class: `label${l.id === labelId ? " active" : ""}`, style: `border-color:${l.color}`, "data-label-id": l.id,
-      onclick: () => { labelId = l.id; renderLabels(); show(history.state); },
+      onclick: () => { labelId = l.id; renderLabels(); show(history.state); canvasEl.focus(); },
     }, `${i + 1} ${l.name}`)), h("span", { class: "tool" }, ` tool: ${tool}`));
   }
 
@@ -187,6 +188,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const prompt: Prompt = { points: state.points, box: state.box };
     const r = await decoder.decode(prompt, state.lowRes);
     debug.decodes++;
+    timing.textContent = `decoder ${r.ms.toFixed(0)} ms`;
     const best = r.masks.reduce((a, b) => (b.iou > a.iou ? b : a));
     history.push({ ...state, mask: best.mask, lowRes: best.lowRes, iou: best.iou });
     show(history.state);
