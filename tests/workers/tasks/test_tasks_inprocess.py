@@ -109,6 +109,8 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
         assert all(a[1] == "pending" for a in anns if a[0] == "semi_auto")
         assert (overlap_with(prefilled, manual) <= 0.3).all()
     assert _rows(env, "SELECT done, total FROM jobs")[0] == (2, 2)
+    n_prefilled = len(_rows(env, "SELECT id FROM annotations WHERE source = 'semi_auto'"))
+    assert n_prefilled > 0
     # finished job: a redelivery is a no-op
     before = len(_rows(env, "SELECT id FROM annotations"))
     assert prefill_semi_auto(job_id=jid) == "succeeded"
