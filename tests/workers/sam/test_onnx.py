@@ -30,15 +30,18 @@ def test_contract_names_and_dynamic_points(exported):
     assert coords.type.tensor_type.shape.dim[1].dim_param  # symbolic number of points
 
 
-@pytest.mark.parametrize("n_points,with_mask,orig", [(1, False, (480, 640)), (2, True, (300, 200)),
-                                                      (5, True, (640, 427))])
-def test_onnx_matches_torch(exported, n_points, with_mask, orig):
+@pytest.mark.parametrize("with_mask", [False, True])
+@pytest.mark.parametrize("n_points,orig,box", [(1, (480, 640), False), (2, (300, 200), False),
+                                               (5, (640, 427), False), (1, (123, 77), True)])
+def test_onnx_matches_torch(exported, n_points, with_mask, orig, box):
     model, single, multi, _ = exported
-    rng = np.random.default_rng(n_points)
+    rng = np.random.default_rng(n_points + 10 * with_mask)
     emb = rng.standard_normal((1, 256, 64, 64)).astype(np.float32)
     pts = rng.random((n_points, 2)) * [orig[1], orig[0]]
-    feeds = OnnxDecoder.feeds(emb, pts, rng.integers(0, 2, n_points), orig,
+    box_xyxy = np.sort(rng.random((2, 2)) * [orig[1], orig[0]], axis=0).ravel() if box else None
+    feeds = OnnxDecoder.feeds(emb, pts, rng.integers(0, 2, n_points), orig, box_xyxy=box_xyxy,
                               mask_input=rng.standard_normal((256, 256)) if with_mask else None)
+    assert feeds["point_coords"].shape[1] == n_points + (2 if box else 1)
     for decoder, single_mask in ((single, True), (multi, False)):
         masks, scores, low = decoder.run(feeds)
         with torch.no_grad():
@@ -74,3 +77,25 @@ def test_onnx_matches_predictor_semantics(exported):
 def test_feeds_reject_mismatched_labels():
     with pytest.raises(ValueError, match="2 points but 1 labels"):
         OnnxDecoder.feeds(np.zeros((1, 256, 64, 64), np.float32), np.zeros((2, 2)), [1], (10, 10))
+
+
+def test_quantized_export_runs_and_is_smaller(exported, tmp_path):
+    model, single, _, path = exported
+    qpath = export_onnx_decoder(model, tmp_path / "q.onnx", quantize=True)
+    assert qpath.stat().st_size < 0.6 * path.stat().st_size
+    rng = np.random.default_rng(7)
+    feeds = OnnxDecoder.feeds(rng.standard_normal((1, 256, 64, 64)).astype(np.float32), [[30.0, 40.0]], [1],
+                              (100, 150))
+    q_masks, q_scores, _ = OnnxDecoder(qpath).run(feeds)
+    f_masks, f_scores, _ = single.run(feeds)
+    assert q_masks.shape == f_masks.shape == (1, 1, 100, 150) and np.isfinite(q_masks).all()
+    # Weight quantisation perturbs the logits but the masks stay close.
+    inter, union = ((q_masks > 0) & (f_masks > 0)).sum(), ((q_masks > 0) | (f_masks > 0)).sum()
+    assert union == 0 or inter / union > 0.8
+
+
+def test_failed_export_leaves_nothing(exported, tmp_path):
+    model = exported[0]
+    with pytest.raises(Exception):
+        export_onnx_decoder(model, tmp_path / "out" / "bad.onnx", opset=1)
+    assert list((tmp_path / "out").iterdir()) == []
