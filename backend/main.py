@@ -75,7 +75,7 @@ def _mount_frontend(app: FastAPI, dist: Path) -> None:
     """Serve the built single-page app with the headers threaded WASM needs."""
     index = dist / "index.html"
 
-    @app.get("/{path:path}", include_in_schema=False)
+    @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     def spa(path: str):
         if path.startswith("api/"):
             return JSONResponse({"detail": f"no API route /{path}"}, status_code=404)

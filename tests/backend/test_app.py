@@ -26,6 +26,8 @@ def test_frontend_served_with_isolation_headers_and_spa_fallback(api, tmp_path):
         assert r.text == body, path
         assert r.headers["cross-origin-opener-policy"] == "same-origin"
         assert r.headers["cross-origin-embedder-policy"] == "require-corp"
+    head = client.head("/")
+    assert head.status_code == 200 and head.headers["cross-origin-embedder-policy"] == "require-corp"
     assert "access-control-allow-origin" not in client.get("/", headers={"Origin": "http://evil.example"}).headers
 
 
