@@ -40,6 +40,7 @@ run: install frontend migrate
 	$(VENV)/bin/maskloop run
 
 test: install frontend chromium
+	@if [ -f frontend/package.json ]; then cd frontend && npx vitest run --testTimeout=60000; fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install
