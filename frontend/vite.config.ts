@@ -46,6 +46,9 @@ export default defineConfig({
       },
     },
   },
+  // the ort build without the bundled WASM reference: the runtime comes from dist/ort/ (wasmPaths),
+  // whose separate .mjs also serves as the pthread worker script for threaded WASM
+  resolve: { conditions: ["onnxruntime-web-use-extern-wasm", "module", "browser", "development|production"] },
   worker: { format: "es" },
   server: { headers: isolation, proxy: { "/api": "http://127.0.0.1:8000" } },
   preview: { headers: isolation },
