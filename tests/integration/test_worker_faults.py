@@ -154,15 +154,21 @@ def test_automatic_batch_resumes_without_duplicates(cluster: Cluster) -> None:
     params = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "crop_n_layers": 0,
               "min_mask_region_area": 0}
     job_id = insert(cluster.env, "jobs", project_id=ids["project_id"], kind="automatic", status="queued", params=params)
-    first = cluster.start(MASKLOOP_TEST_ITEM_DELAY="60")
+    first = cluster.start(MASKLOOP_TEST_ITEM_DELAY="3")
     cluster.send(AUTOMATIC_BATCH, job_id=job_id)
-    # Paused once after image 0 (committed when the pause ends) → kill during the first pause.
-    wait_for(lambda: _paused(cluster) >= 1, 180, "the batch to be mid-image", [first])
+    # Image 0: generate, pause, commit. Image 1 (corrupt): recorded as failed. Image 2: generate,
+    # pause → killed during that second pause, before its annotations are committed.
+    wait_for(lambda: _paused(cluster) >= 2, 240, "the batch to be mid-image 2", [first])
     cluster.kill(first)
-    assert _rows(cluster.env, "SELECT status FROM jobs")[0][0] == "running"
+    assert _rows(cluster.env, "SELECT status, done FROM jobs")[0] == ("running", 2)
+    before = _rows(cluster.env, "SELECT id, image_id FROM annotations ORDER BY id")
+    assert before and {a[1] for a in before} == {ids["image_ids"][0]}
     second = cluster.start()
-    wait_for(lambda: _rows(cluster.env, "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed')"), 180,
+    wait_for(lambda: _rows(cluster.env, "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed')"), 240,
              "the batch to finish", [second])
+    after = _rows(cluster.env, "SELECT id, image_id FROM annotations ORDER BY id")
+    # Image 0 was not redone: its annotations are exactly those committed before the kill.
+    assert [a for a in after if a[1] == ids["image_ids"][0]] == before
     status, done, total, error = _rows(cluster.env, "SELECT status, done, total, error FROM jobs")[0]
     assert (status, done, total, error) == ("succeeded", 3, 3, None)
     anns = _rows(cluster.env, "SELECT image_id, source, job_id FROM annotations")
