@@ -3,6 +3,8 @@ the API that what was stored is exactly the mask the page drew; reload keeps eve
 failed save is queued and sent after a reload; screenshots of the annotator and admin console."""
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -91,6 +93,14 @@ def test_annotate_accept_reload(page, running_app, project, screenshots) -> None
     assert image_id is not None
     take_baseline(page, (W, H))  # nothing drawn over the image yet
 
+    # hovering previews the mask under the cursor before any click
+    page.mouse.move(*image_to_client(page, (W, H), 110, 110))
+    deadline = time.monotonic() + 30
+    while not tinted_mask(page, (W, H)).any():
+        assert time.monotonic() < deadline, "no hover preview appeared within 30 s"
+        page.wait_for_timeout(200)
+    assert page.evaluate("window.maskloop.currentRle()") is None, "a hover must not create a mask to accept"
+
     _click(page, 110, 110)
     first = _current_mask(page)
     assert first.shape == (H, W)
@@ -108,6 +118,10 @@ def test_annotate_accept_reload(page, running_app, project, screenshots) -> None
     assert third.sum() > 0
     drawn = tinted_mask(page, (W, H))
     assert iou(drawn, third) > 0.9
+    page.keyboard.press("z")  # undo the box, then redo it
+    assert np.array_equal(_current_mask(page), second)
+    page.keyboard.press("Shift+Z")
+    assert np.array_equal(_current_mask(page), third)
     page.screenshot(path=str(screenshots / "annotator.png"))
 
     page.keyboard.press("2")  # label "block"
