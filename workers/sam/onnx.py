@@ -9,6 +9,8 @@ predicted IoU for prompts of at most two points (one click + padding, or a box),
 single-mask token; the multimask variant returns the three multimask outputs (K = 3).
 
 ``OnnxDecoder`` runs an exported file with onnxruntime, building the feeds the way the browser does.
+``export_onnx_encoder`` exports the image encoder (input ``image`` 1×3×1024×1024, already normalised
+and padded; output ``image_embeddings``) for running it with onnxruntime instead of torch.
 """
 from __future__ import annotations
 
@@ -82,6 +84,21 @@ class DecoderForExport(nn.Module):
         return upscaled, scores, masks
 
 
+def _atomic_onnx_export(module: nn.Module, args: tuple, path: Path, **kwargs) -> Path:
+    """``torch.onnx.export`` (TorchScript exporter) into a temporary file renamed onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(module, args, tmp, do_constant_folding=True, dynamo=False, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def export_onnx_decoder(model: Sam, path: str | Path, *, return_single_mask: bool = True, opset: int = 17,
                         quantize: bool = False) -> Path:
     """Export the decoder of ``model`` to ``path`` (written atomically); returns the path."""
@@ -98,26 +115,26 @@ def export_onnx_decoder(model: Sam, path: str | Path, *, return_single_mask: boo
         torch.tensor([1.0]),
         torch.tensor([480.0, 640.0]),
     )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".onnx")
-    os.close(fd)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(
-                wrapper, dummy, tmp, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}},
-                opset_version=opset, do_constant_folding=True, dynamo=False,
-            )
-        if quantize:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+    kwargs = dict(input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, opset_version=opset,
+                  dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
+    if not quantize:
+        return _atomic_onnx_export(wrapper, dummy, path, **kwargs)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            qtmp = tmp + ".q.onnx"
-            quantize_dynamic(tmp, qtmp, weight_type=QuantType.QUInt8)
-            os.replace(qtmp, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tmp-") as tmp:
+        float_path = _atomic_onnx_export(wrapper, dummy, Path(tmp) / "float.onnx", **kwargs)
+        quantize_dynamic(float_path, Path(tmp) / "q.onnx", weight_type=QuantType.QUInt8)
+        os.replace(Path(tmp) / "q.onnx", path)
     return path
+
+
+def export_onnx_encoder(model: Sam, path: str | Path, *, opset: int = 17) -> Path:
+    """Export ``model.image_encoder``: input ``image`` 1×3×S×S (normalised and padded, as
+    ``Sam.preprocess`` returns it), output ``image_embeddings`` 1×256×64×64. Written atomically."""
+    encoder = model.cpu().eval().image_encoder
+    size = getattr(encoder, "img_size", 1024)
+    return _atomic_onnx_export(encoder, (torch.randn(1, 3, size, size),), Path(path), input_names=["image"],
+                               output_names=["image_embeddings"], opset_version=opset)
 
 
 class OnnxDecoder:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from workers.sam.build import build_sam
-from workers.sam.onnx import INPUT_NAMES, OUTPUT_NAMES, DecoderForExport, OnnxDecoder, export_onnx_decoder
+from workers.sam.onnx import (INPUT_NAMES, OUTPUT_NAMES, DecoderForExport, OnnxDecoder, export_onnx_decoder,
+                              export_onnx_encoder)
 from workers.sam.predictor import SamPredictor
 
 
@@ -99,3 +100,16 @@ def test_failed_export_leaves_nothing(exported, tmp_path):
     with pytest.raises(Exception):
         export_onnx_decoder(model, tmp_path / "out" / "bad.onnx", opset=1)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_encoder_export_matches_torch(exported, tmp_path):
+    import onnxruntime as ort
+
+    model = exported[0]
+    path = export_onnx_encoder(model, tmp_path / "encoder.onnx")
+    x = model.preprocess(torch.rand(1, 3, 600, 1024) * 255)
+    with torch.no_grad():
+        ref = model.image_encoder(x).numpy()
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    assert out.shape == (1, 256, 64, 64)
+    assert np.abs(out - ref).max() < 1e-3
