@@ -1,6 +1,6 @@
 """E2E: log in, annotate an image in the browser with the in-browser decoder, and check through
 the API that what was stored is exactly the mask the page drew; reload keeps everything; a
-failed save is queued and sent after a reload; screenshots of the annotator and admin console."""
+failed save is queued and sent after a reload and a re-login (401); screenshots of the annotator and admin console."""
 from __future__ import annotations
 
 import time
@@ -148,7 +148,7 @@ def test_annotate_accept_reload(page, running_app, project, screenshots) -> None
     assert not page.page_errors, page.page_errors
 
 
-def test_failed_save_is_queued_and_sent_after_reload(page, running_app, project, screenshots) -> None:  # noqa: ANN001
+def test_failed_save_survives_reload_and_expired_login(page, running_app, project, screenshots) -> None:  # noqa: ANN001
     image_id = _login_and_open(page, running_app, project)
     before = len(_annotations(running_app, image_id))
 
@@ -167,7 +167,16 @@ def test_failed_save_is_queued_and_sent_after_reload(page, running_app, project,
     assert len(_annotations(running_app, image_id)) == before, "the refused POST reached the server"
 
     page.unroute("**/api/v1/images/*/annotations")
+    # the login expires (the server refuses the token): back to the login page, the queue is kept
+    page.evaluate("localStorage.setItem('maskloop.token', 'expired-or-forged-token')")
     page.reload()
+    page.wait_for_selector("#password")
+    assert "log in again" in page.content()
+    assert len(_annotations(running_app, image_id)) == before
+    page.fill("#username", "admin")
+    page.fill("#password", running_app.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**/annotate/{project['id']}")
     _wait_ready(page)
     page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
                            timeout=30_000)
