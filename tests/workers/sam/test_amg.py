@@ -56,17 +56,20 @@ def test_mask_to_box_inclusive_and_empty():
 
 
 def _naive_nms(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[int]:
-    def iou(a, b):
-        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else 0.0
-
+    """Greedy NMS one pair at a time (pixel-area IoU on continuous boxes)."""
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     kept: list[int] = []
     for i in order:
-        if all(iou(boxes[i], boxes[k]) <= thresh for k in kept):
+        ok = True
+        for k in kept:
+            lo = np.maximum(boxes[i, :2], boxes[k, :2])
+            hi = np.minimum(boxes[i, 2:], boxes[k, 2:])
+            inter = float(np.prod(np.clip(hi - lo, 0, None)))
+            areas = np.prod(boxes[i, 2:] - boxes[i, :2]) + np.prod(boxes[k, 2:] - boxes[k, :2])
+            if inter / (areas - inter) > thresh:
+                ok = False
+                break
+        if ok:
             kept.append(i)
     return kept
 
