@@ -153,7 +153,14 @@ class OnnxDecoder:
               orig_size: tuple[int, int], box_xyxy: np.ndarray | None = None,
               mask_input: np.ndarray | None = None, img_size: int = 1024) -> dict[str, np.ndarray]:
         """Inputs for clicks/box in ORIGINAL pixels: scaled to the 1024 frame, padded like the web demo."""
-        h, w = orig_size
+        h, w = (int(v) for v in orig_size)
+        if min(h, w) < 1:
+            raise ValueError(f"orig_size must be (H, W) with positive sides, got {tuple(orig_size)}")
+        embedding = np.asarray(embedding, np.float32)
+        if embedding.size != 256 * 64 * 64:
+            raise ValueError(f"embedding must be 1×256×64×64, got shape {embedding.shape}")
+        if mask_input is not None and np.asarray(mask_input).size != 256 * 256:
+            raise ValueError(f"mask_input must be 1×1×256×256 low-res logits, got shape {np.shape(mask_input)}")
         scale = img_size / max(h, w)
         coords = np.zeros((0, 2), np.float32) if points_xy is None else np.asarray(points_xy, np.float32).reshape(-1, 2)
         labs = np.zeros((0,), np.float32) if labels is None else np.asarray(labels, np.float32).reshape(-1)
@@ -167,7 +174,7 @@ class OnnxDecoder:
             labs = np.concatenate([labs, [-1.0]]).astype(np.float32)
         coords = coords * np.array([round(w * scale) / w, round(h * scale) / h], np.float32)
         return {
-            "image_embeddings": np.asarray(embedding, np.float32).reshape(1, -1, 64, 64),
+            "image_embeddings": embedding.reshape(1, 256, 64, 64),
             "point_coords": coords[None].astype(np.float32),
             "point_labels": labs[None].astype(np.float32),
             "mask_input": (np.zeros((1, 1, 256, 256), np.float32) if mask_input is None

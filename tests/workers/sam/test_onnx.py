@@ -75,9 +75,17 @@ def test_onnx_matches_predictor_semantics(exported):
     assert np.abs(o_masks[0, 0] - masks[best]).max() < 1e-3
 
 
-def test_feeds_reject_mismatched_labels():
-    with pytest.raises(ValueError, match="2 points but 1 labels"):
-        OnnxDecoder.feeds(np.zeros((1, 256, 64, 64), np.float32), np.zeros((2, 2)), [1], (10, 10))
+@pytest.mark.parametrize("kwargs,match", [
+    ({"points_xy": np.zeros((2, 2)), "labels": [1]}, "2 points but 1 labels"),
+    ({"embedding": np.zeros((1, 256, 32, 32))}, "embedding must be 1×256×64×64"),
+    ({"orig_size": (0, 10)}, "orig_size must be"),
+    ({"mask_input": np.zeros((128, 128))}, "mask_input must be 1×1×256×256"),
+])
+def test_feeds_reject_bad_input(kwargs, match):
+    args = {"embedding": np.zeros((1, 256, 64, 64), np.float32), "points_xy": [[1.0, 2.0]], "labels": [1],
+            "orig_size": (10, 10), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        OnnxDecoder.feeds(**args)
 
 
 def test_quantized_export_runs_and_is_smaller(exported, tmp_path):
