@@ -214,3 +214,11 @@ def test_bad_input(model, img):
         SamAutomaticMaskGenerator(model, points_per_side=None, point_grids=[np.zeros((4, 2))], crop_n_layers=1)
     with pytest.raises(ValueError, match="box_nms_thresh"):
         SamAutomaticMaskGenerator(model, box_nms_thresh=1.5)
+
+
+@pytest.mark.parametrize("mode", ["binary_mask", "coco_rle"])
+def test_nothing_passes_the_filters(model, img, mode):
+    emb = np.zeros((1, 256, 64, 64), np.float32)
+    gen = SamAutomaticMaskGenerator(model, points_per_side=1, pred_iou_thresh=0.99, output_mode=mode,
+                                    crop_n_layers=1, min_mask_region_area=10)
+    assert gen.generate(img, embedding=emb) == []
