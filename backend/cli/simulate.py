@@ -21,6 +21,7 @@ def simulate(
     iou_target: float = typer.Option(0.85, help="A robot accepts a mask once its IoU reaches this."),
     max_clicks: int = typer.Option(20, help="Click budget per mask."),
     heldout_clicks: int = typer.Option(20, help="Clicks per held-out sample (the protocol uses 20)."),
+    points_per_side: int = typer.Option(32, help="Point grid of the prefill and automatic jobs."),
     round_steps: int = typer.Option(0, help="Training steps per round (0: the server's default)."),
     out: Path = typer.Option(Path("artifacts/simulation"), help="Where the JSON report and PNG chart go."),
     seed: int = typer.Option(0, help="Seed of the image order."),
@@ -43,7 +44,7 @@ def simulate(
         base_url=url, username=username, password=password, dataset_dir=dataset, out_dir=out,
         rounds=rounds, stage_images=(stage1, stage2, stage3), heldout_images=heldout,
         annotators=annotators, iou_target=iou_target, max_clicks=max_clicks, heldout_max_clicks=heldout_clicks,
-        round_steps=round_steps or None, seed=seed,
+        round_steps=round_steps or None, seed=seed, points_per_side=points_per_side,
     )
     sim = Simulation(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     try:

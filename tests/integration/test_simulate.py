@@ -76,7 +76,7 @@ def _simulate(url: str, out: Path, env: dict) -> dict:
     cmd = [sys.executable, "-m", "backend.cli", "simulate", "--dataset", str(DATASET), "--url", url,
            "--password", "adminpass1", "--stage1", "2", "--stage2", "2", "--stage3", "1", "--heldout", "2",
            "--annotators", "2", "--max-clicks", "3", "--heldout-clicks", "3", "--round-steps", "2",
-           "--rounds", "2", "--out", str(out)]
+           "--rounds", "2", "--points-per-side", "4", "--out", str(out)]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Maskloop data engine simulation" in done.stdout

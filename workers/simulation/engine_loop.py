@@ -46,6 +46,7 @@ class SimulationConfig:
     round_timeout: float = 3600.0
     job_timeout: float = 1800.0
     prefill_match_iou: float = 0.85
+    points_per_side: int = 32  # grid of the prefill and automatic jobs
     cost: CostModel = field(default_factory=CostModel)
     project_name: str = "simulation"
     seed: int = 0
@@ -265,7 +266,8 @@ class Simulation:
 
     def stage_semi_automatic(self, names: list[str], label: str) -> None:
         def run(ids: dict[int, str]) -> dict:
-            job = self.admin.post(f"/projects/{self.project['id']}/prefill", {})
+            job = self.admin.post(f"/projects/{self.project['id']}/prefill",
+                                  {"points_per_side": self.cfg.points_per_side})
             self._wait_job(job["id"], "semi-automatic prefill")
             return self._work_queue("semi_automatic", ids)
 
@@ -273,7 +275,8 @@ class Simulation:
 
     def stage_automatic(self, names: list[str], label: str) -> None:
         def run(ids: dict[int, str]) -> dict:
-            job = self.admin.post(f"/projects/{self.project['id']}/automatic", {})
+            job = self.admin.post(f"/projects/{self.project['id']}/automatic",
+                                  {"points_per_side": self.cfg.points_per_side})
             self._wait_job(job["id"], "fully automatic batch")
             matched = total = found = 0
             best_ious = []
@@ -396,5 +399,6 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
 def _config_json(cfg: SimulationConfig) -> dict[str, Any]:
     return {"dataset_dir": str(cfg.dataset_dir), "rounds": cfg.rounds, "stage_images": list(cfg.stage_images),
             "heldout_images": cfg.heldout_images, "annotators": cfg.annotators, "iou_target": cfg.iou_target,
-            "max_clicks": cfg.max_clicks, "heldout_max_clicks": cfg.heldout_max_clicks, "round_steps": cfg.round_steps,
+            "max_clicks": cfg.max_clicks, "points_per_side": cfg.points_per_side,
+            "heldout_max_clicks": cfg.heldout_max_clicks, "round_steps": cfg.round_steps,
             "cost_model": cfg.cost.__dict__, "seed": cfg.seed}
