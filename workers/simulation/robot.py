@@ -1,8 +1,8 @@
 """One robot annotator: clicks with the protocol's robot clicker until a mask is good enough.
 
-Decoding mirrors the browser client: the embedding is fetched in the wire format, point
-coordinates are scaled to the resized-1024 frame given by the embedding header, a padding point
-(label −1) is appended, the first click is decoded without a mask prompt (multimask decoder when the
+Decoding mirrors the browser client (``workers.sam.onnx.OnnxDecoder`` builds the same feeds): the
+embedding is fetched in the wire format, point coordinates are scaled to the resized-1024 frame, a
+padding point (label −1) is appended, the first click is decoded without a mask prompt (multimask decoder when the
 server provides one, best predicted IoU kept) and every later click feeds back the previous
 low-resolution logits.
 """
@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
 from backend.services.embedding_format import EmbeddingHeader
 from workers.evaluation.clicker import iou, next_click
+from workers.sam.onnx import OnnxDecoder
 
 
 @dataclass(frozen=True)
@@ -50,17 +50,11 @@ class MaskOutcome:
 
 
 class OnnxDecoderSession:
-    """The project's ONNX decoder (web-demo contract) run with onnxruntime on CPU."""
+    """The project's ONNX decoders (web-demo contract), single-mask and optional multimask."""
 
     def __init__(self, decoder_bytes: bytes, multimask_bytes: bytes | None = None):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        self.single = ort.InferenceSession(decoder_bytes, opts, providers=["CPUExecutionProvider"])
-        self.multi = (
-            ort.InferenceSession(multimask_bytes, opts, providers=["CPUExecutionProvider"])
-            if multimask_bytes
-            else None
-        )
+        self.single = OnnxDecoder(decoder_bytes)
+        self.multi = OnnxDecoder(multimask_bytes) if multimask_bytes else None
 
     def decode(
         self,
@@ -72,27 +66,9 @@ class OnnxDecoderSession:
         multimask: bool,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (masks K×H×W logits, iou K, low_res K×256×256) for clicks in original pixels."""
-        h, w = header.orig_size
-        rh, rw = header.input_size
-        coords = points_xy.astype(np.float32).copy()
-        coords[:, 0] *= rw / w
-        coords[:, 1] *= rh / h
-        coords = np.concatenate([coords, np.zeros((1, 2), np.float32)], axis=0)[None]
-        labs = np.concatenate([labels.astype(np.float32), [-1.0]]).astype(np.float32)[None]
-        feeds = {
-            "image_embeddings": embedding.astype(np.float32),
-            "point_coords": coords,
-            "point_labels": labs,
-            "mask_input": (
-                mask_input.reshape(1, 1, 256, 256).astype(np.float32)
-                if mask_input is not None
-                else np.zeros((1, 1, 256, 256), np.float32)
-            ),
-            "has_mask_input": np.array([1.0 if mask_input is not None else 0.0], np.float32),
-            "orig_im_size": np.array([h, w], np.float32),
-        }
-        session = self.multi if (multimask and self.multi is not None) else self.single
-        masks, scores, low_res = session.run(["masks", "iou_predictions", "low_res_masks"], feeds)
+        feeds = OnnxDecoder.feeds(embedding, points_xy, labels, tuple(header.orig_size), mask_input=mask_input)
+        decoder = self.multi if (multimask and self.multi is not None) else self.single
+        masks, scores, low_res = decoder.run(feeds)
         return masks[0], scores[0], low_res[0]
 
 
