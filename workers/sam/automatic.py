@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from workers.sam import amg
+from workers.sam.transforms import validate_rgb_image
 from workers.sam.modeling.sam import Sam
 from workers.sam.predictor import SamPredictor
 
@@ -88,14 +89,7 @@ class SamAutomaticMaskGenerator:
         (per ``output_mode``), ``area``, ``bbox`` XYWH, ``predicted_iou``, ``point_coords`` [[x, y]],
         ``stability_score``, ``crop_box`` XYWH.
         """
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"image must be a numpy array (H×W×3 uint8), got {type(image).__name__}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 (0–255), got dtype {image.dtype}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be H×W×3 (RGB), got shape {image.shape}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"image is empty: shape {image.shape}")
+        validate_rgb_image(image)
         data = self._generate(image, embedding)
         if self.min_mask_region_area > 0 and data["masks"].shape[0]:
             data = self._cleanup(data, self.min_mask_region_area,

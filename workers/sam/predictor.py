@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from workers.sam.modeling.sam import Sam
-from workers.sam.transforms import ResizeLongestSide
+from workers.sam.transforms import ResizeLongestSide, validate_rgb_image
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +69,7 @@ class SamPredictor:
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Embed ``image``: an H×W×3 uint8 array in ``image_format`` ("RGB" or "BGR")."""
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"image must be a numpy array (H×W×3 uint8), got {type(image).__name__}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 (0–255), got dtype {image.dtype}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image must be H×W×3 (RGB), got shape {image.shape}")
-        if image.shape[0] < 1 or image.shape[1] < 1:
-            raise ValueError(f"image is empty: shape {image.shape}")
+        validate_rgb_image(image)
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         if image_format != self.model.image_format:

@@ -60,3 +60,15 @@ class ResizeLongestSide:
     def apply_boxes_torch(self, boxes: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
         """B×4 XYXY tensor in original pixels → B×4 in the resized frame."""
         return self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+
+def validate_rgb_image(image: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the problem unless ``image`` is a non-empty H×W×3 uint8 array."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array (H×W×3 uint8), got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0–255), got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be H×W×3 (RGB), got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {image.shape}")
