@@ -4,7 +4,7 @@ Uses ``models/default/model.pt`` when it exists, otherwise a randomly initialise
 (timing is the same; mask counts are meaningless then, and the output says so). Prints the machine,
 torch's thread count, per-image seconds (encoder included), the encoder share and mask counts.
 
-    .venv/bin/python benchmarks/bench_automatic.py [--images 3] [--points-per-side 32] [--crop-n-layers 0]
+    .venv/bin/python benchmarks/bench_automatic.py [--images 3] [--points-per-side 32] [--crop-n-layers 0] [--decoder onnx]
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--points-per-batch", type=int, default=64)
     parser.add_argument("--crop-n-layers", type=int, default=0)
+    parser.add_argument("--decoder", choices=("auto", "torch", "onnx"), default="auto",
+                        help="grid decoder: torch, onnx (onnxruntime) or auto (onnx on a CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
 
@@ -51,9 +53,10 @@ def main() -> None:
           f"torch={torch.__version__} threads={torch.get_num_threads()} load={os.getloadavg()[0]:.1f}")
     print(f"model: {which}")
     print(f"grid {args.points_per_side}x{args.points_per_side}, batch {args.points_per_batch}, "
-          f"crop_n_layers {args.crop_n_layers}, default thresholds")
+          f"crop_n_layers {args.crop_n_layers}, default thresholds, decoder {args.decoder}")
     generator = SamAutomaticMaskGenerator(model, points_per_side=args.points_per_side,
-                                          points_per_batch=args.points_per_batch, crop_n_layers=args.crop_n_layers)
+                                          points_per_batch=args.points_per_batch, crop_n_layers=args.crop_n_layers,
+                                          decoder=args.decoder)
     predictor = SamPredictor(model)
     totals, encodes = [], []
     for path in paths:

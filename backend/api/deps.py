@@ -13,7 +13,7 @@ from backend.core.errors import Forbidden, NotFound, Unauthorized
 from backend.core.security import read_token
 from backend.db.models import Image, Project, ProjectMember, User
 from backend.db.session import make_session
-from backend.storage import BlobStorage, LocalStorage
+from backend.storage import BlobStorage
 
 
 def get_app_settings(request: Request) -> Settings:

@@ -6,13 +6,13 @@ HTTP folder import, which is confined to ``Settings.import_root_paths``.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from backend.core.files import atomic_write
 
 console = Console()
 
@@ -114,14 +114,7 @@ def export_dataset(
             data = build_export(conn, project_id, format, filters)
     except ValueError as exc:
         _fail(str(exc), 2)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(output, lambda tmp: tmp.write_bytes(data))
     console.print(f"wrote {output} ({len(data)} bytes, format {format})")
 
 

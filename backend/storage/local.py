@@ -1,12 +1,11 @@
 """Blob storage on the local file system under one root directory."""
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from backend.core.files import atomic_write
 from backend.storage.blobs import BlobNotFound, BlobStorage
 from backend.storage.keys import validate_key
 
@@ -24,17 +23,11 @@ class LocalStorage(BlobStorage):
         return path
 
     def _atomic_write(self, path: Path, writer) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
                 writer(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        atomic_write(path, write)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(self._path(key), lambda fh: fh.write(data))

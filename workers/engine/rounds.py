@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from backend.core.files import atomic_write
 from workers.engine.errors import BadInputError
 
 logger = logging.getLogger(__name__)
@@ -104,9 +105,7 @@ def _cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str,
     if path.is_file():
         return json.loads(path.read_text())
     value = compute()
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value)))
     return value
 
 
@@ -175,10 +174,4 @@ def export_decoder(checkpoint: Path, arch: str, out_path: Path) -> None:
     from workers.sam.onnx import export_onnx_decoder
 
     model = build_sam(arch, checkpoint=str(checkpoint)).eval()
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}.onnx")
-    try:
-        export_onnx_decoder(model, str(tmp), return_single_mask=True)
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    export_onnx_decoder(model, out_path, return_single_mask=True)  # written atomically

@@ -8,8 +8,6 @@ unexpected and mis-shaped keys and a guess of the architecture it probably belon
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from backend.core.files import atomic_write
 from workers.sam.modeling.mask_decoder import MaskDecoder
 from workers.sam.modeling.prompt_encoder import PromptEncoder
 from workers.sam.modeling.sam import Sam
@@ -223,20 +222,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, arch: str, meta: Mapping
         arch = DEFAULT_ARCH
     if arch not in ENCODER_FACTORIES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ENCODER_FACTORIES)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"arch": arch, "model": state, "meta": dict(meta or {})}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: torch.save({"arch": arch, "model": state, "meta": dict(meta or {})}, tmp))
 
 
 def _registry_builder(arch: str) -> Callable[..., Sam]:

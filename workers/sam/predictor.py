@@ -228,14 +228,21 @@ class SamPredictor:
             raise ValueError(f"boxes must be B×4, got {tuple(boxes.shape)}")
         if mask_input is not None and (mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, 256, 256)):
             raise ValueError(f"mask_input must be B×1×256×256, got {tuple(mask_input.shape)}")
+        low_res, scores = self.decode_low_res(point_coords, point_labels, boxes, mask_input, multimask_output)
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, scores.float(), low_res
+
+    def decode_low_res(self, point_coords: torch.Tensor | None, point_labels: torch.Tensor | None,
+                       boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
+                       multimask_output: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder only (inputs as ``predict_torch``, already checked):
+        low-res logits B×K×256×256 (float32) and scores B×K (float32), nothing upscaled."""
         points = (point_coords, point_labels) if point_coords is not None else None
         with self._autocast():
             sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
             low_res, scores = self.model.mask_decoder(
                 image_embeddings=self.features, image_pe=self.model.prompt_encoder.get_dense_pe(),
                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask_output)
-        low_res = low_res.float()
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, scores.float(), low_res
+        return low_res.float(), scores.float()

@@ -20,7 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from workers.evaluation.metrics import summarize
-from workers.simulation.api_client import ApiError, MaskloopClient
+from workers.simulation.api_client import MaskloopClient
 from workers.simulation.robot import CostModel, OnnxDecoderSession, annotate_instance
 from workers.training.data import read_mask, scan_dataset, split_dataset
 
@@ -159,7 +159,6 @@ class Simulation:
     # -- stages ---------------------------------------------------------------------------------
     def _work_queue(self, stage: str, image_names: dict[int, str]) -> dict[str, Any]:
         """Robots lease and annotate images until the queue is empty."""
-        cfg = self.cfg
         pid = self.project["id"]
         stats = {"masks": 0, "clicks": 0, "seconds": 0.0, "images": 0, "prefill_seen": 0,
                  "prefill_accepted": 0, "reached": 0, "decode_seconds": 0.0, "decodes": 0}

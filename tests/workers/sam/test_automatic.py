@@ -222,3 +222,18 @@ def test_nothing_passes_the_filters(model, img, mode):
     gen = SamAutomaticMaskGenerator(model, points_per_side=1, pred_iou_thresh=0.99, output_mode=mode,
                                     crop_n_layers=1, min_mask_region_area=10)
     assert gen.generate(img, embedding=emb) == []
+
+
+def test_onnx_and_torch_decoders_agree(model, img):
+    """The onnxruntime grid decoder returns the same records as the torch decoder."""
+    params = dict(BASE, points_per_side=4, output_mode="coco_rle")
+    by_torch = SamAutomaticMaskGenerator(model, decoder="torch", **params).generate(img)
+    by_onnx = SamAutomaticMaskGenerator(model, decoder="onnx", **params).generate(img)
+    assert by_torch, "the filters left nothing to compare"
+    assert [r["segmentation"] for r in by_onnx] == [r["segmentation"] for r in by_torch]
+    for a, b in zip(by_onnx, by_torch):
+        assert a["bbox"] == b["bbox"] and a["point_coords"] == b["point_coords"]
+        assert a["predicted_iou"] == pytest.approx(b["predicted_iou"], abs=1e-4)
+        assert a["stability_score"] == pytest.approx(b["stability_score"], abs=1e-3)
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        SamAutomaticMaskGenerator(model, decoder="tensorrt")
