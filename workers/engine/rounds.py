@@ -113,6 +113,23 @@ def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "per_sample"}
 
 
+def inherited_loss_weights(checkpoint: Path) -> dict[str, float]:
+    """``focal_weight``/``dice_weight`` of the training config stored in ``checkpoint``'s meta, if any.
+
+    A model trained with one focal:dice balance and fine-tuned with another drifts towards the new
+    one first; a round keeps its base model's balance (the shipped default used 1:1, not SAM's 20:1).
+    """
+    import torch
+
+    try:
+        meta = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("meta") or {}
+    except (OSError, RuntimeError, AttributeError, EOFError) as exc:
+        logger.warning("cannot read the training config of %s: %s", checkpoint, exc)
+        return {}
+    config = meta.get("config") or meta.get("train_config") or {}
+    return {k: float(config[k]) for k in ("focal_weight", "dice_weight") if isinstance(config.get(k), (int, float))}
+
+
 def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, arch: str, steps: int,
               lr: float = 1e-4, batch_size: int = 1, freeze_image_encoder: bool = True, image_size: int = 1024,
               checkpoint_every: int = 10, max_clicks: int = 20, device: str = "cpu",
@@ -143,11 +160,13 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     before = _cached_json(round_dir / "metrics_before.json",
                           lambda: _slim(evaluate_model(str(base_checkpoint), heldout_dir, max_clicks=max_clicks)))
 
+    # fine-tune with the loss balance the base model was trained with, unless the round says otherwise
+    overrides = {**inherited_loss_weights(base_checkpoint), **(train_overrides or {})}
     cfg = TrainConfig(arch=arch, dataset_dir=str(train_dir), out_dir=str(round_dir / "run"),
                       init_checkpoint=str(base_checkpoint), steps=steps, batch_size=batch_size, lr=lr,
                       freeze_image_encoder=freeze_image_encoder, checkpoint_every=checkpoint_every,
                       image_size=image_size, device=device, progress_bar=False, time_budget_s=time_budget_s,
-                      warmup=min(10, max(0, steps // 10)), **(train_overrides or {}))
+                      warmup=min(10, max(0, steps // 10)), **overrides)
 
     def on_step(fraction: float, metrics: dict[str, Any]) -> None:
         report(0.05 + 0.8 * fraction, f"training step {metrics.get('step', '?')}/{steps}")

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from workers.engine.automatic import keep_new_masks, merged_params, overlap_with, FULL_PARAMS
 from workers.engine.errors import BadInputError
 from workers.engine.images import decode_image
-from workers.engine.rounds import Sample, is_heldout, split_samples, write_dataset
+from workers.engine.rounds import Sample, inherited_loss_weights, is_heldout, split_samples, write_dataset
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -112,3 +112,20 @@ def test_write_dataset_layout(tmp_path) -> None:
         write_dataset([Sample("b", "1" * 64, img, [_rle(np.zeros((3, 3)))])], tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
     assert not any(p.name.startswith(".bad") for p in tmp_path.iterdir())
+
+
+def test_round_inherits_the_base_models_loss_weights(tmp_path) -> None:
+    import torch
+
+    trained = tmp_path / "trained.pt"
+    torch.save({"arch": "lite", "model": {}, "meta": {"config": {"focal_weight": 1.0, "dice_weight": 2}}}, trained)
+    assert inherited_loss_weights(trained) == {"focal_weight": 1.0, "dice_weight": 2.0}
+    shipped = tmp_path / "shipped.pt"  # models/default stores it under train_config
+    torch.save({"arch": "lite", "model": {}, "meta": {"train_config": {"focal_weight": 1.0}}}, shipped)
+    assert inherited_loss_weights(shipped) == {"focal_weight": 1.0}
+    official = tmp_path / "official.pt"  # an official checkpoint is a bare state_dict: nothing to inherit
+    torch.save({"image_encoder.x": torch.zeros(1)}, official)
+    assert inherited_loss_weights(official) == {}
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    assert inherited_loss_weights(broken) == {}
