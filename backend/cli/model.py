@@ -103,6 +103,8 @@ def eval_command(
     max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate only N images, evenly spaced over the names."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    decoder: str = typer.Option("auto", "--decoder", help="auto, torch or onnx: how prompts are decoded "
+                                "(auto: the browser's ONNX decoder in onnxruntime on a CPU)."),
 ) -> None:
     """Interactive evaluation (robot clicker, NoC@85/90, mIoU curve) of a model beside GrabCut."""
     _setup(threads)
@@ -114,6 +116,8 @@ def eval_command(
         _fail(f"model checkpoint not found: {model}")
     if model == "none" and baseline == "none":
         _fail("nothing to evaluate: --model none and --baseline none")
+    if decoder not in ("auto", "torch", "onnx"):
+        _fail(f"unknown decoder {decoder!r}: expected auto, torch or onnx")
     import torch
 
     from workers.evaluation import GrabCutSegmenter, evaluate
@@ -125,7 +129,7 @@ def eval_command(
     try:
         names = _split_names(dataset, split)
         if model != "none":
-            predictor = load_predictor(model)
+            predictor = load_predictor(model, decoder=decoder)
             count, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
             with torch.inference_mode():
                 results["model"] = evaluate(predictor, samples, max_clicks=max_clicks, progress=True, total=count)
@@ -200,7 +204,7 @@ def export_decoder_command(
     except ImportError as exc:
         _fail(f"ONNX export is not available: {exc}", code=1)
     try:
-        sam = load_predictor(model).model
+        sam = load_predictor(model, decoder="torch").model
     except ValueError as exc:
         _fail(str(exc))
     out.parent.mkdir(parents=True, exist_ok=True)

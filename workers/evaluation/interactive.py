@@ -107,6 +107,7 @@ def evaluate(segmenter: InteractiveSegmenter, samples: Iterable[tuple[str, np.nd
         "encoder_seconds_per_image": float(np.mean([r.encode_seconds for r in results])),
         "max_clicks": max_clicks,
         "protocol": PROTOCOL,
+        "segmenter": type(segmenter).__name__,
         "machine": machine_description(),
         "per_sample": [{"name": r.name, "ious": [round(v, 5) for v in r.ious], "clicks": r.clicks}
                        for r in results],
@@ -153,10 +154,16 @@ def iter_dataset_samples(dataset_dir: str | Path, names: list[str] | None = None
     return count, generate()
 
 
-def load_predictor(model_or_checkpoint: Any, device: str = "cpu") -> InteractiveSegmenter:
-    """A ``SamPredictor`` for a model object, a checkpoint path, or 'default'."""
+def load_predictor(model_or_checkpoint: Any, device: str = "cpu", decoder: str = "auto") -> InteractiveSegmenter:
+    """A predictor for a model object, a checkpoint path, or 'default'.
+
+    ``decoder``: ``"torch"`` gives a ``SamPredictor``; ``"onnx"`` an ``OnnxPredictor`` (torch encoder,
+    the browser's exported decoders in onnxruntime); ``"auto"`` picks onnx on a CPU.
+    """
     from workers.sam import SamPredictor, build_sam
 
+    if decoder not in ("auto", "torch", "onnx"):
+        raise ValueError(f"decoder must be auto, torch or onnx; got {decoder!r}")
     model = model_or_checkpoint
     if isinstance(model_or_checkpoint, (str, Path)):
         spec = str(model_or_checkpoint)
@@ -165,18 +172,26 @@ def load_predictor(model_or_checkpoint: Any, device: str = "cpu") -> Interactive
         # build_sam reads the arch recorded in a Maskloop checkpoint ('default' = the shipped model)
         model = build_sam("default") if spec == "default" else build_sam(None, checkpoint=spec, device=device)
     model = model.to(device).eval()
-    predictor = SamPredictor(model)
+    if decoder == "onnx" or (decoder == "auto" and str(device).startswith("cpu")):
+        from workers.sam.onnx import OnnxPredictor
+
+        predictor: Any = OnnxPredictor(model)
+    else:
+        predictor = SamPredictor(model)
     predictor.name = "model"
     return predictor
 
 
 def evaluate_model(model_or_checkpoint: Any, dataset_dir: str | Path, names: list[str] | None = None,
                    max_clicks: int = 20, max_images: int | None = None, *, progress: bool = False,
-                   skip_bad: bool = False) -> dict[str, Any]:
-    """Evaluate a model (object, checkpoint path or 'default') on a dataset directory (or a subset)."""
+                   skip_bad: bool = False, decoder: str = "auto") -> dict[str, Any]:
+    """Evaluate a model (object, checkpoint path or 'default') on a dataset directory (or a subset).
+
+    ``decoder`` as in ``load_predictor`` (default: onnxruntime on a CPU, as the browser decodes).
+    """
     import torch
 
-    predictor = load_predictor(model_or_checkpoint)
+    predictor = load_predictor(model_or_checkpoint, decoder=decoder)
     count, samples = iter_dataset_samples(dataset_dir, names, skip_bad=skip_bad, max_images=max_images)
     with torch.inference_mode():
         return evaluate(predictor, samples, max_clicks=max_clicks, progress=progress, total=count)

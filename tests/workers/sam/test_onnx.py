@@ -121,3 +121,32 @@ def test_encoder_export_matches_torch(exported, tmp_path):
     out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
     assert out.shape == (1, 256, 64, 64)
     assert np.abs(out - ref).max() < 1e-3
+
+
+def test_onnx_predictor_matches_sam_predictor(exported):
+    """OnnxPredictor (browser graphs) gives SamPredictor's masks for a click session."""
+    from workers.sam.onnx import OnnxPredictor
+
+    model = exported[0]
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    torch_pred, onnx_pred = SamPredictor(model), OnnxPredictor(model, threads=1)
+    torch_pred.set_image(image)
+    onnx_pred.set_image(image)
+    pts, labels = np.array([[60.0, 40.0]]), np.array([1])
+    t_masks, t_scores, t_low = torch_pred.predict(point_coords=pts, point_labels=labels, return_logits=True)
+    o_masks, o_scores, o_low = onnx_pred.predict(point_coords=pts, point_labels=labels, return_logits=True)
+    assert o_masks.shape == t_masks.shape == (3, 90, 130)
+    assert np.abs(o_masks - t_masks).max() < 1e-3
+    assert np.abs(o_scores - t_scores).max() < 1e-3
+    best = int(np.argmax(t_scores))
+    pts, labels = np.array([[60.0, 40.0], [10.0, 80.0]]), np.array([1, 0])  # a second click + previous logits
+    t_masks, t_scores, _ = torch_pred.predict(point_coords=pts, point_labels=labels, mask_input=t_low[best][None],
+                                              multimask_output=False)
+    o_masks, o_scores, _ = onnx_pred.predict(point_coords=pts, point_labels=labels, mask_input=o_low[best][None],
+                                             multimask_output=False)
+    assert o_masks.dtype == bool and o_masks.shape == (1, 90, 130)
+    assert (o_masks != t_masks).mean() < 1e-3
+    assert np.abs(o_scores - t_scores).max() < 1e-3
+    with pytest.raises(RuntimeError, match="set_image"):
+        OnnxPredictor(model, threads=1).predict(point_coords=pts, point_labels=labels)
