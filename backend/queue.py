@@ -12,8 +12,10 @@ from celery import Celery
 
 from backend.core.config import Settings, get_settings
 
-GPU_QUEUE = "gpu"  # embed, automatic, prefill, train
+GPU_QUEUE = "gpu"  # embed, automatic, prefill: short GPU jobs that annotators wait for
+TRAIN_QUEUE = "train"  # retraining rounds: hours of GPU, on their own worker so embeddings never wait
 CPU_QUEUE = "cpu"  # export, housekeeping
+ALL_QUEUES = f"{GPU_QUEUE},{TRAIN_QUEUE},{CPU_QUEUE}"  # what a single all-in-one worker consumes
 
 # task name -> queue
 EMBED_IMAGE = "maskloop.embed_image"  # kwargs: image_id:int, model_version_id:int
@@ -28,7 +30,7 @@ TASK_QUEUES: dict[str, str] = {
     EMBED_PROJECT: GPU_QUEUE,
     PREFILL_SEMI_AUTO: GPU_QUEUE,
     AUTOMATIC_BATCH: GPU_QUEUE,
-    TRAIN_ROUND: GPU_QUEUE,
+    TRAIN_ROUND: TRAIN_QUEUE,
     EXPORT_DATASET: CPU_QUEUE,
 }
 

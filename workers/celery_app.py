@@ -1,6 +1,6 @@
 """The one Celery application of Maskloop's workers, configured from ``Settings``.
 
-Run it with ``celery -A workers.celery_app:app worker -Q gpu,cpu`` (``maskloop worker`` execs
+Run it with ``celery -A workers.celery_app:app worker -Q gpu,train,cpu`` (``maskloop worker`` execs
 exactly this). The broker is ``Settings.resolved_broker_url``: kombu's SQLAlchemy transport on a
 SQLite file for the embedded ``make run`` setup, Redis in production.
 

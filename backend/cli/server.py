@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from backend.queue import ALL_QUEUES
+
 console = Console()
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,14 +92,15 @@ def api(host: str = typer.Option(None, help="Bind address (default MASKLOOP_HOST
                 workers=workers, log_level="info")
 
 
-def worker_command(queues: str = "gpu,cpu", concurrency: int = 1, pool: str = "prefork",
+def worker_command(queues: str = ALL_QUEUES, concurrency: int = 1, pool: str = "prefork",
                    loglevel: str = "INFO") -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", "worker", "-Q", queues,
             "--concurrency", str(concurrency), "--pool", pool, "--loglevel", loglevel,
             "--without-gossip", "--without-mingle"]
 
 
-def worker(queues: str = typer.Option("gpu,cpu", help="Queues to consume: gpu (embed, automatic, train), cpu."),
+def worker(queues: str = typer.Option(ALL_QUEUES, help="Queues to consume: gpu (embed, prefill, automatic), "
+                                                         "train (retraining rounds), cpu (exports)."),
            concurrency: int = typer.Option(1, help="Processes (keep 1 per GPU for the gpu queue)."),
            pool: str = typer.Option("prefork", help="Celery pool: prefork, solo or threads."),
            loglevel: str = typer.Option("INFO")) -> None:

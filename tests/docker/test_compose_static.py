@@ -15,7 +15,7 @@ from backend.core.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-MASKLOOP_SERVICES = ("api", "worker", "worker-cpu")
+MASKLOOP_SERVICES = ("api", "worker", "trainer", "worker-cpu")
 
 
 def settings_env_names() -> set[str]:
@@ -37,7 +37,7 @@ def command_text(service: dict) -> str:
 
 
 def test_expected_services():
-    assert set(SERVICES) == {"api", "worker", "worker-cpu", "redis", "postgres", "frontend"}
+    assert set(SERVICES) == {"api", "worker", "trainer", "worker-cpu", "redis", "postgres", "frontend"}
 
 
 @pytest.mark.parametrize("name", [n for n in SERVICES if "build" in SERVICES[n]])
@@ -68,7 +68,7 @@ def test_workers_use_cuda_image_pinned_torch_and_real_celery_app():
     text = (ROOT / "docker/worker.Dockerfile").read_text()
     assert re.search(r"^FROM nvidia/cuda:\S+runtime", text, re.M)
     assert "python3.11" in text and "pip install torch==2.13.0" in text and '.[worker]' in text
-    for name, queue in (("worker", "gpu"), ("worker-cpu", "cpu")):
+    for name, queue in (("worker", "gpu"), ("trainer", "train"), ("worker-cpu", "cpu")):
         cmd = command_text(SERVICES[name])
         match = re.search(r"celery -A ([\w.]+):(\w+) worker -Q (\w+)", cmd)
         assert match, cmd
@@ -78,9 +78,10 @@ def test_workers_use_cuda_image_pinned_torch_and_real_celery_app():
         assert re.search(rf"^{attr}\s*=", (ROOT / (module.replace(".", "/") + ".py")).read_text(), re.M)
     from backend.queue import TASK_QUEUES
 
-    assert set(TASK_QUEUES.values()) == {"gpu", "cpu"}
-    gpu = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+    assert set(TASK_QUEUES.values()) == {"gpu", "train", "cpu"}
+    for name in ("worker", "trainer"):
+        gpu = SERVICES[name]["deploy"]["resources"]["reservations"]["devices"][0]
+        assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
 
 
 def test_maskloop_env_names_are_read_by_settings():

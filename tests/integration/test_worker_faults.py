@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from celery import Celery
 
-from backend.queue import AUTOMATIC_BATCH, EMBED_IMAGE, TASK_QUEUES, TRAIN_ROUND
+from backend.queue import ALL_QUEUES, AUTOMATIC_BATCH, EMBED_IMAGE, TASK_QUEUES, TRAIN_ROUND
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "workers" / "tasks"))
 from worker_test_support import Env, add_annotations, insert, make_env, seed_project, write_tiny_model  # noqa: E402
@@ -52,7 +52,7 @@ class Cluster:
         env = {**os.environ, **self.env.env, "MASKLOOP_VISIBILITY_TIMEOUT": "2", "OMP_NUM_THREADS": "1",
                "MASKLOOP_TEST_PAUSE_MARKER": str(self.marker), **extra}
         log = open(self.tmp / f"worker{len(self.procs)}.log", "wb")
-        proc = subprocess.Popen([CELERY, "-A", "workers.celery_app:app", "worker", "-Q", "gpu,cpu", "-c", "1",
+        proc = subprocess.Popen([CELERY, "-A", "workers.celery_app:app", "worker", "-Q", ALL_QUEUES, "-c", "1",
                                  "-l", "info", "-n", f"w{uuid.uuid4().hex[:6]}@%h", "--without-gossip",
                                  "--without-mingle", "--without-heartbeat"],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
