@@ -1,12 +1,18 @@
 """Browser decoder latency: time from a click on the canvas to the mask drawn, in headless Chromium.
 
-Builds the fixtures (a decoder ONNX exported with ``workers.sam.onnx.export_onnx_decoder`` from the
-trained default model if ``models/default/model.pt`` exists, else the ``lite`` architecture with
-random weights, and an embedding of a synthetic 1024×768 image in the wire format), serves
-``frontend/dist/bench.html`` with cross-origin isolation, clicks ≥100 times at random points and
-prints p50/p95 for single- and multi-threaded WASM, plus the embedding size on the wire for float16
-and int8. Run: ``.venv/bin/python benchmarks/bench_browser_decoder.py [--clicks 120] [--threads 1 2]``
-(``npm run build`` in ``frontend/`` first, or pass ``--build``).
+Builds the fixtures (the single- and multimask decoder ONNX exported with
+``workers.sam.onnx.export_onnx_decoder`` from the trained default model if ``models/default/model.pt``
+exists, else the ``lite`` architecture with random weights, and an embedding of a synthetic 1024×768
+image in the wire format), serves ``frontend/dist/bench.html`` with cross-origin isolation, clicks
+≥100 times at random points and prints p50/p95 per mode and WASM thread count, with where the time
+went (decoder ``run()``, post-processing in the worker, drawing, the rest = messages and waiting),
+plus the embedding size on the wire for float16 and int8. Modes (see ``frontend/src/bench/bench.ts``):
+``cold`` first click without a hover before it, ``hover`` first click after the pointer rested on the
+point for a random dwell (the annotator's hover preview decodes it meanwhile), ``refine`` follow-up
+clicks with the previous low-res mask fed back.
+Run: ``.venv/bin/python benchmarks/bench_browser_decoder.py [--clicks 120] [--threads 1 2]
+[--modes cold hover refine] [--dwell-ms 100 500]`` (``npm run build`` in ``frontend/`` first, or pass
+``--build``).
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 def make_fixtures(out: Path) -> str:
-    """Write decoder.onnx, emb_float16.bin and emb_int8.bin into ``out``; returns the model's description."""
+    """Write decoder.onnx, decoder_multimask.onnx, emb_float16.bin and emb_int8.bin into ``out``; returns the model's description."""
     import torch
 
     from backend.services.embedding_format import encode_embedding
@@ -48,6 +54,7 @@ def make_fixtures(out: Path) -> str:
     else:
         model, what = build_sam("lite", device="cpu"), "lite architecture, RANDOM weights (no models/default/model.pt)"
     export_onnx_decoder(model, out / "decoder.onnx")
+    export_onnx_decoder(model, out / "decoder_multimask.onnx", return_single_mask=False)
     h, w = 768, 1024
     yy, xx = np.mgrid[0:h, 0:w]
     image = np.zeros((h, w, 3), np.uint8)
@@ -65,7 +72,9 @@ def make_fixtures(out: Path) -> str:
     return what
 
 
-def run_clicks(page, url: str, clicks: int, seed: int) -> dict:
+def run_clicks(page, url: str, clicks: int, seed: int, dwell_ms: tuple[float, float] | None = None) -> dict:
+    """Click ``clicks`` times at random points; with ``dwell_ms`` the pointer first moves there (in 5
+    steps, like a hand) and rests a uniformly random time in that range before pressing."""
     page.goto(url)
     page.wait_for_function("window.bench && (window.bench.ready || window.bench.error)", timeout=120_000)
     state = page.evaluate("window.bench")
@@ -76,9 +85,30 @@ def run_clicks(page, url: str, clicks: int, seed: int) -> dict:
     for i in range(clicks):
         x = box["x"] + 20 + rng.random() * (box["width"] - 40)
         y = box["y"] + 20 + rng.random() * (box["height"] - 40)
-        page.mouse.click(x, y)
+        if dwell_ms:
+            page.mouse.move(x, y, steps=5)
+            page.wait_for_timeout(dwell_ms[0] + rng.random() * (dwell_ms[1] - dwell_ms[0]))
+            page.mouse.down()
+            page.mouse.up()
+        else:
+            page.mouse.click(x, y)
         page.wait_for_function(f"window.bench.latencies.length >= {i + 1} || window.bench.error", timeout=30_000)
     return page.evaluate("window.bench")
+
+
+def summarize(st: dict) -> str:
+    lat, run, post, draw = (np.asarray(st[k]) for k in ("latencies", "decodeMs", "postMs", "drawMs"))
+    reused = np.asarray(st["reused"], bool)
+    fresh = ~reused
+    rest = lat[fresh] - run[fresh] - post[fresh] - draw[fresh]
+    parts = (f"click→mask drawn p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms over {len(lat)} clicks; "
+             f"decoder run() p50 {pct(run, 50):.1f} ms, worker post {pct(post, 50):.1f} ms, draw {pct(draw, 50):.1f} ms")
+    if fresh.any():
+        parts += f", messages+waiting {pct(rest, 50):.1f} ms (p50 of fresh decodes)"
+    if reused.any():
+        parts += (f"; {reused.mean() * 100:.0f}% of clicks answered by the hover decode "
+                  f"(their p50 {pct(lat[reused], 50):.1f} ms, the others' {pct(lat[fresh], 50) if fresh.any() else float('nan'):.1f} ms)")
+    return parts + f"; mask pixels median {statistics.median(st['maskPixels']):.0f}"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -89,6 +119,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clicks", type=int, default=120)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--modes", nargs="+", default=["cold", "hover", "refine"], choices=["cold", "hover", "refine"])
+    ap.add_argument("--dwell-ms", type=float, nargs=2, default=[100.0, 500.0],
+                    help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
     args = ap.parse_args()
     if args.clicks < 1:
@@ -112,15 +145,16 @@ def main() -> None:
                       f"{os.cpu_count()} CPUs (shared), Chromium {browser.version}")
                 print(f"embedding on the wire: float16 {sizes['float16']:,} B, int8 {sizes['int8']:,} B")
                 for threads in args.threads:
-                    page = browser.new_page(viewport={"width": 900, "height": 700})
-                    url = f"{base}/bench.html?model=/fixtures/decoder.onnx&embedding=/fixtures/emb_float16.bin&threads={threads}"
-                    st = run_clicks(page, url, args.clicks, seed=threads)
-                    lat, dec = st["latencies"], st["decodeMs"]
-                    print(f"threads requested {threads}, used {st['threads']} (crossOriginIsolated={st['isolated']}): "
-                          f"click→mask drawn p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms, "
-                          f"decoder run p50 {pct(dec, 50):.1f} ms over {len(lat)} clicks; "
-                          f"mask pixels median {statistics.median(st['maskPixels']):.0f}")
-                    page.close()
+                    for mode in args.modes:
+                        page = browser.new_page(viewport={"width": 900, "height": 700})
+                        url = (f"{base}/bench.html?model=/fixtures/decoder.onnx&multimask=/fixtures/decoder_multimask.onnx"
+                               f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}")
+                        dwell = tuple(args.dwell_ms) if mode == "hover" else None
+                        st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell)
+                        what = f"{mode}" + (f" (dwell {dwell[0]:.0f}–{dwell[1]:.0f} ms)" if dwell else "")
+                        print(f"[{what}] threads requested {threads}, used {st['threads']} "
+                              f"(crossOriginIsolated={st['isolated']}, multimask={st['multimask']}): {summarize(st)}")
+                        page.close()
                 browser.close()
         finally:
             server.shutdown()

@@ -27,6 +27,8 @@ _SAMPLE = _FIT + """
 
 TAKE_BASELINE = "([W, H]) => {" + _SAMPLE + " window.__e2eBaseline = rgb; return true; }"
 
+SAMPLE_RGB = "([W, H]) => {" + _SAMPLE + " return Array.from(rgb); }"
+
 TINTED = "([W, H]) => {" + _SAMPLE + """
   const b = window.__e2eBaseline; let out = '';
   for (let k = 0; k < W * H; k++) {
@@ -41,6 +43,12 @@ def image_to_client(page, size: tuple[int, int], x: float, y: float) -> tuple[fl
     """Page coordinates of image pixel (x, y); size is (W, H)."""
     cx, cy = page.evaluate(IMAGE_TO_CLIENT, [size[0], size[1], x, y])
     return cx, cy
+
+
+def canvas_rgb(page, size: tuple[int, int]) -> np.ndarray:  # noqa: ANN001
+    """H×W×3 uint8: the canvas colour at the centre of every image pixel (initial fit view)."""
+    values = page.evaluate(SAMPLE_RGB, [size[0], size[1]])
+    return np.asarray(values, np.uint8).reshape(size[1], size[0], 3)
 
 
 def take_baseline(page, size: tuple[int, int]) -> None:  # noqa: ANN001

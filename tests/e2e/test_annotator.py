@@ -5,87 +5,29 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
+from tests.e2e import annotator_page as ap
 from tests.e2e.canvas_probe import image_to_client, iou, take_baseline, tinted_mask
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 W, H = 320, 240
+_annotations, _login_and_open, _wait_ready, _current_mask = ap.annotations, ap.login_and_open, ap.wait_ready, ap.current_mask
 
 
-def _png() -> bytes:
-    yy, xx = np.mgrid[0:H, 0:W]
-    img = np.zeros((H, W, 3), np.uint8)
-    img[..., 0] = 60 + xx * 100 // W
-    img[..., 1] = 80 + yy * 80 // H
-    img[..., 2] = 90
-    img[((xx - 110) ** 2 + (yy - 110) ** 2) < 55 ** 2] = (40, 200, 240)  # BGR yellow disc
-    img[140:220, 190:300] = (200, 70, 30)  # blue block
-    ok, buf = cv2.imencode(".png", img)
-    assert ok
-    return buf.tobytes()
+def _click(page, x: float, y: float, button: str = "left") -> None:  # noqa: ANN001
+    ap.click(page, (W, H), x, y, button)
+
+
+def _drag_box(page, x0: float, y0: float, x1: float, y1: float) -> None:  # noqa: ANN001
+    ap.drag_box(page, (W, H), x0, y0, x1, y1)
 
 
 @pytest.fixture(scope="module")
 def project(running_app):  # noqa: ANN001
-    with running_app.client() as api:
-        r = api.post("/projects", json={"name": "e2e shapes", "labels": [
-            {"name": "disc", "color": "#ff3b30"}, {"name": "block", "color": "#34c759"}]})
-        assert r.status_code == 201, r.text
-        p = r.json()
-        r = api.post(f"/projects/{p['id']}/images", files=[("files", ("shapes.png", _png(), "image/png"))])
-        assert r.status_code in (200, 201), r.text
-        assert len(r.json()["created"]) == 1, r.text
-        return p
-
-
-def _annotations(running_app, image_id: int) -> list[dict]:  # noqa: ANN001
-    with running_app.client() as api:
-        r = api.get(f"/images/{image_id}/annotations")
-        r.raise_for_status()
-        return r.json()
-
-
-def _login_and_open(page, running_app, project) -> int:  # noqa: ANN001
-    page.goto(running_app.base_url + "/")
-    page.fill("#username", "admin")
-    page.fill("#password", running_app.admin_password)
-    page.get_by_role("button", name="Log in").click()
-    page.locator(f"button.annotate[data-project-id='{project['id']}']").click()
-    return _wait_ready(page)
-
-
-def _wait_ready(page) -> int:  # noqa: ANN001
-    # the first load waits for the Celery worker to compute the embedding ("computing embedding…")
-    page.wait_for_function("window.maskloop && window.maskloop.ready", timeout=180_000)
-    return page.evaluate("window.maskloop.imageId")
-
-
-def _current_mask(page) -> np.ndarray:  # noqa: ANN001
-    rle = page.evaluate("window.maskloop.currentRle()")
-    assert rle is not None, "the page shows no mask"
-    return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(bool)
-
-
-def _click(page, x: float, y: float, button: str = "left") -> None:  # noqa: ANN001
-    before = page.evaluate("window.maskloop.decodes")
-    cx, cy = image_to_client(page, (W, H), x, y)
-    page.mouse.click(cx, cy, button=button)
-    page.wait_for_function(f"window.maskloop.decodes > {before}", timeout=30_000)
-
-
-def _drag_box(page, x0: float, y0: float, x1: float, y1: float) -> None:  # noqa: ANN001
-    before = page.evaluate("window.maskloop.decodes")
-    a, b = image_to_client(page, (W, H), x0, y0), image_to_client(page, (W, H), x1, y1)
-    page.mouse.move(*a)
-    page.mouse.down()
-    page.mouse.move(b[0], b[1], steps=8)
-    page.mouse.up()
-    page.wait_for_function(f"window.maskloop.decodes > {before}", timeout=30_000)
+    return ap.make_project(running_app, "e2e shapes", [ap.shapes_png(W, H)])
 
 
 def test_annotate_accept_reload(page, running_app, project, screenshots) -> None:  # noqa: ANN001
@@ -134,7 +76,7 @@ def test_annotate_accept_reload(page, running_app, project, screenshots) -> None
     assert ann["label_id"] == project["labels"][1]["id"]
     assert ann["source"] == "assisted" and ann["clicks"] == 3 and ann["seconds"] >= 0
     seg = ann["segmentation"]
-    saved = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
+    saved = ap.decode_rle(seg)
     assert np.array_equal(saved, third), "the stored RLE is not the mask the page showed"
     assert ann["area"] == int(third.sum())
 
@@ -183,16 +125,13 @@ def test_failed_save_survives_reload_and_expired_login(page, running_app, projec
     stored = _annotations(running_app, image_id)
     assert len(stored) == before + 1
     seg = stored[-1]["segmentation"]
-    saved = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
+    saved = ap.decode_rle(seg)
     assert np.array_equal(saved, expected)
     assert stored[-1]["label_id"] == project["labels"][0]["id"]
 
 
 def test_admin_console_screenshot(page, running_app, project, screenshots) -> None:  # noqa: ANN001
-    page.goto(running_app.base_url + "/")
-    page.fill("#username", "admin")
-    page.fill("#password", running_app.admin_password)
-    page.get_by_role("button", name="Log in").click()
+    ap.log_in(page, running_app)
     page.wait_for_selector("button.annotate")
     page.goto(f"{running_app.base_url}/admin/{project['id']}")
     page.wait_for_function("document.querySelector('#progress')?.textContent.includes('images_by_status')"

@@ -1,5 +1,5 @@
 /** Undo/redo of the object being edited: snapshots of its prompts, mask and low-res logits. */
-import type { PromptBox, PromptPoint } from "../decoder/protocol";
+import type { DecodedMask, PromptBox, PromptPoint } from "../decoder/protocol";
 
 export interface EditState {
   points: PromptPoint[];
@@ -9,9 +9,22 @@ export interface EditState {
   /** 256×256 logits of the last decode, fed back as mask_input */
   lowRes: Float32Array | null;
   iou: number | null;
+  /** the decoder's candidates for an ambiguous first click, best predicted IoU first; else null */
+  candidates: DecodedMask[] | null;
+  /** which candidate `mask`/`lowRes`/`iou` are */
+  candidate: number;
 }
 
-export const emptyState = (): EditState => ({ points: [], box: null, mask: null, lowRes: null, iou: null });
+export const emptyState = (): EditState => ({ points: [], box: null, mask: null, lowRes: null, iou: null, candidates: null, candidate: 0 });
+
+/** `state` showing candidate `index` (wrapping around); the state itself when it has no candidates. */
+export function withCandidate(state: EditState, index: number): EditState {
+  const list = state.candidates;
+  if (!list || !list.length) return state;
+  const k = ((index % list.length) + list.length) % list.length;
+  const c = list[k];
+  return { ...state, candidate: k, mask: c.mask, lowRes: c.lowRes, iou: c.iou };
+}
 
 export class EditHistory {
   private past: EditState[] = [];
@@ -40,6 +53,11 @@ export class EditHistory {
     this.past.push(this.state);
     this.state = next;
     return true;
+  }
+
+  /** Change the current state in place (e.g. another candidate of the same click): not an undo step. */
+  replace(next: EditState): void {
+    this.state = next;
   }
 
   /** Start a fresh object (after accept or Esc); the cleared state is itself undoable. */

@@ -1,7 +1,7 @@
 /**
  * The object list beside the canvas: the image's stored annotations (and ones still in the
- * outbox) with visibility toggle, relabel and delete, plus one-key accept/reject of `semi_auto`
- * proposals in stage 2.
+ * outbox) with visibility toggle, relabel and delete, plus one-key accept/reject of the model's
+ * proposals: stage 2's prefilled `semi_auto` masks and stage 3's `automatic` masks.
  */
 import type { Annotation, Label } from "../api/types";
 import { h, mount } from "../dom";
@@ -14,13 +14,13 @@ export interface ListedObject {
   annotation: Annotation | null;
   /** still waiting in the outbox */
   pendingUid: string | null;
-  labelId: number;
+  labelId: number | null;
   source: string;
   layer: MaskLayer;
   visible: boolean;
 }
 
-export function makeObject(ann: Annotation | null, rle: { size: [number, number]; counts: string }, labelId: number,
+export function makeObject(ann: Annotation | null, rle: { size: [number, number]; counts: string }, labelId: number | null,
   source: string, labels: Label[], pendingUid: string | null): ListedObject {
   const [height, width] = rle.size;
   const layer = new MaskLayer(width, height);
@@ -29,12 +29,28 @@ export function makeObject(ann: Annotation | null, rle: { size: [number, number]
   return { key: ann ? `a${ann.id}` : `p${pendingUid}`, annotation: ann, pendingUid, labelId, source, layer, visible: true };
 }
 
+/** Sources whose masks the model proposed and a person has not reviewed yet. */
+export const PROPOSAL_SOURCES: readonly string[] = ["semi_auto", "automatic"];
+
+export const isProposal = (o: ListedObject): boolean => PROPOSAL_SOURCES.includes(o.source);
+
+/** The proposal to review next: the first unreviewed one after `after` (in list order, wrapping), else null. */
+export function nextProposal(objects: ListedObject[], after: string | null = null): string | null {
+  const start = after === null ? -1 : objects.findIndex((o) => o.key === after);
+  for (let i = 1; i <= objects.length; i++) {
+    const o = objects[(start + i + objects.length) % objects.length];
+    if (o && isProposal(o)) return o.key;
+  }
+  return null;
+}
+
 export interface ObjectActions {
   toggle(o: ListedObject): void;
   remove(o: ListedObject): void;
   relabel(o: ListedObject, labelId: number): void;
   accept(o: ListedObject): void;
   reject(o: ListedObject): void;
+  select(o: ListedObject): void;
 }
 
 /** Render the list into `el`; `selected` is the semi-auto proposal that A/R keys act on. */
@@ -42,10 +58,11 @@ export function renderObjects(el: HTMLElement, objects: ListedObject[], labels: 
   const rows = objects.map((o, i) => {
     const label = labels.find((l) => l.id === o.labelId);
     const select = h("select", { "aria-label": "label", onchange: (e) => actions.relabel(o, Number((e.target as HTMLSelectElement).value)) },
+      o.labelId === null ? h("option", { value: "", selected: true }, "(no label)") : null,
       ...labels.map((l) => h("option", { value: l.id, selected: l.id === o.labelId }, l.name)));
     if (!o.annotation) select.disabled = true;
-    const proposal = o.source === "semi_auto";
-    return h("li", { class: `object${selected === o.key ? " selected" : ""}`, "data-key": o.key, "data-source": o.source },
+    const proposal = isProposal(o);
+    const li = h("li", { class: `object${selected === o.key ? " selected" : ""}`, "data-key": o.key, "data-source": o.source },
       h("span", { class: "swatch", style: `background:${label?.color ?? "#888"}` }),
       `#${i + 1} `, select, ` ${o.source}${o.pendingUid ? " (saving…)" : ""} `,
       h("button", { onclick: () => actions.toggle(o), title: "show/hide" }, o.visible ? "hide" : "show"),
@@ -53,6 +70,8 @@ export function renderObjects(el: HTMLElement, objects: ListedObject[], labels: 
       proposal ? h("button", { onclick: () => actions.accept(o), title: "accept proposal (A)" }, "accept") : null,
       proposal ? h("button", { onclick: () => actions.reject(o), title: "reject proposal (R)" }, "reject") : null,
     );
+    if (proposal) li.addEventListener("click", (e) => { if (e.target === li) actions.select(o); });
+    return li;
   });
   mount(el, h("h3", {}, `Objects (${objects.length})`), objects.length ? h("ul", {}, ...rows) : h("p", {}, "No objects yet."));
 }

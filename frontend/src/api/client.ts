@@ -107,8 +107,8 @@ export class ApiClient {
   importFolder(projectId: number, path: string): Promise<unknown> {
     return this.json("POST", `/projects/${projectId}/images/import-folder`, { path });
   }
-  listImages(projectId: number, offset = 0, limit = 50): Promise<{ items: ImageInfo[]; total: number }> {
-    return this.json("GET", `/projects/${projectId}/images?offset=${offset}&limit=${limit}`);
+  listImages(projectId: number, offset = 0, limit = 50, status?: ImageInfo["status"]): Promise<{ items: ImageInfo[]; total: number }> {
+    return this.json("GET", `/projects/${projectId}/images?offset=${offset}&limit=${limit}${status ? `&status=${status}` : ""}`);
   }
   getImage(id: number): Promise<ImageInfo> { return this.json("GET", `/images/${id}`); }
   async imageBlob(id: number): Promise<Blob> { return (await this.raw(`/images/${id}/file`)).blob(); }
@@ -118,7 +118,7 @@ export class ApiClient {
   createAnnotation(imageId: number, body: AnnotationCreate): Promise<Annotation> {
     return this.json("POST", `/images/${imageId}/annotations`, body as unknown as Json);
   }
-  updateAnnotation(id: number, patch: Partial<Pick<Annotation, "label_id" | "segmentation">> & { source?: string }): Promise<Annotation> {
+  updateAnnotation(id: number, patch: { label_id?: number; segmentation?: Annotation["segmentation"]; source?: string }): Promise<Annotation> {
     return this.json("PATCH", `/annotations/${id}`, patch as Json);
   }
   deleteAnnotation(id: number): Promise<void> { return this.json("DELETE", `/annotations/${id}`); }

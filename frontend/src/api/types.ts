@@ -20,7 +20,7 @@ export interface UploadResult { created: ImageInfo[]; duplicates: ImageInfo[]; e
 export interface Lease { lease_id: number; image: ImageInfo; expires_at: string }
 export interface Segmentation { size: [number, number]; counts: string }
 export interface Annotation {
-  id: number; image_id: number; label_id: number; segmentation: Segmentation; bbox: number[]; area: number;
+  id: number; image_id: number; label_id: number | null; segmentation: Segmentation; bbox: number[]; area: number;
   source: Source; stage: Stage; model_version_id: number | null; annotator_id: number | null;
   seconds: number | null; clicks: number | null; predicted_iou: number | null; stability_score: number | null;
   review_state: ReviewState; created_at: string; updated_at: string;

@@ -1,22 +1,39 @@
 /**
  * Decoder latency benchmark page (driven by benchmarks/bench_browser_decoder.py): loads a decoder
- * ONNX and a wire-format embedding given in the query string, then, for every mousedown on the
- * canvas, measures the time from the click event to the mask drawn on the canvas.
+ * ONNX (and optionally the multimask one) and a wire-format embedding given in the query string,
+ * then measures, for every click on the canvas, the time from the mouse event to the mask drawn,
+ * through the same DecoderClient and canvas code as the annotator. `mode`:
+ * - `cold`: a first click with no hover before it (multimask decoder when given, best candidate drawn);
+ * - `hover`: the annotator's first click: mouse moves run hover previews, a click on the point the
+ *   pointer rested on reuses that decode (finished or still running);
+ * - `refine`: follow-up clicks: each click adds a point and feeds back the previous low-res logits
+ *   (single-mask decoder), four points per object, then a fresh one.
  */
 import { AnnotationCanvas } from "../canvas/canvas";
-import { DecoderClient } from "../decoder/client";
+import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
+import type { PromptPoint } from "../decoder/protocol";
 import { parseEmbedding } from "../embedding";
 
-interface BenchState { ready: boolean; error: string | null; latencies: number[]; decodeMs: number[]; threads: number; embeddingBytes: number; isolated: boolean; maskPixels: number[] }
-const state: BenchState = { ready: false, error: null, latencies: [], decodeMs: [], threads: 0, embeddingBytes: 0, isolated: self.crossOriginIsolated, maskPixels: [] };
+interface BenchState {
+  ready: boolean; error: string | null; mode: string; threads: number; embeddingBytes: number; isolated: boolean; multimask: boolean;
+  /** per click: event → mask drawn; worker run(); worker post-processing; drawing; answered by a hover decode */
+  latencies: number[]; decodeMs: number[]; postMs: number[]; drawMs: number[]; reused: boolean[]; maskPixels: number[];
+  hovers: number;
+}
+const state: BenchState = {
+  ready: false, error: null, mode: "cold", threads: 0, embeddingBytes: 0, isolated: self.crossOriginIsolated, multimask: false,
+  latencies: [], decodeMs: [], postMs: [], drawMs: [], reused: [], maskPixels: [], hovers: 0,
+};
 (window as unknown as { bench: BenchState }).bench = state;
 
 async function main(): Promise<void> {
   const q = new URLSearchParams(location.search);
   const model = q.get("model");
   const emb = q.get("embedding");
-  if (!model || !emb) throw new Error("bench.html needs ?model=<decoder.onnx>&embedding=<blob>");
+  if (!model || !emb) throw new Error("bench.html needs ?model=<decoder.onnx>&embedding=<blob>[&multimask=<onnx>][&mode=cold|hover|refine]");
   const threads = Number(q.get("threads") ?? "1");
+  const mode = (state.mode = q.get("mode") ?? "cold");
+  if (!["cold", "hover", "refine"].includes(mode)) throw new Error(`unknown mode ${mode}`);
   const status = document.getElementById("status")!;
   const el = document.getElementById("stage") as HTMLCanvasElement;
 
@@ -27,8 +44,9 @@ async function main(): Promise<void> {
   const [h, w] = embedding.header.orig_size;
 
   const decoder = new DecoderClient();
-  await decoder.init(model, null, threads);
+  await decoder.init(model, q.get("multimask"), threads);
   state.threads = decoder.threads;
+  state.multimask = decoder.multimask;
   await decoder.setEmbedding("bench", embedding.data, embedding.header.shape, embedding.header.orig_size, embedding.header.input_size);
 
   const canvas = new AnnotationCanvas(el);
@@ -42,20 +60,43 @@ async function main(): Promise<void> {
   canvas.setImage(img, w, h);
 
   // warm-up so the first measured click does not pay for WASM compilation
-  await decoder.decode({ points: [{ x: w / 2, y: h / 2, label: 1 }], box: null }, null);
+  await decoder.decode({ points: [{ x: w / 2, y: h / 2, label: 1 }], box: null }, null, true);
+  await decoder.decode({ points: [{ x: w / 2, y: h / 2, label: 1 }, { x: w / 3, y: h / 3, label: 1 }], box: null }, new Float32Array(256 * 256));
 
+  let points: PromptPoint[] = [];
+  let lowRes: Float32Array | null = null;
+  const draw = (r: DecodeResult): { mask: Uint8Array; ms: number } => {
+    const best = sortByIou(r.masks)[0];
+    const t = performance.now();
+    canvas.points = r.prompt.points;
+    canvas.setCurrentMask(best.mask, [30, 144, 255]);
+    lowRes = best.lowRes;
+    return { mask: best.mask, ms: performance.now() - t };
+  };
+
+  if (mode === "hover") {
+    el.addEventListener("mousemove", async (e) => {
+      const p = canvas.eventToImage(e);
+      const r = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true);
+      if (r) { state.hovers++; draw(r); }
+    });
+  }
   el.addEventListener("mousedown", async (e) => {
     const t0 = e.timeStamp;
     const p = canvas.eventToImage(e);
-    const out = await decoder.decode({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null);
-    canvas.points = [{ x: p.x, y: p.y, label: 1 }];
-    canvas.setCurrentMask(out.masks[0].mask, [30, 144, 255]);
+    if (mode !== "refine" || points.length >= 4) { points = []; lowRes = null; }
+    points = [...points, { x: p.x, y: p.y, label: 1 }];
+    const r = await decoder.decode({ points, box: null }, lowRes, points.length === 1);
+    const drawn = draw(r);
     state.latencies.push(performance.now() - t0);
-    state.decodeMs.push(out.ms);
-    state.maskPixels.push(out.masks[0].mask.reduce((a, b) => a + b, 0));
+    state.decodeMs.push(r.timings.run);
+    state.postMs.push(r.timings.post);
+    state.drawMs.push(drawn.ms);
+    state.reused.push(r.reused);
+    state.maskPixels.push(drawn.mask.reduce((a, b) => a + b, 0));
   });
   state.ready = true;
-  status.textContent = `ready: ${decoder.threads} thread(s), embedding ${embedding.byteLength} bytes`;
+  status.textContent = `ready: ${decoder.threads} thread(s), mode ${mode}, embedding ${embedding.byteLength} bytes`;
 }
 
 main().catch((err: Error) => {

@@ -15,6 +15,8 @@ export class AnnotationCanvas {
   imageWidth = 0;
   imageHeight = 0;
   objects: DrawnObject[] = [];
+  /** key of the object to emphasise (the proposal under review); drawn last, twice, with an outline box */
+  highlight: string | null = null;
   current: MaskLayer | null = null;
   currentVisible = false;
   points: PromptPoint[] = [];
@@ -81,7 +83,24 @@ export class AnnotationCanvas {
     ctx.imageSmoothingEnabled = view.scale < 1;
     ctx.drawImage(this.image, 0, 0, this.imageWidth, this.imageHeight);
     ctx.imageSmoothingEnabled = false;
-    for (const o of this.objects) if (o.visible) ctx.drawImage(o.layer.canvas, 0, 0);
+    let emphasised: DrawnObject | null = null;
+    for (const o of this.objects) {
+      if (!o.visible) continue;
+      if (o.key === this.highlight) emphasised = o;
+      else ctx.drawImage(o.layer.canvas, 0, 0);
+    }
+    if (emphasised) {
+      ctx.drawImage(emphasised.layer.canvas, 0, 0);
+      ctx.drawImage(emphasised.layer.canvas, 0, 0);
+      const b = emphasised.layer.bounds;
+      if (b) {
+        ctx.lineWidth = 2 / view.scale;
+        ctx.setLineDash([6 / view.scale, 4 / view.scale]);
+        ctx.strokeStyle = "#ffffff";
+        ctx.strokeRect(b.x, b.y, b.w, b.h);
+        ctx.setLineDash([]);
+      }
+    }
     if (this.currentVisible && this.current) ctx.drawImage(this.current.canvas, 0, 0);
     const px = 1 / view.scale;
     for (const p of this.points) {

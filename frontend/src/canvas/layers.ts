@@ -5,6 +5,8 @@ export class MaskLayer {
   readonly canvas: HTMLCanvasElement | OffscreenCanvas;
   private ctx: CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
   private pixels: ImageData;
+  /** bounding box of the painted pixels (image coordinates), null when empty */
+  bounds: { x: number; y: number; w: number; h: number } | null = null;
 
   constructor(public readonly width: number, public readonly height: number) {
     this.canvas = typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(width, height) : Object.assign(document.createElement("canvas"), { width, height });
@@ -19,7 +21,7 @@ export class MaskLayer {
     if (mask.length !== this.width * this.height) {
       throw new Error(`mask has ${mask.length} pixels, layer is ${this.width}×${this.height}`);
     }
-    maskToRgba(mask, this.pixels.data, color, alpha);
+    this.bounds = maskToRgba(mask, this.pixels.data, color, alpha, this.width);
     this.ctx.putImageData(this.pixels, 0, 0);
   }
 }

@@ -1,20 +1,61 @@
 /**
  * The page side of the decoder: starts the Web Worker, matches replies to requests by id, and
- * offers `decodeLatest`, which drops stale hover requests so previews follow the decoder's speed.
+ * runs one decode at a time in priority order: clicks first, then the latest hover (a newer hover
+ * or a click drops a hover that has not started, so previews follow the decoder's speed and a
+ * click never waits behind a queue of stale previews). When decodes are slow (over
+ * `HOVER_REST_MS`), a hover starts only once the pointer has rested that long, so points it merely
+ * passes through never occupy the decoder. A first click on the point the pointer rested on reuses
+ * that hover's decode, finished or still running, instead of decoding again.
  */
-import type { DecodedMask, DecoderRequest, DecoderResponse, Prompt } from "./protocol";
+import type { DecodedMask, DecodeTimings, DecoderRequest, DecoderResponse, Prompt } from "./protocol";
 
 type Pending = { resolve: (r: DecoderResponse) => void; reject: (e: Error) => void };
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
-export interface DecodeResult { masks: DecodedMask[]; width: number; height: number; ms: number }
+export interface DecodeResult {
+  masks: DecodedMask[]; width: number; height: number;
+  /** time inside the worker, and its split */
+  ms: number; timings: DecodeTimings;
+  /** the prompt that was decoded (a reused hover's point can differ from the click by < 1 px) */
+  prompt: Prompt;
+  /** true when a hover decode of the same point answered the click */
+  reused: boolean;
+}
+
+interface Job {
+  prompt: Prompt; maskInput: Float32Array | null; multimask: boolean;
+  resolve: (r: DecodeResult | null) => void; reject: (e: Error) => void;
+}
+
+/** Pointer positions closer than this (image pixels) count as the same click. */
+export const SAME_POINT_PX = 0.75;
+/** With decodes slower than this, a hover waits for the pointer to rest this long before decoding. */
+export const HOVER_REST_MS = 40;
+
+/** The decoder's candidates, best predicted IoU first (the order the annotator cycles them in). */
+export function sortByIou(masks: DecodedMask[]): DecodedMask[] {
+  return [...masks].sort((a, b) => b.iou - a.iou);
+}
+
+/** Can a decode of `hover` stand for the click `click`? Only a lone positive point without mask input. */
+export function samePoint(hover: Prompt, click: Prompt, tolerance = SAME_POINT_PX): boolean {
+  const [a] = hover.points, [b] = click.points;
+  return hover.points.length === 1 && click.points.length === 1 && !hover.box && !click.box
+    && a.label === 1 && b.label === 1 && Math.abs(a.x - b.x) <= tolerance && Math.abs(a.y - b.y) <= tolerance;
+}
 
 export class DecoderClient {
   private worker: Worker;
   private nextId = 1;
   private pending = new Map<number, Pending>();
-  private busy = false;
-  private queued: { args: [Prompt, Float32Array | null, boolean]; resolve: (r: DecodeResult | null) => void } | null = null;
+  private clicks: Job[] = [];
+  private hoverJob: Job | null = null;
+  /** a hover waiting for the pointer to rest */
+  private resting: { job: Job; timer: ReturnType<typeof setTimeout> } | null = null;
+  private running = false;
+  /** `run()` time of the last decode (ms) */
+  lastRunMs = 0;
+  private lastHover: { key: string; prompt: Prompt; multimask: boolean; result: Promise<DecodeResult | null> } | null = null;
   private embeddingKey = "";
   multimask = false;
   threads = 1;
@@ -59,40 +100,76 @@ export class DecoderClient {
   /** Hand an embedding (1×256×64×64) to the worker; `key` names it (image id + model version). */
   async setEmbedding(key: string, data: Float32Array, shape: number[], origSize: [number, number], inputSize: [number, number]): Promise<void> {
     const copy = data.slice();
+    this.lastHover = null;
     await this.request({ type: "setEmbedding", key, data: copy, shape, origSize, inputSize }, [copy.buffer]);
     this.embeddingKey = key;
   }
 
-  /** Decode one prompt now. */
+  /**
+   * Decode a click now (ahead of any hover). A lone positive point without mask input reuses the
+   * hover decode of the same point when there is one; otherwise a waiting hover is dropped.
+   */
   async decode(prompt: Prompt, maskInput: Float32Array | null, multimask = false): Promise<DecodeResult> {
-    const r = await this.request({
-      type: "decode", key: this.embeddingKey, prompt, maskInput: maskInput ? maskInput.slice() : null,
-      multimask: multimask && this.multimask,
-    });
-    if (r.type !== "decoded") throw new Error(`unexpected decoder reply ${r.type}`);
-    return { masks: r.masks, width: r.width, height: r.height, ms: r.ms };
-  }
-
-  /** Decode, but when a newer call arrives while busy, the older waiting one resolves null (latest wins). */
-  decodeLatest(prompt: Prompt, maskInput: Float32Array | null, multimask = false): Promise<DecodeResult | null> {
-    return new Promise((resolve) => {
-      if (this.queued) this.queued.resolve(null);
-      this.queued = { args: [prompt, maskInput, multimask], resolve };
+    const mm = multimask && this.multimask;
+    const hover = this.lastHover;
+    if (!maskInput && hover && hover.key === this.embeddingKey && hover.multimask === mm && samePoint(hover.prompt, prompt)) {
+      const r = await hover.result.catch(() => null);
+      if (r) return { ...r, reused: true };
+    }
+    this.dropHover();
+    const r = await new Promise<DecodeResult | null>((resolve, reject) => {
+      this.clicks.push({ prompt, maskInput, multimask: mm, resolve, reject });
       void this.pump();
     });
+    if (!r) throw new Error("the decode was cancelled");
+    return r;
+  }
+
+  /** A hover preview: latest wins; resolves null when a newer hover or a click replaced it before it ran. */
+  decodeLatest(prompt: Prompt, maskInput: Float32Array | null, multimask = false): Promise<DecodeResult | null> {
+    const mm = multimask && this.multimask;
+    this.dropHover();
+    let job!: Job;
+    const result = new Promise<DecodeResult | null>((resolve, reject) => { job = { prompt, maskInput, multimask: mm, resolve, reject }; });
+    const queue = (): void => {
+      this.resting = null;
+      this.hoverJob = job;
+      this.lastHover = maskInput ? null : { key: this.embeddingKey, prompt, multimask: mm, result };
+      void this.pump();
+    };
+    if (this.lastRunMs > HOVER_REST_MS) this.resting = { job, timer: setTimeout(queue, HOVER_REST_MS) };
+    else queue();
+    return result.catch(() => null);
+  }
+
+  private dropHover(): void {
+    if (this.resting) {
+      clearTimeout(this.resting.timer);
+      this.resting.job.resolve(null);
+      this.resting = null;
+    }
+    this.hoverJob?.resolve(null);
+    this.hoverJob = null;
   }
 
   private async pump(): Promise<void> {
-    if (this.busy || !this.queued) return;
-    const job = this.queued;
-    this.queued = null;
-    this.busy = true;
+    if (this.running) return;
+    const job = this.clicks.shift() ?? this.hoverJob;
+    if (!job) return;
+    if (job === this.hoverJob) this.hoverJob = null;
+    this.running = true;
     try {
-      job.resolve(await this.decode(...job.args));
-    } catch {
-      job.resolve(null);
+      const r = await this.request({
+        type: "decode", key: this.embeddingKey, prompt: job.prompt,
+        maskInput: job.maskInput ? job.maskInput.slice() : null, multimask: job.multimask,
+      });
+      if (r.type !== "decoded") throw new Error(`unexpected decoder reply ${r.type}`);
+      this.lastRunMs = r.timings.run;
+      job.resolve({ masks: r.masks, width: r.width, height: r.height, ms: r.ms, timings: r.timings, prompt: job.prompt, reused: false });
+    } catch (err) {
+      job.reject(err as Error);
     } finally {
-      this.busy = false;
+      this.running = false;
       void this.pump();
     }
   }

@@ -1,16 +1,30 @@
 /**
  * The decoder Web Worker: holds the onnxruntime-web sessions (single- and optionally multi-mask
  * decoder) and the current embedding, and answers id-matched decode requests off the main thread.
+ * Tensors that do not change between clicks (the embedding, `orig_im_size`, the empty
+ * `mask_input` of a first click) are built once per image, not per decode.
  */
 /// <reference lib="webworker" />
 import * as ort from "onnxruntime-web/wasm";
-import { buildFeeds } from "./feeds";
+import { buildFeeds, LOW_RES } from "./feeds";
 import { logitsToMask } from "./masks";
 import type { DecodedMask, DecoderRequest, DecoderResponse } from "./protocol";
 
+interface Loaded {
+  key: string;
+  origSize: [number, number];
+  inputSize: [number, number];
+  tensors: { image_embeddings: ort.Tensor; orig_im_size: ort.Tensor };
+}
+
 let single: ort.InferenceSession | null = null;
 let multi: ort.InferenceSession | null = null;
-let embedding: { key: string; tensor: ort.Tensor; origSize: [number, number]; inputSize: [number, number] } | null = null;
+let embedding: Loaded | null = null;
+const noMask = {
+  mask_input: new ort.Tensor("float32", new Float32Array(LOW_RES * LOW_RES), [1, 1, LOW_RES, LOW_RES]),
+  has_mask_input: new ort.Tensor("float32", new Float32Array([0]), [1]),
+};
+const hasMask = new ort.Tensor("float32", new Float32Array([1]), [1]);
 
 function reply(msg: DecoderResponse, transfer: Transferable[] = []): void {
   (self as unknown as DedicatedWorkerGlobalScope).postMessage(msg, transfer);
@@ -30,14 +44,15 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   const t0 = performance.now();
   const f = buildFeeds(req.prompt, embedding.origSize, embedding.inputSize, req.maskInput);
   const feeds: Record<string, ort.Tensor> = {
-    image_embeddings: embedding.tensor,
+    ...embedding.tensors,
     point_coords: new ort.Tensor("float32", f.point_coords.data, f.point_coords.dims),
     point_labels: new ort.Tensor("float32", f.point_labels.data, f.point_labels.dims),
-    mask_input: new ort.Tensor("float32", f.mask_input.data, f.mask_input.dims),
-    has_mask_input: new ort.Tensor("float32", f.has_mask_input.data, f.has_mask_input.dims),
-    orig_im_size: new ort.Tensor("float32", f.orig_im_size.data, f.orig_im_size.dims),
+    ...(req.maskInput
+      ? { mask_input: new ort.Tensor("float32", f.mask_input.data, f.mask_input.dims), has_mask_input: hasMask }
+      : noMask),
   };
   const out = await session.run(feeds);
+  const t1 = performance.now();
   const masks = out["masks"];
   const low = out["low_res_masks"];
   const iou = out["iou_predictions"];
@@ -49,14 +64,13 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   const lowData = low.data as Float32Array;
   const ious = iou.data as Float32Array;
   const result: DecodedMask[] = [];
+  const n = LOW_RES * LOW_RES;
   for (let k = 0; k < count; k++) {
-    result.push({
-      mask: logitsToMask(logits, height, width, k),
-      lowRes: lowData.slice(k * 256 * 256, (k + 1) * 256 * 256),
-      iou: ious[k],
-    });
+    result.push({ mask: logitsToMask(logits, height, width, k), lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k] });
   }
-  return { id: req.id, type: "decoded", masks: result, width, height, ms: performance.now() - t0 };
+  for (const t of Object.values(out)) t.dispose();
+  const t2 = performance.now();
+  return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1 } };
 }
 
 self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
@@ -73,8 +87,11 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       reply({ id: req.id, type: "ready", multimask: multi !== null, threads: ort.env.wasm.numThreads ?? 1 });
     } else if (req.type === "setEmbedding") {
       embedding = {
-        key: req.key, tensor: new ort.Tensor("float32", req.data, req.shape),
-        origSize: req.origSize, inputSize: req.inputSize,
+        key: req.key, origSize: req.origSize, inputSize: req.inputSize,
+        tensors: {
+          image_embeddings: new ort.Tensor("float32", req.data, req.shape),
+          orig_im_size: new ort.Tensor("float32", new Float32Array(req.origSize), [2]),
+        },
       };
       reply({ id: req.id, type: "embeddingSet" });
     } else {

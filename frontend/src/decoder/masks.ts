@@ -16,10 +16,32 @@ export function parseColor(color: string): [number, number, number] {
   return [parseInt(m[1], 16), parseInt(m[2], 16), parseInt(m[3], 16)];
 }
 
-/** Paint a mask into RGBA pixels (same H×W), alpha 0..255 where inside. */
-export function maskToRgba(mask: Uint8Array, rgba: Uint8ClampedArray, color: [number, number, number], alpha = 140): void {
+/**
+ * Paint a mask into RGBA pixels (same H×W), alpha 0..255 where inside. With the row width given,
+ * also returns the bounding box of the inside pixels (null when there are none).
+ */
+export function maskToRgba(mask: Uint8Array, rgba: Uint8ClampedArray, color: [number, number, number], alpha = 140,
+  width = 0): { x: number; y: number; w: number; h: number } | null {
   const packed = new Uint32Array(rgba.buffer, rgba.byteOffset, mask.length);
   // little-endian ABGR
   const on = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0;
-  for (let i = 0; i < mask.length; i++) packed[i] = mask[i] ? on : 0;
+  let first = -1, last = -1;
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i]) {
+      packed[i] = on;
+      if (first < 0) first = i;
+      last = i;
+    } else {
+      packed[i] = 0;
+    }
+  }
+  if (!width || first < 0) return null;
+  let x0 = width, x1 = -1;
+  const y0 = Math.floor(first / width), y1 = Math.floor(last / width);
+  for (let y = y0; y <= y1; y++) {
+    const row = y * width;
+    for (let x = 0; x < x0; x++) if (mask[row + x]) { x0 = x; break; }
+    for (let x = width - 1; x > x1; x--) if (mask[row + x]) { x1 = x; break; }
+  }
+  return { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1 };
 }

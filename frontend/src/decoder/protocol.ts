@@ -24,8 +24,20 @@ export interface DecodedMask {
   iou: number;
 }
 
+/** Where a decode's time went inside the worker (milliseconds). */
+export interface DecodeTimings {
+  /** onnxruntime-web `session.run()` */
+  run: number;
+  /** thresholding the logits and copying the outputs for transfer */
+  post: number;
+}
+
 export type DecoderResponse =
   | { id: number; type: "ready"; multimask: boolean; threads: number }
   | { id: number; type: "embeddingSet" }
-  | { id: number; type: "decoded"; masks: DecodedMask[]; width: number; height: number; ms: number }
+  | {
+      id: number; type: "decoded";
+      /** candidates in the decoder's order (use `sortByIou` to show the best first) */
+      masks: DecodedMask[]; width: number; height: number; ms: number; timings: DecodeTimings;
+    }
   | { id: number; type: "error"; message: string };

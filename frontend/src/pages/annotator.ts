@@ -1,26 +1,41 @@
 /**
- * The annotator page: lease the next image, load its embedding, and turn clicks/boxes into masks
- * with the in-browser decoder; accept with a label (Enter), clear (Esc), undo/redo, brush/eraser,
+ * The annotator page: lease the next image, load its embedding (the one after is prefetched
+ * meanwhile), and turn clicks/boxes into masks with the in-browser decoder; cycle the candidates
+ * of an ambiguous first click (Tab), accept with a label (Enter), clear (Esc), undo/redo,
+ * brush/eraser, zoom/pan, review the model's proposals (stage 2 prefill, stage 3 automatic masks),
  * submit and go on (N). Accepted masks go through the autosave outbox.
  */
 import { ApiError } from "../api/client";
 import type { Label, Lease, Project } from "../api/types";
 import { AnnotationCanvas } from "../canvas/canvas";
-import { DecoderClient } from "../decoder/client";
+import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
 import { parseColor } from "../decoder/masks";
 import type { Prompt, PromptPoint } from "../decoder/protocol";
 import { errorText, h, mount, statusLine } from "../dom";
-import { fetchEmbedding } from "../embedding";
+import type { EmbeddingProgress } from "../embedding";
 import { encodeRle } from "../rle";
 import { api } from "../session";
-import { EditHistory, paintDisk, type EditState } from "../annotator/history";
-import { makeObject, renderObjects, type ListedObject } from "../annotator/objects";
+import { EditHistory, paintDisk, withCandidate, type EditState } from "../annotator/history";
+import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
 import { enqueue, flushOutbox, newClientUid, readOutbox } from "../annotator/outbox";
+import { loadImageData, Prefetcher, type LoadedImage, type PrefetchState } from "../annotator/prefetch";
 
 type Tool = "prompt" | "brush" | "eraser";
 
-/** Exposed for tests and debugging: what the page last drew and accepted. */
-export interface AnnotatorDebug { imageId: number | null; ready: boolean; decodes: number; currentRle: () => { size: [number, number]; counts: string } | null; lastAccepted: { size: [number, number]; counts: string } | null }
+type Rle = { size: [number, number]; counts: string };
+
+/** Exposed for tests and debugging: what the page last drew, accepted, loaded and prefetched. */
+export interface AnnotatorDebug {
+  imageId: number | null; ready: boolean; decodes: number; currentRle: () => Rle | null; lastAccepted: Rle | null;
+  /** candidates of the current first click: which one is shown, their predicted IoUs (shown order) and RLEs */
+  candidates: () => { index: number; ious: number[]; rles: Rle[] } | null;
+  view: () => { scale: number; offsetX: number; offsetY: number };
+  /** every image opened: whether it came from the prefetch, and ms from lease to ready */
+  loads: { imageId: number; prefetched: boolean; ms: number }[];
+  prefetch: PrefetchState | null;
+  /** the last click: ms from the mouse event to the mask drawn, and whether a hover decode answered it */
+  lastClick: { ms: number; reused: boolean; decoderMs: number } | null;
+}
 declare global { interface Window { maskloop?: AnnotatorDebug } }
 
 let decoder: DecoderClient | null = null;
@@ -33,16 +48,29 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const labelsEl = h("div", { id: "labels" });
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · 1–9: label · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size) · A/R accept/reject proposal · wheel zoom · middle-drag pan · N: submit & next");
+  const stageHint = h("p", { id: "stage-hint", class: "hint" });
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9: label · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size) · A/R accept/reject proposal · wheel zoom · Space+drag or middle-drag pan · N: submit & next");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
+  const candInfo = h("span", { id: "cand-info" });
+  const candidatesEl = h("span", { id: "candidates", class: "candidates", hidden: true },
+    h("button", { id: "cand-prev", title: "previous candidate (Shift+Tab)", onclick: () => { cycle(-1); canvasEl.focus(); } }, "◀"),
+    candInfo,
+    h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, labelsEl, status),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, labelsEl, candidatesEl, status),
+    stageHint,
     h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl, timing)), help));
 
-  const debug: AnnotatorDebug = { imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null };
+  const debug: AnnotatorDebug = {
+    imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
+    view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
+    loads: [], prefetch: null, lastClick: null,
+  };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
   const history = new EditHistory();
+  const prefetcher = new Prefetcher(api, projectId);
+  debug.prefetch = prefetcher.state;
   let project: Project;
   let labels: Label[] = [];
   let labelId = 0;
@@ -55,6 +83,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   let clicks = 0;
   let modelVersionId: number | null = null;
   let ready = false;
+  /** click decodes in flight: hovers wait (a preview after a click would be stale) */
+  let clicking = 0;
+  let spaceHeld = false;
 
   const color = () => parseColor(labels.find((l) => l.id === labelId)?.color ?? "#1e90ff");
   const H = () => canvas.imageHeight, W = () => canvas.imageWidth;
@@ -63,6 +94,32 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     canvas.points = state.points;
     canvas.box = state.box;
     canvas.setCurrentMask(state.mask, color());
+    renderCandidates(state);
+  }
+
+  function renderCandidates(state: EditState): void {
+    const list = state.candidates;
+    candidatesEl.hidden = !list || list.length < 2;
+    if (list && list.length > 1) {
+      candInfo.textContent = ` candidate ${state.candidate + 1}/${list.length} · predicted IoU ${list[state.candidate].iou.toFixed(2)} `;
+    }
+  }
+
+  /** Show the next (+1) or previous (−1) candidate of the current first click. */
+  function cycle(step: number): boolean {
+    const s = history.state;
+    if (!s.candidates || s.candidates.length < 2) return false;
+    history.replace(withCandidate(s, s.candidate + step));
+    show(history.state);
+    return true;
+  }
+
+  function renderStageHint(): void {
+    const left = objects.filter(isProposal).length;
+    const what = project?.stage === "fully_automatic" ? "Stage 3 — review the automatic masks"
+      : project?.stage === "semi_automatic" ? "Stage 2 — check the prefilled masks" : left ? "Review the proposed masks" : "";
+    stageHint.textContent = what ? `${what}: ${left} left on this image. A accepts, R rejects the highlighted one (click a row to pick another); then annotate what is missing.` : "";
+    stageHint.hidden = !what;
   }
 
   function renderLabels(): void {
@@ -72,15 +129,33 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }, `${i + 1} ${l.name}`)), h("span", { class: "tool" }, ` tool: ${tool}`));
   }
 
+  /** Accept (it becomes `semi_auto_accepted`, taking the current label if it has none) or reject (delete) a proposal. */
+  async function review(o: ListedObject, decision: "accept" | "reject"): Promise<void> {
+    if (decision === "accept") {
+      const patch = { source: "semi_auto_accepted", ...(o.labelId === null && labelId ? { label_id: labelId } : {}) };
+      o.annotation = await api.updateAnnotation(o.annotation!.id, patch);
+      o.source = o.annotation.source;
+      o.labelId = o.annotation.label_id;
+    } else {
+      await api.deleteAnnotation(o.annotation!.id);
+      objects = objects.filter((x) => x !== o);
+    }
+    selectedProposal = nextProposal(objects, o.key);
+  }
+
   function renderList(): void {
     canvas.objects = objects;
+    canvas.highlight = selectedProposal;
+    canvas.requestDraw();
     renderObjects(objectsEl, objects, labels, {
       toggle: (o) => { o.visible = !o.visible; renderList(); canvas.draw(); },
       remove: (o) => void act(async () => { await api.deleteAnnotation(o.annotation!.id); objects = objects.filter((x) => x !== o); }),
       relabel: (o, id) => void act(async () => { await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; }),
-      accept: (o) => void act(async () => { o.annotation = await api.updateAnnotation(o.annotation!.id, { source: "semi_auto_accepted" }); o.source = o.annotation.source; }),
-      reject: (o) => void act(async () => { await api.deleteAnnotation(o.annotation!.id); objects = objects.filter((x) => x !== o); }),
+      accept: (o) => void act(() => review(o, "accept")),
+      reject: (o) => void act(() => review(o, "reject")),
+      select: (o) => { selectedProposal = o.key; renderList(); canvas.draw(); },
     }, selectedProposal);
+    renderStageHint();
     const pending = readOutbox().length;
     saveEl.textContent = pending ? `${pending} accepted mask(s) waiting to be saved — retrying` : "All accepted masks saved.";
   }
@@ -112,29 +187,34 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   async function loadImage(next: Lease): Promise<void> {
+    const t0 = performance.now();
     lease = next;
     ready = debug.ready = false;
     const image = next.image;
     debug.imageId = image.id;
     history.clearAll();
+    show(history.state);
     objects = [];
     status.say(`Loading image ${image.file_name}…`);
-    const blob = await api.imageBlob(image.id);
-    const bitmap = await createImageBitmap(blob);
+    const progress = (p: EmbeddingProgress): void => {
+      if (p.state === "computing") status.say(`Computing the embedding of ${image.file_name}… (${Math.round(p.waitedSeconds)} s)`);
+      else if (p.state === "downloading") status.say(`Downloading the embedding of ${image.file_name}…`);
+    };
+    const prefetched = prefetcher.take(image.id, progress);
+    let data: LoadedImage | null = null;
+    if (prefetched) data = await prefetched.catch(() => null); // a failed prefetch: load it the ordinary way
+    const fromPrefetch = data !== null;
+    const stored = api.listAnnotations(image.id);
+    data ??= await loadImageData(api, image, progress);
+    const { bitmap, embedding: emb } = data;
     canvas.setImage(bitmap, bitmap.width, bitmap.height);
-    const stored = await api.listAnnotations(image.id);
-    objects = stored.map((a) => makeObject(a, a.segmentation, a.label_id, a.source, labels, null));
+    objects = (await stored).map((a) => makeObject(a, a.segmentation, a.label_id, a.source, labels, null));
     for (const e of readOutbox().filter((x) => x.imageId === image.id)) {
       objects.push(makeObject(null, e.body.segmentation, e.body.label_id, e.body.source, labels, e.body.client_uid));
     }
-    selectedProposal = objects.find((o) => o.source === "semi_auto")?.key ?? null;
+    selectedProposal = nextProposal(objects);
     renderList();
-    const emb = await fetchEmbedding(api, image.id, {
-      onProgress: (p) => {
-        if (p.state === "computing") status.say(`Computing the embedding… (${Math.round(p.waitedSeconds)} s)`);
-        else if (p.state === "downloading") status.say("Downloading the embedding…");
-      },
-    });
+    canvas.draw();
     modelVersionId = Number(emb.header.model_version);
     if (!decoder || decoderModel !== modelVersionId) {
       status.say("Loading the decoder…");
@@ -148,8 +228,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     ready = debug.ready = true;
     startedAt = null;
     clicks = 0;
-    status.say(`Ready: ${image.file_name} (${image.width}×${image.height}), embedding ${(emb.byteLength / 1048576).toFixed(1)} MiB, decoder ${decoder.threads} thread(s).`, "ok");
+    debug.loads.push({ imageId: image.id, prefetched: fromPrefetch, ms: performance.now() - t0 });
+    status.say(`Ready: ${image.file_name} (${image.width}×${image.height}), embedding ${(emb.byteLength / 1048576).toFixed(1)} MiB${fromPrefetch ? " (prefetched)" : ""}, decoder ${decoder.threads} thread(s).`, "ok");
     canvasEl.focus();
+    void prefetcher.start(image.id);
   }
 
   async function nextImage(): Promise<void> {
@@ -158,6 +240,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       if (!l) {
         lease = null;
         debug.imageId = null;
+        prefetcher.cancel();
         status.say("All images in this project are done. Thank you!", "ok");
         return;
       }
@@ -183,39 +266,49 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     await nextImage();
   }
 
-  async function runDecode(state: EditState): Promise<void> {
+  /**
+   * Decode `state`'s prompt and make the result current. A lone first click is ambiguous: it is
+   * decoded with the multimask decoder and its three candidates are kept, best predicted IoU first.
+   */
+  async function runDecode(state: EditState, eventTime: number): Promise<void> {
     if (!decoder || !ready) return;
     const prompt: Prompt = { points: state.points, box: state.box };
-    const r = await decoder.decode(prompt, state.lowRes);
+    const ambiguous = state.points.length === 1 && !state.box && !state.lowRes;
+    const r = await decoder.decode(prompt, state.lowRes, ambiguous);
     debug.decodes++;
-    timing.textContent = `decoder ${r.ms.toFixed(0)} ms`;
-    const best = r.masks.reduce((a, b) => (b.iou > a.iou ? b : a));
-    history.push({ ...state, mask: best.mask, lowRes: best.lowRes, iou: best.iou });
+    const ranked = sortByIou(r.masks);
+    const candidates = ambiguous && ranked.length > 1 ? ranked : null;
+    history.push(withCandidate({ ...state, points: r.prompt.points, mask: ranked[0].mask, lowRes: ranked[0].lowRes, iou: ranked[0].iou, candidates, candidate: 0 }, 0));
     show(history.state);
+    const ms = performance.now() - eventTime;
+    debug.lastClick = { ms, reused: r.reused, decoderMs: r.timings.run };
+    timing.textContent = `click → mask ${ms.toFixed(0)} ms${r.reused ? " (answered by the hover preview's decode)" : ""}; decoder run ${r.timings.run.toFixed(0)} ms`;
   }
 
-  async function addPrompt(point: PromptPoint | null, box: Prompt["box"] = null): Promise<void> {
+  async function addPrompt(point: PromptPoint | null, box: Prompt["box"], eventTime: number): Promise<void> {
     if (!ready) { status.say("Wait for the image to be ready."); return; }
     if (!labelId) { status.say("This project has no labels; an admin must add one."); return; }
     startedAt ??= performance.now();
     clicks++;
     const s = history.state;
-    const next: EditState = { ...s, points: point ? [...s.points, point] : s.points, box: box ?? s.box };
-    try { await runDecode(next); } catch (err) { status.say(`Decoding failed: ${errorText(err)}`, "error"); }
+    const next: EditState = { ...s, points: point ? [...s.points, point] : s.points, box: box ?? s.box, candidates: null, candidate: 0 };
+    clicking++;
+    try { await runDecode(next, eventTime); } catch (err) { status.say(`Decoding failed: ${errorText(err)}`, "error"); } finally { clicking--; }
   }
 
   async function hover(p: { x: number; y: number }): Promise<void> {
-    const s = history.state;
-    if (!decoder || !ready || s.points.length || s.box || tool !== "prompt") return;
-    const r = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null);
-    if (!r || history.state.points.length || history.state.box) return;
-    canvas.setCurrentMask(r.masks[0].mask, color());
+    const idle = (): boolean => !clicking && !history.state.points.length && !history.state.box && tool === "prompt";
+    if (!decoder || !ready || !idle()) return;
+    // the multimask decoder, like a first click, so that a click on this point can reuse the result
+    const r: DecodeResult | null = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true);
+    if (!r || !idle()) return;
+    canvas.setCurrentMask(sortByIou(r.masks)[0].mask, color());
   }
 
   function accept(): void {
     const s = history.state;
     if (!s.mask || !lease || !s.mask.some((v) => v)) { status.say("Nothing to accept: click on an object first."); return; }
-    const rle = encodeRle(s.mask, H(), W());
+    const rle: Rle = encodeRle(s.mask, H(), W());
     const uid = newClientUid();
     const body = {
       label_id: labelId, segmentation: rle, source: "assisted" as const, clicks,
@@ -234,15 +327,24 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   debug.currentRle = () => (history.state.mask ? encodeRle(history.state.mask, H(), W()) : null);
+  debug.candidates = () => {
+    const s = history.state;
+    if (!s.candidates) return null;
+    return { index: s.candidate, ious: s.candidates.map((c) => c.iou), rles: s.candidates.map((c) => encodeRle(c.mask, H(), W())) };
+  };
 
-  // mouse
-  let down: { x: number; y: number; cx: number; cy: number; button: number } | null = null;
+  // mouse: left click = point, drag = box; Space+drag or middle-drag = pan; wheel = zoom
+  let down: { x: number; y: number; cx: number; cy: number; button: number; pan: boolean } | null = null;
+  const setCursor = (): void => { canvasEl.style.cursor = down?.pan ? "grabbing" : spaceHeld ? "grab" : ""; };
   canvasEl.addEventListener("contextmenu", (e) => e.preventDefault());
   canvasEl.addEventListener("mousedown", (e) => {
     const p = canvas.eventToImage(e);
-    down = { ...p, cx: e.clientX, cy: e.clientY, button: e.button };
-    if ((tool === "brush" || tool === "eraser") && e.button === 0 && history.state.mask) {
-      history.push({ ...history.state, mask: history.state.mask.slice() });
+    const pan = e.button === 1 || (spaceHeld && e.button === 0);
+    if (pan) e.preventDefault(); // no middle-click autoscroll
+    down = { ...p, cx: e.clientX, cy: e.clientY, button: e.button, pan };
+    setCursor();
+    if (!pan && (tool === "brush" || tool === "eraser") && e.button === 0 && history.state.mask) {
+      history.push({ ...history.state, mask: history.state.mask.slice(), candidates: null, candidate: 0 });
       paintDisk(history.state.mask!, W(), H(), p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
       show(history.state);
     }
@@ -250,7 +352,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   canvasEl.addEventListener("mousemove", (e) => {
     const p = canvas.eventToImage(e);
     if (tool !== "prompt") { canvas.brushCursor = { ...p, r: brushRadius }; canvas.requestDraw(); }
-    if (down?.button === 1) { canvas.view.pan(e.clientX - down.cx, e.clientY - down.cy); down.cx = e.clientX; down.cy = e.clientY; canvas.requestDraw(); return; }
+    if (down?.pan) {
+      const r = canvasEl.getBoundingClientRect();
+      canvas.view.pan(((e.clientX - down.cx) * canvasEl.width) / r.width, ((e.clientY - down.cy) * canvasEl.height) / r.height);
+      down.cx = e.clientX;
+      down.cy = e.clientY;
+      canvas.requestDraw();
+      return;
+    }
     if (down && down.button === 0 && tool !== "prompt" && history.state.mask) {
       paintDisk(history.state.mask, W(), H(), p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
       show(history.state);
@@ -261,22 +370,23 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       canvas.requestDraw();
       return;
     }
-    if (!down && canvas.inside(p)) void hover(p);
+    if (!down && !spaceHeld && canvas.inside(p)) void hover(p);
   });
   canvasEl.addEventListener("mouseup", (e) => {
     const start = down;
     down = null;
-    if (!start || tool !== "prompt") return;
+    setCursor();
+    if (!start || start.pan || tool !== "prompt") return;
     const p = canvas.eventToImage(e);
     if (canvas.dragBox) {
       const b = canvas.dragBox;
       canvas.dragBox = null;
-      void addPrompt(null, { x0: Math.max(0, Math.min(b.x0, b.x1)), y0: Math.max(0, Math.min(b.y0, b.y1)), x1: Math.min(W(), Math.max(b.x0, b.x1)), y1: Math.min(H(), Math.max(b.y0, b.y1)) });
+      void addPrompt(null, { x0: Math.max(0, Math.min(b.x0, b.x1)), y0: Math.max(0, Math.min(b.y0, b.y1)), x1: Math.min(W(), Math.max(b.x0, b.x1)), y1: Math.min(H(), Math.max(b.y0, b.y1)) }, e.timeStamp);
       return;
     }
     if (!canvas.inside(p) || start.button === 1) return;
     const negative = start.button === 2 || e.altKey;
-    void addPrompt({ x: p.x, y: p.y, label: negative ? 0 : 1 });
+    void addPrompt({ x: p.x, y: p.y, label: negative ? 0 : 1 }, null, e.timeStamp);
   });
   canvasEl.addEventListener("mouseleave", () => { canvas.brushCursor = null; if (!down) show(history.state); });
   canvasEl.addEventListener("wheel", (e) => {
@@ -287,12 +397,19 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }, { passive: false });
 
   // keyboard
+  const typing = (e: KeyboardEvent): boolean => ["INPUT", "SELECT", "TEXTAREA"].includes((e.target as HTMLElement).tagName);
+  const onKeyUp = (e: KeyboardEvent) => {
+    if (!document.body.contains(canvasEl)) { window.removeEventListener("keyup", onKeyUp); return; }
+    if (e.key === " ") { spaceHeld = false; setCursor(); }
+  };
   const onKey = (e: KeyboardEvent) => {
     if (!document.body.contains(canvasEl)) { window.removeEventListener("keydown", onKey); return; }
-    if ((e.target as HTMLElement).tagName === "INPUT" || (e.target as HTMLElement).tagName === "SELECT") return;
+    if (typing(e)) return;
     const k = e.key.toLowerCase();
     const ctrl = e.ctrlKey || e.metaKey;
-    if (/^[1-9]$/.test(e.key) && labels[Number(e.key) - 1]) { labelId = labels[Number(e.key) - 1].id; renderLabels(); show(history.state); }
+    if (e.key === " ") { spaceHeld = true; setCursor(); }
+    else if (e.key === "Tab") { if (!cycle(e.shiftKey ? -1 : 1)) return; }
+    else if (/^[1-9]$/.test(e.key) && labels[Number(e.key) - 1]) { labelId = labels[Number(e.key) - 1].id; renderLabels(); show(history.state); }
     else if (e.key === "Enter") accept();
     else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; }
     else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) show(history.state); }
@@ -302,17 +419,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (k === "n") void submitAndNext();
     else if ((k === "a" || k === "r") && selectedProposal) {
       const o = objects.find((x) => x.key === selectedProposal);
-      if (o) {
-        void act(async () => {
-          if (k === "a") { o.annotation = await api.updateAnnotation(o.annotation!.id, { source: "semi_auto_accepted" }); o.source = o.annotation.source; }
-          else { await api.deleteAnnotation(o.annotation!.id); objects = objects.filter((x) => x !== o); }
-          selectedProposal = objects.find((x) => x.source === "semi_auto")?.key ?? null;
-        });
-      }
+      if (o) void act(() => review(o, k === "a" ? "accept" : "reject"));
     } else return;
     e.preventDefault();
   };
   window.addEventListener("keydown", onKey);
+  window.addEventListener("keyup", onKeyUp);
+  window.addEventListener("blur", () => { spaceHeld = false; setCursor(); });
 
   try {
     project = await api.getProject(projectId);

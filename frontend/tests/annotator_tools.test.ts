@@ -1,0 +1,135 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { ApiClient } from "../src/api/client";
+import type { ImageInfo } from "../src/api/types";
+import { EditHistory, emptyState, withCandidate } from "../src/annotator/history";
+import { isProposal, nextProposal, type ListedObject } from "../src/annotator/objects";
+import { predictNextImage, Prefetcher } from "../src/annotator/prefetch";
+import { maskToRgba } from "../src/decoder/masks";
+
+const cand = (iou: number, fill: number) => ({ mask: new Uint8Array(4).fill(fill), lowRes: new Float32Array(2).fill(iou), iou });
+
+describe("candidate cycling", () => {
+  it("shows the chosen candidate and wraps around both ways", () => {
+    const s0 = withCandidate({ ...emptyState(), points: [{ x: 1, y: 1, label: 1 }], candidates: [cand(0.9, 1), cand(0.7, 0), cand(0.5, 1)] }, 0);
+    expect(s0.iou).toBe(0.9);
+    const s1 = withCandidate(s0, s0.candidate + 1);
+    expect([s1.candidate, s1.iou, s1.mask?.[0]]).toEqual([1, 0.7, 0]);
+    expect(s1.lowRes).toBe(s0.candidates![1].lowRes); // the next click refines the candidate shown
+    expect(withCandidate(s0, -1).candidate).toBe(2);
+    expect(withCandidate(s0, 3).candidate).toBe(0);
+    expect(withCandidate(emptyState(), 1)).toEqual(emptyState());
+  });
+
+  it("replacing the candidate is not an undo step", () => {
+    const h = new EditHistory();
+    const s = withCandidate({ ...emptyState(), points: [{ x: 1, y: 1, label: 1 }], candidates: [cand(0.9, 1), cand(0.7, 0)] }, 0);
+    h.push(s);
+    h.replace(withCandidate(h.state, 1));
+    expect(h.state.candidate).toBe(1);
+    expect(h.undo()).toBe(true);
+    expect(h.state.points).toEqual([]);
+    expect(h.redo()).toBe(true);
+    expect(h.state.candidate).toBe(1);
+  });
+});
+
+describe("proposal review order", () => {
+  const obj = (key: string, source: string) => ({ key, source }) as ListedObject;
+  const list = [obj("a1", "assisted"), obj("a2", "automatic"), obj("a3", "semi_auto_accepted"), obj("a4", "semi_auto"), obj("a5", "automatic")];
+
+  it("counts stage 2 prefill and stage 3 automatic masks as proposals", () => {
+    expect(list.filter(isProposal).map((o) => o.key)).toEqual(["a2", "a4", "a5"]);
+  });
+
+  it("goes to the next unreviewed proposal, wrapping, and to none when all are reviewed", () => {
+    expect(nextProposal(list)).toBe("a2");
+    expect(nextProposal(list, "a2")).toBe("a4");
+    expect(nextProposal(list, "a5")).toBe("a2");
+    expect(nextProposal(list, "gone")).toBe("a2"); // a rejected (deleted) one: start from the top
+    expect(nextProposal([obj("a1", "assisted"), obj("a3", "semi_auto_accepted")], "a1")).toBeNull();
+  });
+});
+
+describe("mask overlay bounds", () => {
+  it("returns the bounding box of the painted pixels", () => {
+    const w = 5, hgt = 4;
+    const mask = new Uint8Array(w * hgt);
+    mask[1 * w + 3] = 1;
+    mask[2 * w + 1] = 1;
+    const rgba = new Uint8ClampedArray(w * hgt * 4);
+    expect(maskToRgba(mask, rgba, [255, 0, 0], 200, w)).toEqual({ x: 1, y: 1, w: 3, h: 2 });
+    expect(rgba[(1 * w + 3) * 4]).toBe(255);
+    expect(rgba[(1 * w + 3) * 4 + 3]).toBe(200);
+    expect(maskToRgba(new Uint8Array(w * hgt), rgba, [255, 0, 0], 200, w)).toBeNull();
+  });
+});
+
+describe("prefetch of the next image", () => {
+  const img = (id: number, status: ImageInfo["status"]) => ({ id, status, project_id: 1, file_name: `${id}.png`, width: 2, height: 2, sha256: "", created_at: "" });
+  let byStatus: Record<string, ImageInfo[]>;
+  let calls: string[];
+  let embeddingStatus: number;
+  beforeEach(() => {
+    calls = [];
+    embeddingStatus = 202;
+    byStatus = { embedded: [], in_progress: [], new: [] };
+    vi.stubGlobal("fetch", vi.fn(async (url: string) => {
+      calls.push(url);
+      const u = new URL(url, "http://x");
+      if (u.pathname.endsWith("/images")) {
+        const items = byStatus[u.searchParams.get("status") ?? ""] ?? [];
+        return new Response(JSON.stringify({ items: items.slice(0, Number(u.searchParams.get("limit"))), total: items.length }), { status: 200 });
+      }
+      if (u.pathname.endsWith("/file")) return new Response(new Uint8Array([1, 2, 3]), { status: 200 });
+      if (embeddingStatus === 202) return new Response(JSON.stringify({ status: "pending" }), { status: 202, headers: { "Retry-After": "0.2" } });
+      return new Response(JSON.stringify({ detail: "the embedding failed" }), { status: embeddingStatus });
+    }));
+    vi.stubGlobal("createImageBitmap", vi.fn(async () => ({ width: 2, height: 2 })));
+  });
+  afterEach(() => { vi.unstubAllGlobals(); });
+
+  it("follows the work queue's order: embedded, then in progress, then new, skipping the current image", async () => {
+    const api = new ApiClient("/api/v1", "tok");
+    byStatus.new = [img(3, "new"), img(4, "new")];
+    byStatus.in_progress = [img(7, "in_progress")];
+    expect((await predictNextImage(api, 1, 7))?.id).toBe(3);
+    byStatus.embedded = [img(5, "embedded"), img(6, "embedded")];
+    expect((await predictNextImage(api, 1, 5))?.id).toBe(6);
+    expect((await predictNextImage(api, 1, 1))?.id).toBe(5);
+    byStatus = { embedded: [img(5, "embedded")], in_progress: [], new: [] };
+    expect(await predictNextImage(api, 1, 5)).toBeNull();
+  });
+
+  it("hands over the download only for the image it guessed, and asks for its embedding ahead of time", async () => {
+    const api = new ApiClient("/api/v1", "tok");
+    byStatus.embedded = [img(5, "embedded"), img(6, "embedded")];
+    const p = new Prefetcher(api, 1);
+    await p.start(5);
+    expect(p.state.imageId).toBe(6);
+    expect(calls.some((c) => c.includes("/images/6/embedding"))).toBe(true);
+    expect(calls.some((c) => c.includes("/images/6/file"))).toBe(true);
+    expect(p.take(9)).toBeNull();
+    const progress: string[] = [];
+    const taken = p.take(6, (e) => progress.push(e.state));
+    expect(taken).not.toBeNull();
+    expect(p.take(6)).toBeNull(); // handed over once
+    await new Promise((r) => setTimeout(r, 300));
+    expect(progress).toContain("computing"); // the rest of the wait is reported to the page
+    embeddingStatus = 422;
+    await expect(taken!).rejects.toThrow(/embedding failed/); // the page then loads it the ordinary way
+  });
+
+  it("stops downloading a guess that is cancelled", async () => {
+    const api = new ApiClient("/api/v1", "tok");
+    byStatus.new = [img(8, "new")];
+    const p = new Prefetcher(api, 1);
+    await p.start(null);
+    expect(p.state.imageId).toBe(8);
+    p.cancel();
+    expect(p.take(8)).toBeNull();
+    await new Promise((r) => setTimeout(r, 500));
+    const polls = calls.filter((c) => c.includes("/images/8/embedding")).length;
+    await new Promise((r) => setTimeout(r, 500));
+    expect(calls.filter((c) => c.includes("/images/8/embedding")).length).toBe(polls);
+  });
+});

@@ -1,0 +1,204 @@
+"""E2E: the annotator's candidate cycling (Tab / buttons) for an ambiguous first click, Space+drag
+and middle-drag pan beside box drags, the next image's prefetch ("Next image" opens it without
+downloading again), and the stage-3 review of automatic masks (A / R). Screenshots of the
+candidate view and of the stage-3 review go to artifacts/screenshots/."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from tests.e2e import annotator_page as ap
+from tests.e2e.canvas_probe import canvas_rgb, iou, take_baseline, tinted_mask
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+
+W, H = 320, 240
+SIZE = (W, H)
+
+
+@pytest.fixture(scope="module")
+def project(running_app):  # noqa: ANN001
+    return ap.make_project(running_app, "e2e tools", [ap.shapes_png(W, H, shift) for shift in (0, 7, 13)])
+
+
+def _candidates(page) -> dict | None:  # noqa: ANN001
+    return page.evaluate("window.maskloop.candidates()")
+
+
+def test_first_click_candidates_cycle(page, running_app, project, screenshots) -> None:  # noqa: ANN001
+    image_id = ap.login_and_open(page, running_app, project)
+    take_baseline(page, SIZE)
+    assert not page.locator("#candidates").is_visible(), "no candidates before a click"
+    ap.click(page, SIZE, 110, 110)
+    c = _candidates(page)
+    assert c is not None and len(c["ious"]) == 3, c
+    ious, rles = c["ious"], c["rles"]
+    assert ious == sorted(ious, reverse=True), f"the best predicted IoU must come first: {ious}"
+    assert c["index"] == 0
+    masks = [ap.decode_rle(r) for r in rles]
+    assert not (np.array_equal(masks[0], masks[1]) and np.array_equal(masks[1], masks[2])), "three identical candidates"
+    assert np.array_equal(ap.current_mask(page), masks[0])
+    assert page.locator("#candidates").is_visible()
+    assert "1/3" in page.locator("#cand-info").inner_text() and f"{ious[0]:.2f}" in page.locator("#cand-info").inner_text()
+
+    page.keyboard.press("Tab")
+    assert _candidates(page)["index"] == 1
+    assert np.array_equal(ap.current_mask(page), masks[1])
+    info = page.locator("#cand-info").inner_text()
+    assert "2/3" in info and f"{ious[1]:.2f}" in info
+    if masks[1].any():
+        assert iou(tinted_mask(page, SIZE), masks[1]) > 0.9, "the canvas does not show candidate 2"
+    page.screenshot(path=str(screenshots / "annotator_candidates.png"))
+    page.keyboard.press("Shift+Tab")
+    assert _candidates(page)["index"] == 0
+    page.keyboard.press("Shift+Tab")  # wraps around to the last one
+    assert _candidates(page)["index"] == 2
+    page.click("#cand-next")
+    assert _candidates(page)["index"] == 0
+    page.click("#cand-prev")
+    assert _candidates(page)["index"] == 2
+    assert np.array_equal(ap.current_mask(page), masks[2])
+
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    stored = ap.annotations(running_app, image_id)
+    assert len(stored) == 1
+    assert np.array_equal(ap.decode_rle(stored[0]["segmentation"]), masks[2]), "the stored mask is not the chosen candidate"
+    assert stored[0]["predicted_iou"] == pytest.approx(ious[2], abs=1e-4)
+    assert not page.locator("#candidates").is_visible(), "candidates belong to the accepted object only"
+
+    # a second click refines the chosen candidate: one mask, no candidates
+    ap.click(page, SIZE, 240, 180)
+    assert _candidates(page) is not None
+    ap.click(page, SIZE, 200, 160)
+    assert _candidates(page) is None
+    assert not page.page_errors, page.page_errors
+
+
+def _canvas_ratio(page) -> float:  # noqa: ANN001
+    return page.evaluate("(() => { const c = document.getElementById('stage'); return c.width / c.getBoundingClientRect().width; })()")
+
+
+def test_space_drag_and_middle_drag_pan_while_drag_still_boxes(page, running_app, project) -> None:  # noqa: ANN001
+    ap.login_and_open(page, running_app, project)
+    page.keyboard.press("Escape")
+    box = page.locator("#stage").bounding_box()
+    ratio = _canvas_ratio(page)
+    view0 = page.evaluate("window.maskloop.view()")
+    decodes = page.evaluate("window.maskloop.decodes")
+    a = (box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+
+    page.mouse.move(*a)
+    page.keyboard.down("Space")
+    page.mouse.down()
+    page.mouse.move(a[0] + 60, a[1] + 30, steps=6)
+    page.mouse.up()
+    page.keyboard.up("Space")
+    view1 = page.evaluate("window.maskloop.view()")
+    assert view1["offsetX"] - view0["offsetX"] == pytest.approx(60 * ratio, abs=1.5)
+    assert view1["offsetY"] - view0["offsetY"] == pytest.approx(30 * ratio, abs=1.5)
+    assert view1["scale"] == view0["scale"]
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.maskloop.decodes") == decodes, "a pan must not decode"
+    assert page.evaluate("window.maskloop.currentRle()") is None, "a pan must not make a box"
+
+    page.mouse.move(*a)
+    page.mouse.down(button="middle")
+    page.mouse.move(a[0] - 40, a[1] + 10, steps=6)
+    page.mouse.up(button="middle")
+    view2 = page.evaluate("window.maskloop.view()")
+    assert view2["offsetX"] - view1["offsetX"] == pytest.approx(-40 * ratio, abs=1.5)
+    assert view2["offsetY"] - view1["offsetY"] == pytest.approx(10 * ratio, abs=1.5)
+
+    # Space released: the same drag draws a box and decodes it; the view stays
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move(a[0] + 60, a[1] + 40, steps=8)
+    page.mouse.up()
+    page.wait_for_function(f"window.maskloop.decodes > {decodes}", timeout=30_000)
+    assert page.evaluate("window.maskloop.view()") == view2
+    assert page.evaluate("window.maskloop.currentRle()") is not None
+    page.keyboard.press("Escape")
+    assert not page.page_errors, page.page_errors
+
+
+def test_next_image_is_prefetched(page, running_app, project) -> None:  # noqa: ANN001
+    first = ap.login_and_open(page, running_app, project)
+    page.keyboard.press("Escape")
+    page.wait_for_function("window.maskloop.prefetch && window.maskloop.prefetch.ready", timeout=180_000)
+    guessed = page.evaluate("window.maskloop.prefetch.imageId")
+    assert guessed in project["image_ids"] and guessed != first
+    fetched: list[str] = []
+    page.on("request", lambda req: fetched.append(req.url))
+    page.keyboard.press("n")
+    page.wait_for_function(f"window.maskloop.ready && window.maskloop.imageId === {guessed}", timeout=60_000)
+    load = page.evaluate("window.maskloop.loads[window.maskloop.loads.length - 1]")
+    assert load["imageId"] == guessed and load["prefetched"], load
+    again = [u for u in fetched if f"/images/{guessed}/embedding" in u or f"/images/{guessed}/file" in u]
+    assert not again, f"the prefetched image was downloaded again: {again}"
+    assert "(prefetched)" in page.locator("#status").inner_text()
+    # and the one after is being prefetched in turn
+    page.wait_for_function(f"window.maskloop.prefetch.imageId !== null && window.maskloop.prefetch.imageId !== {guessed}",
+                           timeout=30_000)
+    assert not page.page_errors, page.page_errors
+
+
+def _rect_rle(x0: int, y0: int, x1: int, y1: int) -> dict:
+    m = np.zeros((H, W), np.uint8, order="F")
+    m[y0:y1, x0:x1] = 1
+    rle = mask_utils.encode(np.asfortranarray(m))
+    return {"size": [H, W], "counts": rle["counts"].decode()}
+
+
+def test_stage3_review_of_automatic_masks(page, running_app, screenshots) -> None:  # noqa: ANN001
+    png = ap.shapes_png(W, H, 21)
+    proj = ap.make_project(running_app, "e2e stage 3", [png], stage="fully_automatic")
+    image_id = proj["image_ids"][0]
+    rects = [(55, 55, 165, 165), (190, 140, 300, 220), (10, 10, 40, 40)]
+    with running_app.client() as api:
+        ids = []
+        for rect, label in zip(rects, (None, proj["labels"][1]["id"], None)):
+            r = api.post(f"/images/{image_id}/annotations", json={
+                "segmentation": _rect_rle(*rect), "source": "automatic", "label_id": label, "predicted_iou": 0.9})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+
+    ap.login_and_open(page, running_app, proj)
+    hint = page.locator("#stage-hint")
+    assert hint.is_visible() and "Stage 3" in hint.inner_text() and "3 left" in hint.inner_text()
+    rows = page.locator("#objects li.object[data-source='automatic']")
+    assert rows.count() == 3
+    assert "selected" in (page.locator(f"#objects li[data-key='a{ids[0]}']").get_attribute("class") or "")
+    page.screenshot(path=str(screenshots / "annotator_stage3_review.png"))
+    # the automatic masks are drawn over the image, the highlighted one (under review) strongest
+    shown = canvas_rgb(page, SIZE).astype(int)
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(int)
+    diff = np.abs(shown - image).sum(axis=2)
+    inside = np.zeros((H, W), bool)
+    for x0, y0, x1, y1 in rects:
+        inside[y0:y1, x0:x1] = True
+    assert np.median(diff[~inside]) < 12, "the image itself is not shown unchanged outside the masks"
+    (ax0, ay0, ax1, ay1), (cx0, cy0, cx1, cy1) = rects[0], rects[2]
+    tint_selected, tint_other = np.median(diff[ay0:ay1, ax0:ax1]), np.median(diff[cy0:cy1, cx0:cx1])
+    assert tint_other > 30, f"an automatic mask is not drawn (tint {tint_other})"
+    assert tint_selected > tint_other + 20, f"the mask under review is not emphasised ({tint_selected} vs {tint_other})"
+
+    page.keyboard.press("a")  # accept the highlighted one; it takes the current label (it had none)
+    page.wait_for_selector(f"#objects li[data-key='a{ids[0]}'][data-source='semi_auto_accepted']")
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[1]}']")
+    page.keyboard.press("r")  # reject the next one
+    page.wait_for_function(f"!document.querySelector(\"#objects li[data-key='a{ids[1]}']\")")
+    assert "1 left" in hint.inner_text()
+    page.locator(f"#objects li[data-key='a{ids[2]}'] button", has_text="accept").click()
+    page.wait_for_selector(f"#objects li[data-key='a{ids[2]}'][data-source='semi_auto_accepted']")
+    assert "0 left" in hint.inner_text()
+
+    stored = {a["id"]: a for a in ap.annotations(running_app, image_id)}
+    assert set(stored) == {ids[0], ids[2]}, "the rejected automatic mask must be deleted"
+    assert stored[ids[0]]["source"] == "semi_auto_accepted" and stored[ids[0]]["label_id"] == proj["labels"][0]["id"]
+    assert stored[ids[2]]["source"] == "semi_auto_accepted"
+    assert not page.page_errors, page.page_errors
