@@ -265,8 +265,8 @@ class Simulation:
 
     def stage_semi_automatic(self, names: list[str], label: str) -> None:
         def run(ids: dict[int, str]) -> dict:
-            job = self.admin.post(f"/projects/{self.project['id']}/prefill",
-                                  {"points_per_side": self.cfg.points_per_side})
+            job = self.admin.post(f"/projects/{self.project['id']}/prefill",  # this stage's images only
+                                  {"points_per_side": self.cfg.points_per_side, "image_ids": list(ids)})
             self._wait_job(job["id"], "semi-automatic prefill")
             return self._work_queue("semi_automatic", ids)
 
@@ -274,8 +274,8 @@ class Simulation:
 
     def stage_automatic(self, names: list[str], label: str) -> None:
         def run(ids: dict[int, str]) -> dict:
-            job = self.admin.post(f"/projects/{self.project['id']}/automatic",
-                                  {"points_per_side": self.cfg.points_per_side})
+            job = self.admin.post(f"/projects/{self.project['id']}/automatic",  # this stage's images only
+                                  {"points_per_side": self.cfg.points_per_side, "image_ids": list(ids)})
             self._wait_job(job["id"], "fully automatic batch")
             matched = total = found = 0
             best_ious = []
