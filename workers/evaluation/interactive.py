@@ -161,9 +161,9 @@ def load_predictor(model_or_checkpoint: Any, device: str = "cpu", decoder: str =
     the browser's exported decoders in onnxruntime); ``"auto"`` picks onnx on a CPU.
     """
     from workers.sam import SamPredictor, build_sam
+    from workers.sam.onnx import OnnxPredictor, resolve_decoder
 
-    if decoder not in ("auto", "torch", "onnx"):
-        raise ValueError(f"decoder must be auto, torch or onnx; got {decoder!r}")
+    decoder = resolve_decoder(decoder, device)  # checked before a checkpoint is loaded
     model = model_or_checkpoint
     if isinstance(model_or_checkpoint, (str, Path)):
         spec = str(model_or_checkpoint)
@@ -172,12 +172,7 @@ def load_predictor(model_or_checkpoint: Any, device: str = "cpu", decoder: str =
         # build_sam reads the arch recorded in a Maskloop checkpoint ('default' = the shipped model)
         model = build_sam("default") if spec == "default" else build_sam(None, checkpoint=spec, device=device)
     model = model.to(device).eval()
-    if decoder == "onnx" or (decoder == "auto" and str(device).startswith("cpu")):
-        from workers.sam.onnx import OnnxPredictor
-
-        predictor: Any = OnnxPredictor(model)
-    else:
-        predictor = SamPredictor(model)
+    predictor: Any = OnnxPredictor(model) if decoder == "onnx" else SamPredictor(model)
     predictor.name = "model"
     return predictor
 

@@ -17,18 +17,12 @@ import torch
 from workers.sam import amg
 from workers.sam.transforms import validate_rgb_image
 from workers.sam.modeling.sam import Sam
+from workers.sam.onnx import resolve_decoder
 from workers.sam.predictor import SamPredictor
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-DECODERS = ("auto", "torch", "onnx")
-
-
-def _has_onnxruntime() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 class SamAutomaticMaskGenerator:
@@ -45,11 +39,9 @@ class SamAutomaticMaskGenerator:
 
         ``mask_threshold`` defaults to the model's (0.0 logits). ``decoder``: ``"torch"`` runs the
         grid batches through the model's torch decoder, ``"onnx"`` through the same decoder exported
-        to onnxruntime (several times faster on a CPU), ``"auto"`` picks onnx on a CPU when
-        onnxruntime is installed and torch otherwise (GPU).
+        to onnxruntime (several times faster on a CPU), ``"auto"`` picks onnx on a CPU and torch
+        otherwise (GPU).
         """
-        if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
         if output_mode not in OUTPUT_MODES:
@@ -91,9 +83,7 @@ class SamAutomaticMaskGenerator:
         self.min_mask_region_area = int(min_mask_region_area)
         self.output_mode = output_mode
         self.mask_threshold = float(model.mask_threshold if mask_threshold is None else mask_threshold)
-        if decoder == "auto":
-            decoder = "onnx" if self.predictor.device.type == "cpu" and _has_onnxruntime() else "torch"
-        self.decoder = decoder
+        self.decoder = resolve_decoder(decoder, self.predictor.device)
         self._onnx: Any = None  # OnnxPromptBatchDecoder, exported on first use
 
     @torch.no_grad()

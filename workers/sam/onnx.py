@@ -154,16 +154,33 @@ def export_onnx_encoder(model: Sam, path: str | Path, *, opset: int = 17) -> Pat
                                output_names=["image_embeddings"], opset_version=opset)
 
 
+DECODERS = ("auto", "torch", "onnx")
+
+
+def resolve_decoder(decoder: str, device: str | torch.device) -> str:
+    """``"torch"`` or ``"onnx"`` for a ``decoder`` choice: ``"auto"`` is onnx on a CPU, torch elsewhere."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}; got {decoder!r}")
+    if decoder == "auto":
+        return "onnx" if torch.device(device).type == "cpu" else "torch"
+    return decoder
+
+
+def _cpu_session(path_or_bytes: str | Path | bytes, threads: int):
+    """An onnxruntime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxDecoder:
     """An exported decoder run with onnxruntime; feeds are built the way the browser client does."""
 
     def __init__(self, path_or_bytes: str | Path | bytes, threads: int = 1):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-        self.session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+        self.session = _cpu_session(path_or_bytes, threads)
 
     @staticmethod
     def feeds(embedding: np.ndarray, points_xy: np.ndarray | None, labels: np.ndarray | None,
@@ -215,8 +232,6 @@ class OnnxPromptBatchDecoder:
     def __init__(self, model: Sam, threads: int | None = None, opset: int = 17):
         import io
 
-        import onnxruntime as ort
-
         wrapper = PromptBatchForExport(model).eval()
         c = model.prompt_encoder.embed_dim
         h, w = model.prompt_encoder.image_embedding_size
@@ -236,9 +251,7 @@ class OnnxPromptBatchDecoder:
         finally:
             model.train(was_training)
         self.embedding_shape = (1, c, h, w)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads or torch.get_num_threads())
-        self.session = ort.InferenceSession(buffer.getvalue(), opts, providers=["CPUExecutionProvider"])
+        self.session = _cpu_session(buffer.getvalue(), int(threads or torch.get_num_threads()))
 
     def __call__(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                  multimask_output: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
