@@ -31,9 +31,10 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "default" 
 DEFAULT_ARCH = "lite"
 
 
-def _assemble(image_encoder: nn.Module) -> Sam:
+def _assemble(image_encoder: nn.Module, prompt_maps: bool = False) -> Sam:
     prompt_encoder = PromptEncoder(embed_dim=PROMPT_EMBED_DIM, image_embedding_size=(EMBED_GRID, EMBED_GRID),
-                                   input_image_size=(IMAGE_SIZE, IMAGE_SIZE), mask_in_chans=16)
+                                   input_image_size=(IMAGE_SIZE, IMAGE_SIZE), mask_in_chans=16,
+                                   prompt_maps=prompt_maps)
     mask_decoder = MaskDecoder(
         num_multimask_outputs=3, transformer_dim=PROMPT_EMBED_DIM, iou_head_depth=3, iou_head_hidden_dim=256,
         transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_EMBED_DIM, mlp_dim=2048, num_heads=8))
@@ -69,7 +70,10 @@ ENCODER_FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "vit_b": partial(_vit_encoder, 768, 12, 12, (2, 5, 8, 11)),
     "vit_t": _tiny_vit_encoder,
     "lite": _lite_encoder,
+    "lite_clicks": _lite_encoder,
 }
+#: Maskloop archs whose prompt encoder also draws the clicks and box as maps (``PromptMaps``)
+PROMPT_MAP_ARCHES = frozenset({"lite_clicks"})
 ARCHES: tuple[str, ...] = tuple(ENCODER_FACTORIES) + ("default",)
 
 
@@ -79,7 +83,7 @@ def build_model(arch: str) -> Sam:
         arch = DEFAULT_ARCH
     if arch not in ENCODER_FACTORIES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
-    return _assemble(ENCODER_FACTORIES[arch]())
+    return _assemble(ENCODER_FACTORIES[arch](), prompt_maps=arch in PROMPT_MAP_ARCHES)
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
@@ -132,11 +136,13 @@ def guess_arch(state_dict: Mapping[str, torch.Tensor]) -> str | None:
             expected = _expected_shapes(arch)
         except Exception:  # an encoder module that is not available cannot be guessed
             continue
-        enc = {k: s for k, s in expected.items() if k.startswith("image_encoder.")}
+        # the encoder tells most archs apart; the prompt maps tell lite from lite_clicks
+        prefixes = ("image_encoder.", "prompt_encoder.prompt_maps.")
+        enc = {k: s for k, s in expected.items() if k.startswith(prefixes)}
         if not enc:
             continue
         hits = sum(1 for k, s in enc.items() if k in state_dict and tuple(state_dict[k].shape) == s)
-        extra = sum(1 for k in state_dict if k.startswith("image_encoder.") and k not in enc)
+        extra = sum(1 for k in state_dict if k.startswith(prefixes) and k not in enc)
         score = hits / (len(enc) + extra)
         if score > best_score:
             best, best_score = arch, score
@@ -213,6 +219,29 @@ def build_sam(arch: str | None = "default", checkpoint: str | Path | None = None
         logger.info("loaded %s checkpoint %s", target, checkpoint)
     if not hasattr(model, "arch"):
         model.arch = arch if arch != "default" else DEFAULT_ARCH  # type: ignore[assignment]
+    return model.to(_pick_device(device)).eval()
+
+
+def build_for_finetuning(arch: str, checkpoint: str | Path, device: str | torch.device | None = None) -> Sam:
+    """``arch`` initialised from ``checkpoint`` for training (``maskloop train --init``).
+
+    Like ``build_sam``, except that a checkpoint of the same image encoder without prompt maps (``lite``)
+    may start a prompt-map arch (``lite_clicks``): every weight it has is loaded and the new
+    ``PromptMaps`` start at zero, so the model first decodes exactly as the checkpoint did.
+    """
+    ck_arch, state, meta = read_checkpoint(checkpoint)
+    source = ck_arch or guess_arch(state)
+    upgrade = (arch in PROMPT_MAP_ARCHES and source is not None and source not in PROMPT_MAP_ARCHES
+               and ENCODER_FACTORIES.get(source) is ENCODER_FACTORIES[arch])
+    if not upgrade:
+        return build_sam(arch, checkpoint=checkpoint, device=device)
+    model = build_model(arch)
+    fresh = {k: v for k, v in model.state_dict().items() if k.startswith("prompt_encoder.prompt_maps.")}
+    check_state_dict(model, {**state, **fresh}, arch, source=f"checkpoint {checkpoint}")
+    model.load_state_dict({**state, **fresh}, strict=True)
+    model.arch = arch  # type: ignore[assignment]
+    model.meta = meta  # type: ignore[assignment]
+    logger.info("initialised %s from %s checkpoint %s (prompt maps start at zero)", arch, source, checkpoint)
     return model.to(_pick_device(device)).eval()
 
 

@@ -57,6 +57,11 @@ class DecoderForExport(nn.Module):
         no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
         return has_mask_input * downscaled + (1 - has_mask_input) * no_mask
 
+    def _with_prompt_maps(self, dense: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Add the drawn clicks and box for archs that have ``PromptMaps`` (a fixed property of the model)."""
+        maps = self.model.prompt_encoder.prompt_maps
+        return dense if maps is None else dense + maps(coords, labels)
+
     def _upscale(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
         masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
         scale = self.img_size / torch.max(orig_im_size)
@@ -67,7 +72,7 @@ class DecoderForExport(nn.Module):
 
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
         sparse = self._sparse(point_coords, point_labels)
-        dense = self._dense(mask_input, has_mask_input)
+        dense = self._with_prompt_maps(self._dense(mask_input, has_mask_input), point_coords, point_labels)
         masks, scores = self.model.mask_decoder.predict_masks(
             image_embeddings=image_embeddings, image_pe=self.model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
@@ -102,6 +107,7 @@ class PromptBatchForExport(DecoderForExport):
         sparse = self._sparse(point_coords, point_labels)
         h, w = pe.image_embedding_size
         dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(sparse.shape[0], -1, h, w)
+        dense = self._with_prompt_maps(dense, point_coords, point_labels)
         return self.model.mask_decoder.predict_masks(
             image_embeddings=image_embeddings, image_pe=pe.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)

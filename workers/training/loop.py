@@ -64,8 +64,9 @@ def list_checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
 
 def _build_model(cfg: TrainConfig) -> torch.nn.Module:
     from workers.sam import build_sam
+    from workers.sam.build import build_for_finetuning
 
-    return build_sam(cfg.arch, checkpoint=cfg.init_checkpoint) if cfg.init_checkpoint else build_sam(cfg.arch)
+    return build_for_finetuning(cfg.arch, cfg.init_checkpoint) if cfg.init_checkpoint else build_sam(cfg.arch)
 
 
 def _sample_order(n: int, seed: int, epoch: int) -> np.ndarray:

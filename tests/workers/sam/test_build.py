@@ -165,3 +165,29 @@ def test_default_loads_shipped_file(tmp_path, monkeypatch):
     monkeypatch.setattr(build_module, "DEFAULT_MODEL_PATH", target)
     loaded = build_sam("default", device="cpu")
     assert loaded.arch == "lite" and loaded.meta == {"shipped": True}
+
+
+def test_lite_checkpoint_starts_lite_clicks_for_finetuning_only(tmp_path):
+    torch.manual_seed(3)
+    lite = build_model("lite").eval()
+    path = save_checkpoint(lite, tmp_path / "lite.pt", "lite", {"v": 1})
+    # build_sam stays strict: a lite checkpoint is not a lite_clicks model
+    with pytest.raises(ValueError, match="saved for arch 'lite', not 'lite_clicks'"):
+        build_sam("lite_clicks", checkpoint=path, device="cpu")
+    model = build_module.build_for_finetuning("lite_clicks", path, device="cpu")
+    assert model.arch == "lite_clicks" and model.prompt_encoder.prompt_maps is not None
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in lite.state_dict().items())
+    # the new maps start at zero, so the first prompt decodes exactly as the lite checkpoint did
+    emb = torch.randn(1, 256, 64, 64)
+    prompts = dict(points=(torch.tensor([[[300.0, 200.0]]]), torch.tensor([[1]])), boxes=None, masks=None)
+    with torch.no_grad():
+        outs = [m.mask_decoder(emb, m.prompt_encoder.get_dense_pe(), *m.prompt_encoder(**prompts), True)
+                for m in (lite, model)]
+    torch.testing.assert_close(outs[0], outs[1])
+    # a raw lite_clicks state_dict is recognised by its prompt maps; a plain lite one is not lite_clicks
+    assert guess_arch(model.state_dict()) == "lite_clicks" and guess_arch(lite.state_dict()) == "lite"
+    # an unrelated checkpoint still fails strictly, naming the keys
+    other = save_checkpoint(build_model("vit_t"), tmp_path / "t.pt", "vit_t")
+    with pytest.raises(ValueError, match="saved for arch 'vit_t'"):
+        build_module.build_for_finetuning("lite_clicks", other, device="cpu")

@@ -12,7 +12,7 @@ from workers.sam.modeling.common import LayerNorm2d
 from workers.sam.modeling.image_encoder import (Attention, Block, add_decomposed_rel_pos, window_partition,
                                                  window_unpartition)
 from workers.sam.modeling.lite_encoder import LiteImageEncoder
-from workers.sam.modeling.prompt_encoder import PromptEncoder
+from workers.sam.modeling.prompt_encoder import PromptEncoder, render_prompt_maps
 from workers.sam.modeling.tiny_vit import Attention as TinyAttention
 from workers.sam.modeling.tiny_vit import TinyViT
 from workers.sam.modeling.transformer import Attention as TokenAttention
@@ -182,6 +182,49 @@ def test_prompt_encoder_matches_manual_formula():
     mask = torch.randn(2, 1, 256, 256)
     _, dense = pe(points=None, boxes=None, masks=mask)
     torch.testing.assert_close(dense, pe.mask_downscaling(mask))
+
+
+def test_prompt_maps_draw_clicks_and_box_where_they_are():
+    # clicks at cell centres ((i + 0.5)·4 of the 1024 frame)
+    coords = torch.tensor([[[102.0, 702.0], [902.0, 42.0], [0.0, 0.0]]])
+    labels = torch.tensor([[1, 0, -1]])
+    maps = render_prompt_maps(coords, labels, size=256, frame=1024, sigma=16.0)
+    assert maps.shape == (1, 3, 256, 256)
+    pos, neg, box = maps[0]
+    assert divmod(int(pos.argmax()), 256) == (175, 25) and float(pos[175, 25]) == pytest.approx(1.0)
+    assert divmod(int(neg.argmax()), 256) == (10, 225) and float(neg[10, 225]) == pytest.approx(1.0)
+    assert float(pos[10, 225]) < 1e-6 and float(neg[175, 25]) < 1e-6
+    assert float(pos[0, 0]) < 1e-6  # the padding point at (0, 0) draws nothing
+    assert float(pos[179, 25]) == pytest.approx(math.exp(-0.5), abs=1e-5)  # one sigma (16 px) below
+    assert float(box.abs().max()) == 0.0  # no box corners
+
+    corners = torch.tensor([[[200.0, 300.0], [600.0, 500.0]]])
+    box = render_prompt_maps(corners, torch.tensor([[2, 3]]), 256, 1024, 16.0)[0, 2]
+    assert float(box[100, 100]) > 0.99 and float(box[10, 10]) < 0.01 and float(box[100, 160]) < 0.01
+    assert float(box[74, 100]) < 0.5 < float(box[76, 100])  # the top edge lies at y = 300 (cell 75)
+    lone = render_prompt_maps(corners, torch.tensor([[2, -1]]), 256, 1024, 16.0)[0, 2]
+    assert float(lone.max()) == 0.0  # a top-left corner without its bottom-right is no box
+
+
+def test_prompt_maps_start_silent_and_boxes_equal_labelled_corners():
+    torch.manual_seed(1)
+    plain = build_model("lite").prompt_encoder
+    clicks = build_model("lite_clicks").prompt_encoder
+    assert clicks.prompt_maps is not None and plain.prompt_maps is None
+    clicks.load_state_dict({**plain.state_dict(), **{k: v for k, v in clicks.state_dict().items()
+                                                      if k.startswith("prompt_maps.")}})
+    coords, labels = torch.tensor([[[100.0, 700.0]]]), torch.tensor([[1]])
+    box = torch.tensor([[10.0, 20.0, 300.0, 400.0]])
+    # the last convolution starts at zero: a fresh lite_clicks decodes exactly as lite
+    for a, b in zip(plain(points=(coords, labels), boxes=box, masks=None),
+                    clicks(points=(coords, labels), boxes=box, masks=None)):
+        torch.testing.assert_close(a, b)
+    _randomise(clicks.prompt_maps)
+    _, dense_box = clicks(points=None, boxes=box, masks=None)
+    _, dense_plain = plain(points=None, boxes=box, masks=None)
+    assert float((dense_box - dense_plain).abs().max().detach()) > 1e-3  # now the box reaches the dense embedding
+    expected = dense_plain + clicks.prompt_maps(box.reshape(1, 2, 2), torch.tensor([[2, 3]]))
+    torch.testing.assert_close(dense_box, expected)
 
 
 def test_token_attention_matches_sdpa():

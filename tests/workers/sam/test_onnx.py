@@ -12,10 +12,14 @@ from workers.sam.onnx import (INPUT_NAMES, OUTPUT_NAMES, DecoderForExport, OnnxD
 from workers.sam.predictor import SamPredictor
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+@pytest.fixture(scope="module", params=["lite", "lite_clicks"])
+def exported(request, tmp_path_factory):
     torch.manual_seed(0)
-    model = build_sam("lite").eval()
+    model = build_sam(request.param, device="cpu").eval()
+    if model.prompt_encoder.prompt_maps is not None:  # starts at zero: give the drawn prompts some weight
+        with torch.no_grad():
+            last = model.prompt_encoder.prompt_maps.net[-1]
+            last.weight.copy_(torch.randn_like(last.weight) * 0.1)
     d = tmp_path_factory.mktemp("onnx")
     single = export_onnx_decoder(model, d / "decoder.onnx")
     multi = export_onnx_decoder(model, d / "decoder_multimask.onnx", return_single_mask=False)

@@ -3,6 +3,13 @@
 Random-Fourier-feature positional encoding (a fixed 2×(C/2) Gaussian matrix stored in the checkpoint),
 four learned point/corner embeddings, a padding ("not a point") embedding and a small conv stack that
 downscales a 256×256 mask logit map to the 64×64 embedding grid.
+
+Maskloop's own archs (``lite_clicks``) add ``PromptMaps``: the clicks and the box are also drawn as
+three 256×256 maps (positive clicks, negative clicks, box interior), as interactive-segmentation
+models of the RITM family do, and a conv stack like the mask downscaling adds them to the dense
+embedding. The prompt then reaches every pixel of the embedding grid where it lies, instead of only
+through attention over positional encodings, which a small model trained on a few hundred images on
+a CPU does not learn well. Official archs do not have it, so their checkpoints load unchanged.
 """
 from __future__ import annotations
 
@@ -46,12 +53,73 @@ class PositionEmbeddingRandom(nn.Module):
         return self._pe_encoding(coords)
 
 
+def render_prompt_maps(coords: torch.Tensor, labels: torch.Tensor, size: int, frame: int,
+                       sigma: float) -> torch.Tensor:
+    """Draw prompts as maps: B×N×2 (x, y) ``frame``-pixel coordinates, B×N labels → B×3×size×size.
+
+    Channel 0: max over positive clicks (label 1) of a Gaussian of ``sigma`` frame pixels; channel 1:
+    the same for negative clicks (label 0); channel 2: 1 inside the box whose corners are the points
+    labelled 2 (top-left) and 3 (bottom-right), with soft edges, 0 everywhere when there is no box.
+    Padding points (label -1) draw nothing. Written with export-friendly ops (no data-dependent branch).
+    """
+    step = frame / size
+    centres = (torch.arange(size, device=coords.device, dtype=coords.dtype) + 0.5) * step
+    dx = centres.view(1, 1, 1, size) - coords[..., 0].unsqueeze(-1).unsqueeze(-1)
+    dy = centres.view(1, 1, size, 1) - coords[..., 1].unsqueeze(-1).unsqueeze(-1)
+    blobs = torch.exp(-(dx * dx + dy * dy) / (2.0 * sigma * sigma))  # B×N×S×S
+    lab = labels.unsqueeze(-1).unsqueeze(-1)
+    pos = (blobs * (lab == 1).to(blobs.dtype)).amax(dim=1)
+    neg = (blobs * (lab == 0).to(blobs.dtype)).amax(dim=1)
+    is_tl = (labels == 2).to(coords.dtype).unsqueeze(-1)  # B×N×1
+    is_br = (labels == 3).to(coords.dtype).unsqueeze(-1)
+    has_box = is_tl.amax(dim=1) * is_br.amax(dim=1)  # B×1
+    tl = (coords * is_tl).sum(dim=1) / is_tl.sum(dim=1).clamp(min=1.0)  # B×2
+    br = (coords * is_br).sum(dim=1) / is_br.sum(dim=1).clamp(min=1.0)
+    soft = step / 2.0
+    inside_x = torch.sigmoid((centres[None] - tl[:, 0:1]) / soft) * torch.sigmoid((br[:, 0:1] - centres[None]) / soft)
+    inside_y = torch.sigmoid((centres[None] - tl[:, 1:2]) / soft) * torch.sigmoid((br[:, 1:2] - centres[None]) / soft)
+    box = inside_y.unsqueeze(2) * inside_x.unsqueeze(1) * has_box.unsqueeze(-1)
+    return torch.stack([pos, neg, box], dim=1)
+
+
+class PromptMaps(nn.Module):
+    """Clicks and box drawn as 3×256×256 maps → B×C×64×64, added to the dense prompt embedding.
+
+    The last convolution starts at zero, so adding this module to a trained model changes nothing
+    until it is trained.
+    """
+
+    def __init__(self, embed_dim: int, map_size: int, frame: int, sigma: float = 16.0, hidden: int = 32,
+                 activation: type[nn.Module] = nn.GELU) -> None:
+        super().__init__()
+        self.map_size = map_size
+        self.frame = frame
+        self.sigma = sigma
+        self.net = nn.Sequential(
+            nn.Conv2d(3, hidden, kernel_size=2, stride=2),
+            LayerNorm2d(hidden),
+            activation(),
+            nn.Conv2d(hidden, 2 * hidden, kernel_size=2, stride=2),
+            LayerNorm2d(2 * hidden),
+            activation(),
+            nn.Conv2d(2 * hidden, embed_dim, kernel_size=1),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """coords B×N×2 (frame pixels, N ≥ 1; pixel centres at +0.5 as for the point tokens), labels B×N
+        → B×C×(map_size/4)×(map_size/4)."""
+        maps = render_prompt_maps(coords.float() + 0.5, labels, self.map_size, self.frame, self.sigma)
+        return self.net(maps)
+
+
 class PromptEncoder(nn.Module):
     """Encodes prompts for the mask decoder (keys and semantics of the official ``PromptEncoder``)."""
 
     def __init__(self, embed_dim: int = 256, image_embedding_size: tuple[int, int] = (64, 64),
                  input_image_size: tuple[int, int] = (1024, 1024), mask_in_chans: int = 16,
-                 activation: type[nn.Module] = nn.GELU) -> None:
+                 activation: type[nn.Module] = nn.GELU, prompt_maps: bool = False) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.input_image_size = input_image_size
@@ -72,6 +140,9 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        # Maskloop's own archs only (official checkpoints have no such keys)
+        self.prompt_maps = (PromptMaps(embed_dim, self.mask_input_size[0], input_image_size[0], activation=activation)
+                            if prompt_maps else None)
 
     def get_dense_pe(self) -> torch.Tensor:
         """Positional encoding of the embedding grid: 1×C×64×64."""
@@ -136,4 +207,18 @@ class PromptEncoder(nn.Module):
         else:
             dense = self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
                 bs, -1, self.image_embedding_size[0], self.image_embedding_size[1])
+        if self.prompt_maps is not None and (points is not None or boxes is not None):
+            dense = dense + self.prompt_maps(*self._map_inputs(points, boxes))
         return sparse, dense
+
+    def _map_inputs(self, points: tuple[torch.Tensor, torch.Tensor] | None, boxes: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Points and box corners as one (coords B×N×2, labels B×N) with the box corners labelled 2 and 3."""
+        coords, labels = [], []
+        if points is not None:
+            coords.append(points[0].float())
+            labels.append(points[1])
+        if boxes is not None:
+            coords.append(boxes.reshape(-1, 2, 2).float())
+            labels.append(torch.tensor([2, 3], device=boxes.device).expand(boxes.shape[0], 2))
+        return torch.cat(coords, dim=1), torch.cat([lab.to(labels[0].dtype) for lab in labels], dim=1)
