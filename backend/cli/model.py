@@ -40,7 +40,8 @@ def _split_names(dataset: Path, split: str) -> Optional[list[str]]:
 def train_command(
     dataset: Path = typer.Option(..., "--dataset", help="Dataset folder with images/ and masks/."),
     out: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.jsonl, model.pt."),
-    arch: str = typer.Option("lite", "--arch", help="Model architecture (lite, vit_t, vit_b, ...)."),
+    arch: str = typer.Option("lite_clicks", "--arch",
+                             help="Model architecture (lite_clicks, lite, vit_t, vit_b, ...)."),
     split: str = typer.Option("all", "--split", help="train, val or all (coco-style names split by category)."),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps."),
     time_budget_min: Optional[float] = typer.Option(None, "--time-budget-min", help="Stop after this many minutes "

@@ -15,7 +15,7 @@ class TrainConfig:
     restricts training to a subset of the dataset (a split) without copying files.
     """
 
-    arch: str = "lite"
+    arch: str = "lite_clicks"
     dataset_dir: str = ""
     out_dir: str = "runs/train"
     init_checkpoint: str | None = None

@@ -154,3 +154,20 @@ def test_onnx_predictor_matches_sam_predictor(exported):
     assert np.abs(o_scores - t_scores).max() < 1e-3
     with pytest.raises(RuntimeError, match="set_image"):
         OnnxPredictor(model, threads=1).predict(point_coords=pts, point_labels=labels)
+
+
+def test_grid_batch_decoder_matches_torch_prompt_path(exported):
+    """The automatic generator's batch graph equals the prompt encoder + decoder (prompt maps included)."""
+    from workers.sam.onnx import OnnxPromptBatchDecoder
+
+    model = exported[0]
+    rng = np.random.default_rng(5)
+    emb = torch.from_numpy(rng.standard_normal((1, 256, 64, 64)).astype(np.float32))
+    coords = torch.from_numpy((rng.random((6, 1, 2)) * 1000).astype(np.float32))
+    labels = torch.ones(6, 1, dtype=torch.long)
+    low, scores = OnnxPromptBatchDecoder(model, threads=1)(emb, coords, labels, multimask_output=True)
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        t_low, t_scores = model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sparse, dense, True)
+    assert low.shape == (6, 3, 256, 256)
+    assert float((low - t_low).abs().max()) < 1e-3 and float((scores - t_scores).abs().max()) < 1e-3

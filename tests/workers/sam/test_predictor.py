@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from workers.sam import SamPredictor
-from workers.sam.predictor import ImageNotSetError
 from workers.sam.transforms import ResizeLongestSide
 
 
