@@ -30,7 +30,7 @@ def register_default_model(session: Session, storage: BlobStorage, settings: Set
     if not ckpt.is_file() or not decoder.is_file():
         log.warning("no default model registered: %s needs model.pt and decoder.onnx", src)
         return None
-    arch = "lite"
+    arch = "lite_clicks"  # models/default ships this arch; config.json says so too
     metrics = None
     config_file, eval_file = src / "config.json", src / "eval.json"
     if config_file.is_file():

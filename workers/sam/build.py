@@ -28,7 +28,7 @@ PROMPT_EMBED_DIM = 256
 IMAGE_SIZE = 1024
 EMBED_GRID = 64
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "default" / "model.pt"
-DEFAULT_ARCH = "lite"
+DEFAULT_ARCH = "lite_clicks"  # the arch of models/default (build_sam("default"))
 
 
 def _assemble(image_encoder: nn.Module, prompt_maps: bool = False) -> Sam:
