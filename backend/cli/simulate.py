@@ -22,7 +22,14 @@ def simulate(
     max_clicks: int = typer.Option(20, help="Click budget per mask."),
     heldout_clicks: int = typer.Option(20, help="Clicks per held-out sample (the protocol uses 20)."),
     points_per_side: int = typer.Option(32, help="Point grid of the prefill and automatic jobs."),
+    pred_iou_thresh: float = typer.Option(-1.0, help="Predicted-IoU filter of the prefill and automatic jobs "
+                                          "(-1: the server's default)."),
+    stability_thresh: float = typer.Option(-1.0, help="Stability-score filter of the prefill and automatic jobs "
+                                           "(-1: the server's default)."),
     round_steps: int = typer.Option(0, help="Training steps per round (0: the server's default)."),
+    round_lr: float = typer.Option(0.0, help="Learning rate of each round (0: the server's default)."),
+    round_train_encoder: bool = typer.Option(False, help="Also train the image encoder in the rounds "
+                                             "(the server's default freezes it)."),
     out: Path = typer.Option(Path("artifacts/simulation"), help="Where the JSON report and PNG chart go."),
     seed: int = typer.Option(0, help="Seed of the image order."),
 ) -> None:
@@ -39,12 +46,21 @@ def simulate(
     if rounds < 1:
         console.print("[red]error:[/red] --rounds must be at least 1")
         raise typer.Exit(2)
+    if pred_iou_thresh > 1.5 or stability_thresh > 1:
+        console.print("[red]error:[/red] --pred-iou-thresh must be at most 1.5 and --stability-thresh at most 1")
+        raise typer.Exit(2)
+    if round_lr < 0 or round_lr > 1:
+        console.print("[red]error:[/red] --round-lr must be between 0 and 1")
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.WARNING)
     cfg = SimulationConfig(
         base_url=url, username=username, password=password, dataset_dir=dataset, out_dir=out,
         rounds=rounds, stage_images=(stage1, stage2, stage3), heldout_images=heldout,
         annotators=annotators, iou_target=iou_target, max_clicks=max_clicks, heldout_max_clicks=heldout_clicks,
         round_steps=round_steps or None, seed=seed, points_per_side=points_per_side,
+        round_lr=round_lr or None, round_train_encoder=round_train_encoder,
+        pred_iou_thresh=None if pred_iou_thresh < 0 else pred_iou_thresh,
+        stability_score_thresh=None if stability_thresh < 0 else stability_thresh,
     )
     sim = Simulation(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     try:

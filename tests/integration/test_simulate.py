@@ -72,11 +72,11 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def _simulate(url: str, out: Path, env: dict) -> dict:
+def _simulate(url: str, out: Path, env: dict, extra: tuple[str, ...] = ()) -> dict:
     cmd = [sys.executable, "-m", "backend.cli", "simulate", "--dataset", str(DATASET), "--url", url,
            "--password", "adminpass1", "--stage1", "2", "--stage2", "2", "--stage3", "1", "--heldout", "2",
            "--annotators", "2", "--max-clicks", "3", "--heldout-clicks", "3", "--round-steps", "2",
-           "--rounds", "2", "--points-per-side", "4", "--out", str(out)]
+           "--rounds", "2", "--points-per-side", "4", "--out", str(out), *extra]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Maskloop data engine simulation" in done.stdout
@@ -139,7 +139,12 @@ def test_simulate_postgres_redis_separate_worker(tmp_path, random_model_dir, pos
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, [api, worker])
-        report = _simulate(url, tmp_path / "out", env)
+        # the round recipe and the automatic filters are set through the public API
+        report = _simulate(url, tmp_path / "out", env, ("--round-lr", "2e-4", "--round-train-encoder",
+                                                       "--pred-iou-thresh", "0", "--stability-thresh", "0.5"))
         _check_report(report, tmp_path / "out")
+        assert all(r["params"] == {"steps": 2, "learning_rate": 2e-4, "freeze_image_encoder": False}
+                   for r in report["rounds"]), report["rounds"]
+        assert report["config"]["pred_iou_thresh"] == 0 and report["config"]["stability_score_thresh"] == 0.5
     finally:
         _stop([api, worker])

@@ -43,10 +43,14 @@ class SimulationConfig:
     max_clicks: int = 20
     heldout_max_clicks: int = 20
     round_steps: int | None = None
+    round_lr: float | None = None  # None: the server's default learning rate
+    round_train_encoder: bool = False  # the server's default freezes the image encoder
     round_timeout: float = 3600.0
     job_timeout: float = 1800.0
     prefill_match_iou: float = 0.85
     points_per_side: int = 32  # grid of the prefill and automatic jobs
+    pred_iou_thresh: float | None = None  # filters of the prefill and automatic jobs (None: the server's)
+    stability_score_thresh: float | None = None
     cost: CostModel = field(default_factory=CostModel)
     project_name: str = "simulation"
     seed: int = 0
@@ -260,13 +264,22 @@ class Simulation:
         self.report["phases"].append(phase)
         self.say(f"{name}: {phase}")
 
+    def _grid_job(self, ids: dict[int, str]) -> dict[str, Any]:
+        """Body of a prefill/automatic job over ``ids``: grid size and, when set, the mask filters."""
+        body: dict[str, Any] = {"points_per_side": self.cfg.points_per_side, "image_ids": list(ids)}
+        if self.cfg.pred_iou_thresh is not None:
+            body["pred_iou_thresh"] = self.cfg.pred_iou_thresh
+        if self.cfg.stability_score_thresh is not None:
+            body["stability_score_thresh"] = self.cfg.stability_score_thresh
+        return body
+
     def stage_assisted(self, names: list[str], label: str) -> None:
         self._phase(label, "assisted_manual", names, lambda ids: self._work_queue("assisted_manual", ids))
 
     def stage_semi_automatic(self, names: list[str], label: str) -> None:
         def run(ids: dict[int, str]) -> dict:
             job = self.admin.post(f"/projects/{self.project['id']}/prefill",  # this stage's images only
-                                  {"points_per_side": self.cfg.points_per_side, "image_ids": list(ids)})
+                                  self._grid_job(ids))
             self._wait_job(job["id"], "semi-automatic prefill")
             return self._work_queue("semi_automatic", ids)
 
@@ -275,7 +288,7 @@ class Simulation:
     def stage_automatic(self, names: list[str], label: str) -> None:
         def run(ids: dict[int, str]) -> dict:
             job = self.admin.post(f"/projects/{self.project['id']}/automatic",  # this stage's images only
-                                  {"points_per_side": self.cfg.points_per_side, "image_ids": list(ids)})
+                                  self._grid_job(ids))
             self._wait_job(job["id"], "fully automatic batch")
             matched = total = found = 0
             best_ious = []
@@ -311,6 +324,10 @@ class Simulation:
         body: dict[str, Any] = {}
         if self.cfg.round_steps:
             body["steps"] = self.cfg.round_steps
+        if self.cfg.round_lr:
+            body["learning_rate"] = self.cfg.round_lr
+        if self.cfg.round_train_encoder:
+            body["freeze_image_encoder"] = False
         rnd = self.admin.post(f"/projects/{self.project['id']}/rounds", body)
         self.say(f"round {index}: started ({rnd.get('n_annotations')} annotations)")
         last = [-1.0]
@@ -331,7 +348,7 @@ class Simulation:
             "round": index, "id": rnd["id"], "n_annotations": rnd.get("n_annotations"),
             "base_model_version": rnd.get("base_model_version_id"), "model_version": rnd.get("model_version_id"),
             "metrics_before": rnd.get("metrics_before"), "metrics_after": rnd.get("metrics_after"),
-            "wall_seconds": time.monotonic() - t0,
+            "params": rnd.get("params"), "wall_seconds": time.monotonic() - t0,
         })
         self.say(f"round {index}: promoted model version {rnd.get('model_version_id')}")
 
@@ -399,5 +416,7 @@ def _config_json(cfg: SimulationConfig) -> dict[str, Any]:
     return {"dataset_dir": str(cfg.dataset_dir), "rounds": cfg.rounds, "stage_images": list(cfg.stage_images),
             "heldout_images": cfg.heldout_images, "annotators": cfg.annotators, "iou_target": cfg.iou_target,
             "max_clicks": cfg.max_clicks, "points_per_side": cfg.points_per_side,
+            "pred_iou_thresh": cfg.pred_iou_thresh, "stability_score_thresh": cfg.stability_score_thresh,
             "heldout_max_clicks": cfg.heldout_max_clicks, "round_steps": cfg.round_steps,
+            "round_lr": cfg.round_lr, "round_train_encoder": cfg.round_train_encoder,
             "cost_model": cfg.cost.__dict__, "seed": cfg.seed}
