@@ -2,10 +2,11 @@
 
 One click on a 640×480 image with a precomputed embedding, multimask output, as the interactive
 annotator uses it. torch times ``predict_torch`` (prompt encoder + decoder + upsampling to the image);
-onnxruntime times the exported web-demo decoder (``workers.sam.onnx``). Random ``lite`` weights: the
-decoder is identical for every variant, so latency does not depend on the weights.
+onnxruntime times the exported web-demo decoder (``workers.sam.onnx``). Random weights of ``--arch``: latency
+does not depend on the weights, only on the arch's prompt path (``lite_clicks`` adds the prompt maps; every
+other arch has the plain SAM prompt encoder + decoder).
 
-    .venv/bin/python benchmarks/bench_decoder.py [--runs 50] [--ort-threads 1]
+    .venv/bin/python benchmarks/bench_decoder.py [--runs 50] [--ort-threads 1] [--arch lite_clicks|lite]
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def _percentiles(samples: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--arch", default="lite_clicks",
+                        help="lite_clicks (the shipped default: decoder + prompt maps) or lite (plain SAM decoder)")
     parser.add_argument("--ort-threads", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
@@ -39,7 +42,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_sam("lite", device="cpu").eval()
+    model = build_sam(args.arch, device="cpu").eval()
     h, w = 480, 640
     rng = np.random.default_rng(0)
     embedding = rng.normal(size=(1, 256, 64, 64)).astype(np.float32) * 0.1
