@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def simulate(
@@ -22,12 +26,12 @@ def simulate(
     max_clicks: int = typer.Option(20, help="Click budget per mask."),
     heldout_clicks: int = typer.Option(20, help="Clicks per held-out sample (the protocol uses 20)."),
     points_per_side: int = typer.Option(32, help="Point grid of the prefill and automatic jobs."),
-    pred_iou_thresh: float = typer.Option(-1.0, help="Predicted-IoU filter of the prefill and automatic jobs "
-                                          "(-1: the server's default)."),
-    stability_thresh: float = typer.Option(-1.0, help="Stability-score filter of the prefill and automatic jobs "
-                                           "(-1: the server's default)."),
+    pred_iou_thresh: float | None = typer.Option(None, help="Predicted-IoU filter of the prefill and automatic "
+                                                 "jobs (default: the server's)."),
+    stability_thresh: float | None = typer.Option(None, help="Stability-score filter of the prefill and automatic "
+                                                  "jobs (default: the server's)."),
     round_steps: int = typer.Option(0, help="Training steps per round (0: the server's default)."),
-    round_lr: float = typer.Option(0.0, help="Learning rate of each round (0: the server's default)."),
+    round_lr: float | None = typer.Option(None, help="Learning rate of each round (default: the server's)."),
     round_train_encoder: bool = typer.Option(False, help="Also train the image encoder in the rounds "
                                              "(the server's default freezes it)."),
     out: Path = typer.Option(Path("artifacts/simulation"), help="Where the JSON report and PNG chart go."),
@@ -46,21 +50,15 @@ def simulate(
     if rounds < 1:
         console.print("[red]error:[/red] --rounds must be at least 1")
         raise typer.Exit(2)
-    if pred_iou_thresh > 1.5 or stability_thresh > 1:
-        console.print("[red]error:[/red] --pred-iou-thresh must be at most 1.5 and --stability-thresh at most 1")
-        raise typer.Exit(2)
-    if round_lr < 0 or round_lr > 1:
-        console.print("[red]error:[/red] --round-lr must be between 0 and 1")
-        raise typer.Exit(2)
+    _check_with_api_models(console, pred_iou_thresh, stability_thresh, round_lr)
     logging.basicConfig(level=logging.WARNING)
     cfg = SimulationConfig(
         base_url=url, username=username, password=password, dataset_dir=dataset, out_dir=out,
         rounds=rounds, stage_images=(stage1, stage2, stage3), heldout_images=heldout,
         annotators=annotators, iou_target=iou_target, max_clicks=max_clicks, heldout_max_clicks=heldout_clicks,
         round_steps=round_steps or None, seed=seed, points_per_side=points_per_side,
-        round_lr=round_lr or None, round_train_encoder=round_train_encoder,
-        pred_iou_thresh=None if pred_iou_thresh < 0 else pred_iou_thresh,
-        stability_score_thresh=None if stability_thresh < 0 else stability_thresh,
+        round_lr=round_lr, round_train_encoder=round_train_encoder,
+        pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_thresh,
     )
     sim = Simulation(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     try:
@@ -75,3 +73,21 @@ def simulate(
 
 def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate)
+
+
+def _check_with_api_models(console: Console, pred_iou_thresh: float | None, stability_thresh: float | None,
+                           round_lr: float | None) -> None:
+    """Judge the options that go into API requests with the API's own request models, so that a bad value
+    stops the command before a long run starts instead of failing with a 422 halfway through."""
+    from pydantic import ValidationError
+
+    from backend.schemas.engine import JobCreate, RoundCreate
+
+    for option, request in (("--pred-iou-thresh", lambda: JobCreate(pred_iou_thresh=pred_iou_thresh)),
+                            ("--stability-thresh", lambda: JobCreate(stability_score_thresh=stability_thresh)),
+                            ("--round-lr", lambda: RoundCreate(learning_rate=round_lr))):
+        try:
+            request()
+        except ValidationError as exc:
+            console.print(f"[red]error:[/red] {option}: {exc.errors()[0]['msg']}")
+            raise typer.Exit(2) from None

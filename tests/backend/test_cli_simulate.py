@@ -1,4 +1,4 @@
-"""`maskloop simulate` rejects bad options with a message before it contacts any server."""
+"""`maskloop simulate` rejects bad options with a message (the API's own bounds) before it contacts any server."""
 from __future__ import annotations
 
 import pytest
@@ -11,9 +11,11 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("args, message", [
     (("--rounds", "0"), "--rounds must be at least 1"),
-    (("--round-lr", "2"), "--round-lr must be between 0 and 1"),
-    (("--pred-iou-thresh", "2"), "--pred-iou-thresh must be at most 1.5"),
-    (("--stability-thresh", "1.5"), "--stability-thresh at most 1"),
+    (("--round-lr", "2"), "--round-lr: Input should be less than or equal to 1"),
+    (("--round-lr", "0"), "--round-lr: Input should be greater than 0"),
+    (("--pred-iou-thresh", "2"), "--pred-iou-thresh: Input should be less than or equal to 1.5"),
+    (("--pred-iou-thresh", "-0.5"), "--pred-iou-thresh: Input should be greater than or equal to 0"),
+    (("--stability-thresh", "1.5"), "--stability-thresh: Input should be less than or equal to 1"),
 ])
 def test_simulate_rejects_bad_options(tmp_path, args, message):
     (tmp_path / "images").mkdir()

@@ -324,7 +324,7 @@ class Simulation:
         body: dict[str, Any] = {}
         if self.cfg.round_steps:
             body["steps"] = self.cfg.round_steps
-        if self.cfg.round_lr:
+        if self.cfg.round_lr is not None:
             body["learning_rate"] = self.cfg.round_lr
         if self.cfg.round_train_encoder:
             body["freeze_image_encoder"] = False
