@@ -53,6 +53,10 @@ def train_command(
     weight_decay: float = typer.Option(0.1, "--weight-decay"),
     iters_per_sample: int = typer.Option(4, "--iters", help="Simulated interaction iterations per mask."),
     box_prob: float = typer.Option(0.5, "--box-prob", help="Probability that the first prompt is a box."),
+    warm_clicks: int = typer.Option(0, "--warm-clicks", help="Up to this many corrective clicks run without "
+                                    "gradients before the trained iterations, so the model learns long sessions "
+                                    "(0 = off)."),
+    warm_prob: float = typer.Option(0.5, "--warm-prob", help="Share of sessions that get the --warm-clicks start."),
     focal_weight: float = typer.Option(20.0, "--focal-weight", help="Weight of the focal term (paper: 20)."),
     dice_weight: float = typer.Option(1.0, "--dice-weight", help="Weight of the dice term (paper: 1)."),
     init: Optional[Path] = typer.Option(None, "--init", help="Start from this checkpoint (fine-tuning)."),
@@ -77,7 +81,8 @@ def train_command(
         cfg = TrainConfig(arch=arch, dataset_dir=str(dataset), out_dir=str(out), names=names, steps=steps,
                           time_budget_s=time_budget_min * 60 if time_budget_min else None,
                           batch_size=batch_size, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
-                          iters_per_sample=iters_per_sample, box_prob=box_prob,
+                          iters_per_sample=iters_per_sample, box_prob=box_prob, warm_clicks=warm_clicks,
+                          warm_prob=warm_prob,
                           init_checkpoint=str(init) if init else None,
                           freeze_image_encoder=freeze_image_encoder, skip_bad=skip_bad, augment=not no_augment,
                           checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads,
@@ -101,7 +106,8 @@ def eval_command(
     baseline_report: Optional[Path] = typer.Option(None, "--baseline-report", help="Reuse the GrabCut result of "
                                                    "an earlier eval.json on the same samples."),
     max_clicks: int = typer.Option(20, "--max-clicks"),
-    max_images: Optional[int] = typer.Option(None, "--max-images", help="Evaluate only N images, evenly spaced over the names."),
+    max_images: Optional[int] = typer.Option(None, "--max-images",
+                                             help="Evaluate only N images, evenly spaced over the names."),
     skip_bad: bool = typer.Option(False, "--skip-bad"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     decoder: str = typer.Option("auto", "--decoder", help="auto, torch or onnx: how prompts are decoded "

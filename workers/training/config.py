@@ -39,6 +39,11 @@ class TrainConfig:
     # interactive simulation
     iters_per_sample: int = 4
     box_prob: float = 0.5
+    # before the iterations with gradients, a share ``warm_prob`` of sessions first runs 1..warm_clicks
+    # corrective clicks without gradients (as the evaluation clicker would), so the model also learns
+    # from sessions with many points, not only the first few (0 = off)
+    warm_clicks: int = 0
+    warm_prob: float = 0.5
     max_masks_per_image: int = 4
     # data
     image_size: int = 1024
@@ -75,6 +80,10 @@ class TrainConfig:
             raise ValueError(f"decay must be 'cosine', 'step' or 'none', got {self.decay!r}")
         if not 0 <= self.box_prob <= 1:
             raise ValueError(f"box_prob must be in [0, 1], got {self.box_prob}")
+        if self.warm_clicks < 0:
+            raise ValueError(f"warm_clicks must be >= 0, got {self.warm_clicks}")
+        if not 0 <= self.warm_prob <= 1:
+            raise ValueError(f"warm_prob must be in [0, 1], got {self.warm_prob}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -96,22 +96,18 @@ def _simulate_session(model: torch.nn.Module, embedding: torch.Tensor, item: dic
     state = first_prompts(masks > 0.5, gen, box_prob=cfg.box_prob)
     plan = plan_iterations(cfg.iters_per_sample, gen)
     dense_pe = model.prompt_encoder.get_dense_pe()
+    warm = 0
+    if cfg.warm_clicks and float(torch.rand((1,), generator=gen)) < cfg.warm_prob:
+        warm = 1 + int(torch.randint(cfg.warm_clicks, (1,), generator=gen))
+        state = _warm_up(model, embedding, state, warm, gt_low, valid_low, cfg, gen, device, dense_pe)
     total = torch.zeros((), device=device)
-    parts = {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "iou_first": 0.0, "iou_last": 0.0}
+    parts = {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "iou_first": 0.0, "iou_last": 0.0, "warm_clicks": float(warm)}
     for it in range(len(plan)):
         if it > 0 and plan[it]:
             coords, labels = error_points(gt_low > 0.5, state.mask_input[:, 0].float().cpu(), gen, valid_low,
                                           cfg.image_size)
             state = add_points(state, coords, labels)
-        points = None
-        if state.coords.shape[1]:
-            points = (state.coords.to(device), state.labels.to(device))
-        boxes = state.boxes.to(device) if state.boxes is not None else None
-        mask_input = state.mask_input.to(device) if state.mask_input is not None else None
-        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou_pred = model.mask_decoder(image_embeddings=embedding, image_pe=dense_pe,
-                                               sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                               multimask_output=state.multimask)
+        low_res, iou_pred = _decode(model, embedding, state, dense_pe, device)
         out = sam_loss(low_res, iou_pred, gt_low_dev, focal_weight=cfg.focal_weight, dice_weight=cfg.dice_weight)
         total = total + out.loss
         parts["focal"] += float(out.focal) / len(plan)
@@ -121,6 +117,33 @@ def _simulate_session(model: torch.nn.Module, embedding: torch.Tensor, item: dic
         chosen = low_res[torch.arange(low_res.shape[0], device=low_res.device), out.best].detach()
         state = PromptState(state.coords, state.labels, state.boxes, chosen[:, None].float())
     return total / len(plan), parts
+
+
+def _decode(model: torch.nn.Module, embedding: torch.Tensor, state: PromptState, dense_pe: torch.Tensor,
+            device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``state``'s prompts: (low-res logits M×K×256×256, predicted IoU M×K)."""
+    points = (state.coords.to(device), state.labels.to(device)) if state.coords.shape[1] else None
+    boxes = state.boxes.to(device) if state.boxes is not None else None
+    mask_input = state.mask_input.to(device) if state.mask_input is not None else None
+    sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+    return model.mask_decoder(image_embeddings=embedding, image_pe=dense_pe, sparse_prompt_embeddings=sparse,
+                              dense_prompt_embeddings=dense, multimask_output=state.multimask)
+
+
+@torch.no_grad()
+def _warm_up(model: torch.nn.Module, embedding: torch.Tensor, state: PromptState, clicks: int, gt_low: torch.Tensor,
+             valid_low: torch.Tensor, cfg: TrainConfig, gen: torch.Generator, device: torch.device,
+             dense_pe: torch.Tensor) -> PromptState:
+    """Run ``clicks`` rounds of decode → corrective click without gradients, the way an annotator (or
+    the evaluation clicker) goes on: among ambiguous candidates the best *predicted* IoU is kept, the
+    previous logits become the mask prompt. Returns the state with all those clicks added."""
+    for _ in range(clicks):
+        low_res, iou_pred = _decode(model, embedding.detach(), state, dense_pe.detach(), device)
+        chosen = low_res[torch.arange(low_res.shape[0], device=low_res.device), iou_pred.argmax(dim=1)]
+        coords, labels = error_points(gt_low > 0.5, chosen.float().cpu(), gen, valid_low, cfg.image_size)
+        state = add_points(PromptState(state.coords, state.labels, state.boxes, chosen[:, None].float().cpu()),
+                           coords, labels)
+    return state
 
 
 def _save_training_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: TrainConfig,

@@ -21,6 +21,7 @@ def test_schedule_warmup_cosine_and_step():
 @pytest.mark.parametrize("field,value,message", [
     ("steps", 0, "steps must be >= 1"), ("lr", 0.0, "lr must be > 0"), ("decay", "linear", "decay must be"),
     ("dataset_dir", "", "dataset_dir is required"), ("time_budget_s", -1.0, "time_budget_s must be > 0"),
+    ("warm_clicks", -1, "warm_clicks must be >= 0"), ("warm_prob", 1.5, r"warm_prob must be in \[0, 1\]"),
 ])
 def test_validation_names_the_field(field, value, message):
     cfg = TrainConfig(dataset_dir="d")

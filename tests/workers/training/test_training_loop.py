@@ -84,3 +84,32 @@ def test_resume_refuses_other_arch(dataset, tmp_path):
     train(_cfg(dataset, tmp_path / "r", steps=1))
     with pytest.raises(ValueError, match="holds arch 'lite'"):
         train(_cfg(dataset, tmp_path / "r", arch="vit_t", steps=2))
+
+
+def test_warm_up_clicks_follow_the_error_and_feed_back_the_logits():
+    from workers.sam import build_sam
+    from workers.training.loop import _warm_up
+    from workers.training.prompts import PromptState
+
+    torch.manual_seed(0)
+    model = build_sam("lite_clicks").eval()
+    gt = torch.zeros(1, 256, 256, dtype=torch.bool)
+    gt[0, 100:160, 80:200] = True
+    valid = torch.ones(256, 256, dtype=torch.bool)
+    embedding = torch.randn(1, 256, 64, 64)
+    start = PromptState(torch.tensor([[[520.0, 520.0]]]), torch.ones(1, 1, dtype=torch.long))
+    gen = torch.Generator().manual_seed(3)
+    state = _warm_up(model, embedding, start, 5, gt, valid, TrainConfig(dataset_dir="d"), gen, torch.device("cpu"),
+                     model.prompt_encoder.get_dense_pe())
+    # five decode → click rounds: the first click kept, five corrective clicks added, last logits fed back
+    assert state.coords.shape == (1, 6, 2) and state.labels.shape == (1, 6)
+    assert torch.equal(state.coords[:, :1], start.coords) and state.mask_input.shape == (1, 1, 256, 256)
+    assert not state.multimask
+    # every corrective click's label says whether it fell inside the object (grid cell of 4 px)
+    cells = (state.coords[0, 1:] / 4).long()
+    assert torch.equal(state.labels[0, 1:], gt[0, cells[:, 1], cells[:, 0]].long())
+
+
+def test_training_with_warm_up_clicks_runs_and_logs_them(dataset, tmp_path):
+    result = train(_cfg(dataset, tmp_path / "w", steps=2, warm_clicks=3, warm_prob=1.0))
+    assert result.steps == 2 and 1 <= result.metrics["warm_clicks"] <= 3
