@@ -113,11 +113,18 @@ def _slim(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if k != "per_sample"}
 
 
-def inherited_loss_weights(checkpoint: Path) -> dict[str, float]:
-    """``focal_weight``/``dice_weight`` of the training config stored in ``checkpoint``'s meta, if any.
+# the parts of the base model's training recipe a round keeps (name -> type)
+INHERITED_RECIPE = {"focal_weight": float, "dice_weight": float, "iters_per_sample": int, "box_prob": float,
+                    "warm_clicks": int, "warm_prob": float}
 
-    A model trained with one focal:dice balance and fine-tuned with another drifts towards the new
-    one first; a round keeps its base model's balance (the shipped default used 1:1, not SAM's 20:1).
+
+def inherited_recipe(checkpoint: Path) -> dict[str, float | int]:
+    """The prompt-simulation and loss settings of the training config stored in ``checkpoint``'s meta.
+
+    A model trained with one recipe and fine-tuned with another drifts towards the new one first
+    (a focal:dice balance of 20:1 instead of the shipped default's 1:1, or sessions of 3 points
+    instead of the warm-up clicks' 13): a round keeps its base model's recipe (see ``INHERITED_RECIPE``).
+    An official checkpoint (a bare state_dict) or an unreadable one has nothing to inherit.
     """
     import torch
 
@@ -127,7 +134,8 @@ def inherited_loss_weights(checkpoint: Path) -> dict[str, float]:
         logger.warning("cannot read the training config of %s: %s", checkpoint, exc)
         return {}
     config = meta.get("config") or meta.get("train_config") or {}
-    return {k: float(config[k]) for k in ("focal_weight", "dice_weight") if isinstance(config.get(k), (int, float))}
+    return {k: kind(config[k]) for k, kind in INHERITED_RECIPE.items()
+            if isinstance(config.get(k), (int, float)) and not isinstance(config.get(k), bool)}
 
 
 def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, arch: str, steps: int,
@@ -160,8 +168,8 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     before = _cached_json(round_dir / "metrics_before.json",
                           lambda: _slim(evaluate_model(str(base_checkpoint), heldout_dir, max_clicks=max_clicks)))
 
-    # fine-tune with the loss balance the base model was trained with, unless the round says otherwise
-    overrides = {**inherited_loss_weights(base_checkpoint), **(train_overrides or {})}
+    # fine-tune with the recipe the base model was trained with, unless the round says otherwise
+    overrides = {**inherited_recipe(base_checkpoint), **(train_overrides or {})}
     cfg = TrainConfig(arch=arch, dataset_dir=str(train_dir), out_dir=str(round_dir / "run"),
                       init_checkpoint=str(base_checkpoint), steps=steps, batch_size=batch_size, lr=lr,
                       freeze_image_encoder=freeze_image_encoder, checkpoint_every=checkpoint_every,

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 from workers.engine.automatic import keep_new_masks, merged_params, overlap_with, FULL_PARAMS
 from workers.engine.errors import BadInputError
 from workers.engine.images import decode_image
-from workers.engine.rounds import Sample, inherited_loss_weights, is_heldout, split_samples, write_dataset
+from workers.engine.rounds import Sample, inherited_recipe, is_heldout, split_samples, write_dataset
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -114,18 +114,21 @@ def test_write_dataset_layout(tmp_path) -> None:
     assert not any(p.name.startswith(".bad") for p in tmp_path.iterdir())
 
 
-def test_round_inherits_the_base_models_loss_weights(tmp_path) -> None:
+def test_round_inherits_the_base_models_recipe(tmp_path) -> None:
     import torch
 
     trained = tmp_path / "trained.pt"
-    torch.save({"arch": "lite", "model": {}, "meta": {"config": {"focal_weight": 1.0, "dice_weight": 2}}}, trained)
-    assert inherited_loss_weights(trained) == {"focal_weight": 1.0, "dice_weight": 2.0}
+    config = {"focal_weight": 1.0, "dice_weight": 2, "warm_clicks": 10, "warm_prob": 0.5, "iters_per_sample": 4,
+              "lr": 3e-4, "amp": True, "arch": "lite_clicks"}
+    torch.save({"arch": "lite", "model": {}, "meta": {"config": config}}, trained)
+    assert inherited_recipe(trained) == {"focal_weight": 1.0, "dice_weight": 2.0, "warm_clicks": 10,
+                                         "warm_prob": 0.5, "iters_per_sample": 4}  # not lr, amp or arch
     shipped = tmp_path / "shipped.pt"  # models/default stores it under train_config
     torch.save({"arch": "lite", "model": {}, "meta": {"train_config": {"focal_weight": 1.0}}}, shipped)
-    assert inherited_loss_weights(shipped) == {"focal_weight": 1.0}
+    assert inherited_recipe(shipped) == {"focal_weight": 1.0}
     official = tmp_path / "official.pt"  # an official checkpoint is a bare state_dict: nothing to inherit
     torch.save({"image_encoder.x": torch.zeros(1)}, official)
-    assert inherited_loss_weights(official) == {}
+    assert inherited_recipe(official) == {}
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    assert inherited_loss_weights(broken) == {}
+    assert inherited_recipe(broken) == {}
