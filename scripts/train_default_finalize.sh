@@ -31,11 +31,15 @@ cfg["names"] = f"the {len(names)} names of --split train (workers.training.data.
 model = build_sam(state["arch"], checkpoint=ckpt, device="cpu")
 steps = state["meta"].get("steps", state.get("step"))
 meta = {"steps": steps, "source": str(ckpt), "train_config": cfg, "train_metrics": state["meta"].get("train_metrics")}
+head_fit = state["meta"].get("iou_head_fit")  # set by `maskloop fit-iou-head`
+if head_fit:
+    meta["iou_head_fit"] = head_fit
 save_checkpoint(model, out / "model.pt", state["arch"], meta)
 commands = (run / "commands.txt").read_text().splitlines() if (run / "commands.txt").exists() else []
 epochs = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
 (out / "config.json").write_text(json.dumps({"arch": state["arch"], "steps_done": steps, "source": str(ckpt),
-    "commands": commands, "train_config": cfg, "epochs": epochs}, indent=2))
+    "commands": commands, "train_config": cfg, "epochs": epochs, **({"iou_head_fit": head_fit} if head_fit else {})},
+    indent=2))
 print(f"wrote {out / 'model.pt'} ({(out / 'model.pt').stat().st_size / 1e6:.1f} MB)")
 PY
 

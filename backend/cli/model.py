@@ -1,4 +1,4 @@
-"""``maskloop train``, ``maskloop eval`` and ``maskloop export-decoder``.
+"""``maskloop train``, ``maskloop eval``, ``maskloop fit-iou-head`` and ``maskloop export-decoder``.
 
 torch and everything under ``workers/`` are imported inside the command functions, so the API
 process (which imports ``backend.cli``) never loads torch. Bad input (missing dataset, bad files,
@@ -219,11 +219,58 @@ def export_decoder_command(
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
+def fit_iou_head_command(
+    model: Path = typer.Option(..., "--model", help="Trained Maskloop checkpoint (model.pt)."),
+    dataset: Path = typer.Option(..., "--dataset", help="Dataset folder with images/ and masks/."),
+    out: Path = typer.Option(..., "--out", help="Where to write the checkpoint with the refitted head."),
+    split: str = typer.Option("train", "--split", help="train, val or all (coco-style names split by category)."),
+    prompts_per_mask: int = typer.Option(4, "--prompts-per-mask", help="Single-point prompts per mask: the "
+                                         "evaluation's first click plus uniform points inside the object."),
+    epochs: int = typer.Option(200, "--epochs", help="Passes over the recorded features."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad samples with a warning instead of failing."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    """Refit the IoU-prediction head of a trained model on its frozen decoder (workers/training/iou_head.py)."""
+    _setup(threads)
+    if not model.is_file():
+        _fail(f"model checkpoint not found: {model}")
+    if out.suffix != ".pt":
+        _fail(f"output file must end in .pt: {out}")
+    import torch
+
+    from workers.sam import build_sam, save_checkpoint
+    from workers.training.data import DatasetError, scan_dataset
+    from workers.training.iou_head import refit_iou_head
+
+    try:
+        state = torch.load(model, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear line
+        _fail(f"cannot read checkpoint {model}: {exc}")
+    if not isinstance(state, dict) or "arch" not in state or "model" not in state:
+        _fail(f"{model} is not a Maskloop checkpoint (expected the keys 'arch' and 'model')")
+    try:
+        sam = build_sam(state["arch"], checkpoint=str(model), device="cpu")
+        samples = scan_dataset(dataset, _split_names(dataset, split), skip_bad=skip_bad)
+        report = refit_iou_head(sam, samples, prompts_per_mask=prompts_per_mask, epochs=epochs, lr=lr, seed=seed,
+                                progress_bar=True)
+    except (DatasetError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    report.update(source=str(model), dataset=str(dataset), split=split)
+    meta = dict(state.get("meta") or {})
+    meta["iou_head_fit"] = report
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(sam, out, state["arch"], meta)
+    typer.echo(json.dumps({"model": str(out), **report}, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     """Add the model commands to the ``maskloop`` app."""
     app.command("train")(train_command)
     app.command("eval")(eval_command)
     app.command("export-decoder")(export_decoder_command)
+    app.command("fit-iou-head")(fit_iou_head_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

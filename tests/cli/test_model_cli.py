@@ -82,3 +82,20 @@ def test_eval_grabcut_baseline_writes_report_and_plot(tmp_path):
 def test_cli_import_does_not_load_torch():
     code = "import sys, backend.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_fit_iou_head_rejects_missing_and_foreign_checkpoints(tmp_path):
+    import torch
+
+    root = _dataset(tmp_path / "d")
+    base = ["fit-iou-head", "--dataset", str(root), "--split", "all"]
+    result = runner.invoke(app, base + ["--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o.pt")])
+    assert result.exit_code == 2 and "model checkpoint not found" in result.output
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"image_encoder.x": torch.zeros(1)}, foreign)  # a bare state_dict, as official weights are
+    result = runner.invoke(app, base + ["--model", str(foreign), "--out", str(tmp_path / "o.pt")])
+    assert result.exit_code == 2 and "is not a Maskloop checkpoint" in result.output
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    result = runner.invoke(app, base + ["--model", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "o.pt")])
+    assert result.exit_code == 2 and "cannot read checkpoint" in result.output
+    assert not (tmp_path / "o.pt").exists() and "Traceback" not in result.output
