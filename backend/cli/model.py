@@ -238,30 +238,15 @@ def fit_iou_head_command(
         _fail(f"model checkpoint not found: {model}")
     if out.suffix != ".pt":
         _fail(f"output file must end in .pt: {out}")
-    import torch
-
-    from workers.sam import build_sam, save_checkpoint
     from workers.training.data import DatasetError, scan_dataset
-    from workers.training.iou_head import refit_iou_head
+    from workers.training.iou_head import refit_checkpoint
 
     try:
-        state = torch.load(model, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear line
-        _fail(f"cannot read checkpoint {model}: {exc}")
-    if not isinstance(state, dict) or "arch" not in state or "model" not in state:
-        _fail(f"{model} is not a Maskloop checkpoint (expected the keys 'arch' and 'model')")
-    try:
-        sam = build_sam(state["arch"], checkpoint=str(model), device="cpu")
         samples = scan_dataset(dataset, _split_names(dataset, split), skip_bad=skip_bad)
-        report = refit_iou_head(sam, samples, prompts_per_mask=prompts_per_mask, epochs=epochs, lr=lr, seed=seed,
-                                progress_bar=True)
+        report = refit_checkpoint(model, samples, out, prompts_per_mask=prompts_per_mask, epochs=epochs, lr=lr,
+                                  seed=seed, progress_bar=True, describe={"dataset": str(dataset), "split": split})
     except (DatasetError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    report.update(source=str(model), dataset=str(dataset), split=split)
-    meta = dict(state.get("meta") or {})
-    meta["iou_head_fit"] = report
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(sam, out, state["arch"], meta)
     typer.echo(json.dumps({"model": str(out), **report}, indent=2))
 
 

@@ -43,6 +43,8 @@ class RoundCreate(BaseModel):
     freeze_image_encoder: bool | None = None
     learning_rate: float | None = Field(default=None, gt=0, le=1.0)
     time_budget_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    # refit the IoU head on the round's training split after fine-tuning (default: yes)
+    refit_iou_head: bool | None = None
 
 
 class RoundPublic(ORMModel):

@@ -5,6 +5,7 @@ Layout of a round directory (``storage/rounds/<id>/``)::
     train/images/NAME.png, train/masks/NAME/<k>.png     the snapshot's training split
     heldout/images/..., heldout/masks/...               the fixed held-out split
     run/ckpt_<step>.pt, run/model.pt                    training checkpoints (resume point)
+    model_head.pt                                       run/model.pt with its IoU head refitted
     metrics_before.json, metrics_after.json             evaluations (cached across restarts)
     decoder.onnx                                        exported decoder of the new model
 
@@ -52,6 +53,7 @@ class RoundOutput:
     resumed_from_step: int
     n_train_images: int
     n_heldout_images: int
+    iou_head_fit: dict[str, Any] | None = None
 
 
 def is_heldout(sha256: str, percent: int = HELDOUT_PERCENT) -> bool:
@@ -143,12 +145,14 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
               checkpoint_every: int = 10, max_clicks: int = 20, device: str = "cpu",
               on_progress: Callable[[float, str], None] | None = None,
               step_delay_s: float = 0.0, time_budget_s: float | None = None,
-              train_overrides: dict[str, Any] | None = None) -> RoundOutput:
+              train_overrides: dict[str, Any] | None = None, refit_head: bool = True) -> RoundOutput:
     """Fine-tune ``base_checkpoint`` on the snapshot, evaluate before/after, export the decoder.
 
     ``on_progress(fraction, message)`` is called during training (fraction of the whole round).
     ``step_delay_s`` sleeps after each training step (a test hook to make a round slow enough to
-    kill a worker in the middle; 0 in production).
+    kill a worker in the middle; 0 in production). ``refit_head`` refits the IoU head on the
+    training split after training (``workers.training.iou_head``; kept only where it lowers the
+    error on held-out training images), which is what ranks a click's candidates and gates prefill.
     """
     from workers.evaluation import evaluate_model
     from workers.training import TrainConfig, train
@@ -183,6 +187,18 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
 
     result = train(cfg, on_progress=on_step)
     model_path = Path(result.model_path)
+    head_report: dict[str, Any] | None = None
+    headed = round_dir / "model_head.pt"
+    if refit_head and len(train_s) >= 2:
+        if not headed.is_file():  # cached: a resumed round does not refit twice
+            report(0.85, "refitting the IoU head")
+            from workers.training.data import scan_dataset
+            from workers.training.iou_head import refit_checkpoint
+
+            refit_checkpoint(model_path, scan_dataset(train_dir), headed, heldout_every=min(10, len(train_s)),
+                             describe={"dataset": "the round's training split"})
+        head_report = _head_report(headed)
+        model_path = headed
     report(0.87, "evaluating the new model on the held-out split")
     after = _cached_json(round_dir / "metrics_after.json",
                          lambda: _slim(evaluate_model(str(model_path), heldout_dir, max_clicks=max_clicks)))
@@ -192,7 +208,17 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     if not decoder_path.is_file():
         export_decoder(model_path, arch, decoder_path)
     return RoundOutput(model_path, decoder_path, before, after, result.resumed_from_step,
-                       len(train_s), len(heldout_s))
+                       len(train_s), len(heldout_s), head_report)
+
+
+def _head_report(checkpoint: Path) -> dict[str, Any] | None:
+    import torch
+
+    meta = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("meta") or {}
+    report = meta.get("iou_head_fit")
+    if not report:
+        return None
+    return {k: report[k] for k in ("heldout_before", "heldout_after", "train_prompts", "best_epoch")}
 
 
 def export_decoder(checkpoint: Path, arch: str, out_path: Path) -> None:

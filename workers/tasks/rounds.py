@@ -106,7 +106,7 @@ def train_round_impl(round_id: int) -> str:
             batch_size=int(params.get("batch_size", 1)), max_clicks=int(params.get("max_clicks", 20)), device=resolve_device(settings.device),
             on_progress=progress, step_delay_s=test_delay("MASKLOOP_TEST_STEP_DELAY"),
             time_budget_s=params.get("time_budget_seconds"),
-            train_overrides=params.get("train_overrides"))
+            train_overrides=params.get("train_overrides"), refit_head=bool(params.get("refit_iou_head", True)))
     except BadInputError as exc:
         return _fail(round_id, str(exc))
     except FileNotFoundError as exc:
@@ -128,7 +128,8 @@ def _register(round_id: int, base_id: int, arch: str, out: Any) -> None:
     store = storage()
     metrics = {"heldout_before": out.metrics_before, "heldout_after": out.metrics_after,
                "resumed_from_step": out.resumed_from_step,
-               "n_train_images": out.n_train_images, "n_heldout_images": out.n_heldout_images}
+               "n_train_images": out.n_train_images, "n_heldout_images": out.n_heldout_images,
+               "iou_head_fit": out.iou_head_fit}
     with db.transaction(engine()) as conn:
         mv_id = db.insert_row(conn, mvs, name=f"round-{round_id}", arch=arch, parent_id=base_id, round_id=round_id,
                               metrics=metrics)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,3 +164,30 @@ def refit_iou_head(model: torch.nn.Module, samples: list[Sample], *, prompts_per
                 after["mse"], before["chosen_iou"], after["chosen_iou"], after["oracle_iou"])
     return {"heldout_before": before, "heldout_after": after, "train_prompts": int(len(train_data.y)),
             "prompts_per_mask": prompts_per_mask, "heldout_every": heldout_every, "seed": seed, **info}
+
+
+def refit_checkpoint(checkpoint: str | Path, samples: list[Sample], out: str | Path, *,
+                     describe: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Load a Maskloop checkpoint, refit its IoU head on ``samples`` (``refit_iou_head`` keywords),
+    and write it to ``out`` (atomically) with the report, plus ``describe`` (where the samples came
+    from), in ``meta["iou_head_fit"]``; returns the report.
+
+    Raises ``ValueError`` naming the file for an unreadable or non-Maskloop checkpoint.
+    """
+    from workers.sam import build_sam, save_checkpoint
+
+    checkpoint = Path(checkpoint)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
+        raise ValueError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
+    if not isinstance(state, dict) or "arch" not in state or "model" not in state:
+        raise ValueError(f"{checkpoint} is not a Maskloop checkpoint (expected the keys 'arch' and 'model')")
+    model = build_sam(state["arch"], checkpoint=str(checkpoint), device="cpu")
+    report = refit_iou_head(model, samples, **kwargs)
+    report.update(describe or {}, source=str(checkpoint))
+    meta = dict(state.get("meta") or {})
+    meta["iou_head_fit"] = report
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, out, state["arch"], meta)
+    return report

@@ -123,7 +123,7 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
 
     from workers.tasks.rounds import train_round
 
-    ids = seed_project(env, n_images=3)
+    ids = seed_project(env, n_images=5)
     add_annotations(env, ids)
     rid = insert(env, "rounds", project_id=ids["project_id"], status="queued",
                  params={"steps": 2, "checkpoint_every": 1, "image_size": 256, "max_clicks": 2})
@@ -131,11 +131,16 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
     status, progress, mv_id, before, after, n_ann, n_img = _rows(
         env, "SELECT status, progress, model_version_id, metrics_before, metrics_after, n_annotations, n_images "
              "FROM rounds")[0]
-    assert (status, progress, n_ann, n_img) == ("succeeded", 1.0, 6, 3)
+    assert (status, progress, n_ann, n_img) == ("succeeded", 1.0, 10, 5)
     assert "noc@85" in json.loads(before) and "miou@1" in json.loads(after)
     name, parent, round_id, metrics = _rows(env, "SELECT name, parent_id, round_id, metrics FROM model_versions "
                                                  "WHERE id = :i", i=mv_id)[0]
     assert (parent, round_id) == (ids["model_version_id"], rid)
+    # the IoU head was refitted on the round's training split, and its held-out report recorded
+    metrics = json.loads(metrics)
+    assert metrics["n_train_images"] >= 2, metrics
+    fit = metrics["iou_head_fit"]
+    assert fit["heldout_after"]["mse"] <= fit["heldout_before"]["mse"] and fit["train_prompts"] > 0
     store = LocalStorage(env.data_dir / "storage")
     assert store.exists(keys.checkpoint_key(mv_id)) and store.exists(keys.decoder_key(mv_id))
     import onnx
