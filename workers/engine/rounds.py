@@ -196,7 +196,7 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
             from workers.training.iou_head import refit_checkpoint
 
             refit_checkpoint(model_path, scan_dataset(train_dir), headed, heldout_every=min(10, len(train_s)),
-                             describe={"dataset": "the round's training split"})
+                             describe={"dataset": "the round's training split"}, device=device)
         head_report = _head_report(headed)
         model_path = headed
     report(0.87, "evaluating the new model on the held-out split")

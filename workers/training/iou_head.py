@@ -103,7 +103,7 @@ def head_metrics(head: torch.nn.Module, data: HeadData) -> dict[str, float]:
     """MSE of the head on ``data`` and the mean true IoU of the multimask candidate it ranks first
     (``chosen``) beside the best candidate's (``oracle``) and a fixed slot's best mean (``best_slot``)."""
     with torch.no_grad():
-        pred = head(data.x).float()
+        pred = head(data.x.to(next(head.parameters()).device)).float().cpu()
     multi = data.y[:, 1:]
     pick = pred[:, 1:].argmax(dim=1)
     return {"mse": float(((pred - data.y) ** 2).mean()),
@@ -118,7 +118,7 @@ def fit_head(head: torch.nn.Module, train: HeadData, heldout: HeadData, *, epoch
     """Regress a copy of ``head`` onto ``train``; return the copy at its best held-out MSE and a report."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    fitted = copy.deepcopy(head).float().train()
+    fitted = copy.deepcopy(head).float().cpu().train()  # a small MLP: fitted on the CPU wherever the model is
     for p in fitted.parameters():
         p.requires_grad_(True)
     opt = torch.optim.AdamW(fitted.parameters(), lr=lr, weight_decay=weight_decay)
@@ -167,7 +167,7 @@ def refit_iou_head(model: torch.nn.Module, samples: list[Sample], *, prompts_per
 
 
 def refit_checkpoint(checkpoint: str | Path, samples: list[Sample], out: str | Path, *,
-                     describe: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+                     describe: dict[str, Any] | None = None, device: str = "cpu", **kwargs: Any) -> dict[str, Any]:
     """Load a Maskloop checkpoint, refit its IoU head on ``samples`` (``refit_iou_head`` keywords),
     and write it to ``out`` (atomically) with the report, plus ``describe`` (where the samples came
     from), in ``meta["iou_head_fit"]``; returns the report.
@@ -183,7 +183,7 @@ def refit_checkpoint(checkpoint: str | Path, samples: list[Sample], out: str | P
         raise ValueError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
     if not isinstance(state, dict) or "arch" not in state or "model" not in state:
         raise ValueError(f"{checkpoint} is not a Maskloop checkpoint (expected the keys 'arch' and 'model')")
-    model = build_sam(state["arch"], checkpoint=str(checkpoint), device="cpu")
+    model = build_sam(state["arch"], checkpoint=str(checkpoint), device=device)
     report = refit_iou_head(model, samples, **kwargs)
     report.update(describe or {}, source=str(checkpoint))
     meta = dict(state.get("meta") or {})
