@@ -190,14 +190,18 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     head_report: dict[str, Any] | None = None
     headed = round_dir / "model_head.pt"
     if refit_head and len(train_s) >= 2:
-        if not headed.is_file():  # cached: a resumed round does not refit twice
+        if headed.is_file():  # cached: a resumed round does not refit twice
+            from workers.sam.build import read_checkpoint
+
+            fit = read_checkpoint(headed)[2]["iou_head_fit"]
+        else:
             report(0.85, "refitting the IoU head")
             from workers.training.data import scan_dataset
             from workers.training.iou_head import refit_checkpoint
 
-            refit_checkpoint(model_path, scan_dataset(train_dir), headed, heldout_every=min(10, len(train_s)),
-                             describe={"dataset": "the round's training split"}, device=device)
-        head_report = _head_report(headed)
+            fit = refit_checkpoint(model_path, scan_dataset(train_dir), headed, heldout_every=min(10, len(train_s)),
+                                   describe={"dataset": "the round's training split"}, device=device)
+        head_report = {k: fit[k] for k in ("heldout_before", "heldout_after", "train_prompts", "best_epoch")}
         model_path = headed
     report(0.87, "evaluating the new model on the held-out split")
     after = _cached_json(round_dir / "metrics_after.json",
@@ -209,16 +213,6 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
         export_decoder(model_path, arch, decoder_path)
     return RoundOutput(model_path, decoder_path, before, after, result.resumed_from_step,
                        len(train_s), len(heldout_s), head_report)
-
-
-def _head_report(checkpoint: Path) -> dict[str, Any] | None:
-    import torch
-
-    meta = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("meta") or {}
-    report = meta.get("iou_head_fit")
-    if not report:
-        return None
-    return {k: report[k] for k in ("heldout_before", "heldout_after", "train_prompts", "best_epoch")}
 
 
 def export_decoder(checkpoint: Path, arch: str, out_path: Path) -> None:

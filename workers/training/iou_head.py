@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workers.evaluation.clicker import next_click
+from workers.evaluation.clicker import iou, next_click
 from workers.training.data import Sample, read_image, read_mask
 
 logger = logging.getLogger(__name__)
@@ -86,12 +86,9 @@ def collect_head_data(model: torch.nn.Module, samples: list[Sample], *, prompts_
                 labels_t = torch.ones(len(points), 1, dtype=torch.int, device=predictor.device)
                 sparse, dense = model.prompt_encoder(points=(coords_t, labels_t), boxes=None, masks=None)
                 low_res, _ = model.mask_decoder.predict_masks(predictor.features, pe, sparse, dense)
-                masks = model.postprocess_masks(low_res, predictor.input_size, predictor.original_size).cpu() > 0
-                gt_t, valid_t = torch.as_tensor(gt), torch.as_tensor(valid)
-                inter = (masks & gt_t & valid_t).flatten(2).sum(-1).float()
-                union = ((masks | gt_t) & valid_t).flatten(2).sum(-1).float()
-                xs.append(captured["x"])
-                ys.append(inter / union.clamp(min=1))
+                masks = (model.postprocess_masks(low_res, predictor.input_size, predictor.original_size) > 0).cpu()
+                xs.append(captured["x"])  # the evaluation's own IoU, so targets match what it measures
+                ys.append(torch.tensor([[iou(gt, m, ~valid) for m in per_prompt] for per_prompt in masks.numpy()]))
     finally:
         hook.remove()
     if not xs:
@@ -175,19 +172,14 @@ def refit_checkpoint(checkpoint: str | Path, samples: list[Sample], out: str | P
     Raises ``ValueError`` naming the file for an unreadable or non-Maskloop checkpoint.
     """
     from workers.sam import build_sam, save_checkpoint
+    from workers.sam.build import read_checkpoint
 
-    checkpoint = Path(checkpoint)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise ValueError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
-    if not isinstance(state, dict) or "arch" not in state or "model" not in state:
+    arch, _, _ = read_checkpoint(checkpoint)  # ValueError for an unreadable file, FileNotFoundError if missing
+    if arch is None:
         raise ValueError(f"{checkpoint} is not a Maskloop checkpoint (expected the keys 'arch' and 'model')")
-    model = build_sam(state["arch"], checkpoint=str(checkpoint), device=device)
+    model = build_sam(arch, checkpoint=str(checkpoint), device=device)
     report = refit_iou_head(model, samples, **kwargs)
     report.update(describe or {}, source=str(checkpoint))
-    meta = dict(state.get("meta") or {})
-    meta["iou_head_fit"] = report
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, out, state["arch"], meta)
+    save_checkpoint(model, out, arch, {**model.meta, "iou_head_fit": report})
     return report
