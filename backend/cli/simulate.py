@@ -21,6 +21,8 @@ def simulate(
     stage2: int = typer.Option(20, help="Images annotated in stage 2 (semi-automatic)."),
     stage3: int = typer.Option(10, help="Images segmented in stage 3 (fully automatic)."),
     heldout: int = typer.Option(40, help="Validation images used for the held-out evaluation."),
+    annotate_split: str = typer.Option("train", help="Split the stages' images come from: train, or val (the "
+                                       "validation images not held out; new to a model trained on train)."),
     annotators: int = typer.Option(2, help="Robot annotators working in parallel."),
     iou_target: float = typer.Option(0.85, help="A robot accepts a mask once its IoU reaches this."),
     max_clicks: int = typer.Option(20, help="Click budget per mask."),
@@ -50,6 +52,12 @@ def simulate(
     if rounds < 1:
         console.print("[red]error:[/red] --rounds must be at least 1")
         raise typer.Exit(2)
+    if annotate_split not in ("train", "val"):
+        console.print(f"[red]error:[/red] --annotate-split must be train or val, got {annotate_split!r}")
+        raise typer.Exit(2)
+    if min(stage1, stage2, stage3, heldout) < 0 or stage1 < 1 or heldout < 1:
+        console.print("[red]error:[/red] --stage1 and --heldout must be at least 1, --stage2 and --stage3 at least 0")
+        raise typer.Exit(2)
     _check_with_api_models(console, pred_iou_thresh, stability_thresh, round_lr)
     logging.basicConfig(level=logging.WARNING)
     cfg = SimulationConfig(
@@ -58,7 +66,7 @@ def simulate(
         annotators=annotators, iou_target=iou_target, max_clicks=max_clicks, heldout_max_clicks=heldout_clicks,
         round_steps=round_steps or None, seed=seed, points_per_side=points_per_side,
         round_lr=round_lr, round_train_encoder=round_train_encoder,
-        pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_thresh,
+        pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_thresh, annotate_split=annotate_split,
     )
     sim = Simulation(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     try:

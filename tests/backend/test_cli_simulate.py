@@ -16,6 +16,10 @@ runner = CliRunner()
     (("--pred-iou-thresh", "2"), "--pred-iou-thresh: Input should be less than or equal to 1.5"),
     (("--pred-iou-thresh", "-0.5"), "--pred-iou-thresh: Input should be greater than or equal to 0"),
     (("--stability-thresh", "1.5"), "--stability-thresh: Input should be less than or equal to 1"),
+    (("--annotate-split", "test"), "--annotate-split must be train or val, got 'test'"),
+    (("--stage1", "0"), "--stage1 and --heldout must be at least 1"),
+    (("--heldout", "0"), "--stage1 and --heldout must be at least 1"),
+    (("--stage3", "-1"), "--stage2 and --stage3 at least 0"),
 ])
 def test_simulate_rejects_bad_options(tmp_path, args, message):
     (tmp_path / "images").mkdir()

@@ -54,6 +54,41 @@ class SimulationConfig:
     cost: CostModel = field(default_factory=CostModel)
     project_name: str = "simulation"
     seed: int = 0
+    # where the stages' images come from: "train", or "val" (the validation images the held-out
+    # evaluation does not use: images the shipped default, trained on the train split, never saw)
+    annotate_split: str = "train"
+
+
+ANNOTATE_SPLITS = ("train", "val")
+
+
+def pick_images(train: list[str], val: list[str], stage_images: tuple[int, int, int], heldout_images: int, *,
+                annotate_split: str = "train", seed: int = 0) -> tuple[list[list[str]], list[str]]:
+    """The three stages' image slices and the held-out images, disjoint and deterministic in ``seed``.
+
+    The held-out images are the first ``heldout_images`` of a shuffled validation split. The stages
+    take a shuffled training split, or with ``annotate_split="val"`` the validation images after
+    the held-out ones: a model trained on the training split (the shipped default) has seen every
+    training image, so annotating them gives a retraining round nothing it does not already know.
+    """
+    if annotate_split not in ANNOTATE_SPLITS:
+        raise ValueError(f"annotate_split must be one of {', '.join(ANNOTATE_SPLITS)}; got {annotate_split!r}")
+    if min(*stage_images, heldout_images) < 0 or stage_images[0] < 1 or heldout_images < 1:
+        raise ValueError(f"stage 1 and the held-out set need at least one image each, and no count can be "
+                         f"negative; got stages {tuple(stage_images)} and {heldout_images} held out")
+    rng = np.random.default_rng(seed)
+    train = [str(n) for n in rng.permutation(train)]
+    val = [str(n) for n in rng.permutation(val)]
+    need = sum(stage_images)
+    if len(val) < heldout_images:
+        raise ValueError(f"dataset has {len(val)} validation images, the held-out set needs {heldout_images}")
+    heldout, pool = val[:heldout_images], (train if annotate_split == "train" else val[heldout_images:])
+    if len(pool) < need:
+        where = ("training images" if annotate_split == "train"
+                 else f"validation images besides the {heldout_images} held out")
+        raise ValueError(f"dataset has {len(pool)} {where}, the stages need {need}")
+    s1, s2, s3 = stage_images
+    return [pool[:s1], pool[s1 : s1 + s2], pool[s1 + s2 : s1 + s2 + s3]], heldout
 
 
 @dataclass
@@ -119,14 +154,9 @@ class Simulation:
         cfg = self.cfg
         self.admin.login(cfg.username, cfg.password)
         train, val = split_dataset(cfg.dataset_dir)
-        rng = np.random.default_rng(cfg.seed)
-        train = list(rng.permutation(train))
-        need = sum(cfg.stage_images)
-        if len(train) < need:
-            raise ValueError(f"dataset has {len(train)} training images, the stages need {need}")
+        self.slices, self.heldout = pick_images(train, val, cfg.stage_images, cfg.heldout_images,
+                                                annotate_split=cfg.annotate_split, seed=cfg.seed)
         s1, s2, s3 = cfg.stage_images
-        self.slices = [train[:s1], train[s1 : s1 + s2], train[s1 + s2 : s1 + s2 + s3]]
-        self.heldout = list(rng.permutation(val))[: cfg.heldout_images]
         all_names = [n for sl in self.slices for n in sl] + self.heldout
         labels = self._labels(all_names)
         palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
@@ -419,4 +449,4 @@ def _config_json(cfg: SimulationConfig) -> dict[str, Any]:
             "pred_iou_thresh": cfg.pred_iou_thresh, "stability_score_thresh": cfg.stability_score_thresh,
             "heldout_max_clicks": cfg.heldout_max_clicks, "round_steps": cfg.round_steps,
             "round_lr": cfg.round_lr, "round_train_encoder": cfg.round_train_encoder,
-            "cost_model": cfg.cost.__dict__, "seed": cfg.seed}
+            "cost_model": cfg.cost.__dict__, "seed": cfg.seed, "annotate_split": cfg.annotate_split}
