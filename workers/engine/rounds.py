@@ -128,11 +128,11 @@ def inherited_recipe(checkpoint: Path) -> dict[str, float | int]:
     instead of the warm-up clicks' 13): a round keeps its base model's recipe (see ``INHERITED_RECIPE``).
     An official checkpoint (a bare state_dict) or an unreadable one has nothing to inherit.
     """
-    import torch
+    from workers.sam.build import read_checkpoint
 
     try:
-        meta = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True).get("meta") or {}
-    except (OSError, RuntimeError, AttributeError, EOFError) as exc:
+        meta = read_checkpoint(checkpoint)[2]
+    except (FileNotFoundError, ValueError) as exc:  # the round's training then reports the file itself
         logger.warning("cannot read the training config of %s: %s", checkpoint, exc)
         return {}
     config = meta.get("config") or meta.get("train_config") or {}
