@@ -157,6 +157,7 @@ class Simulation:
         self.slices, self.heldout = pick_images(train, val, cfg.stage_images, cfg.heldout_images,
                                                 annotate_split=cfg.annotate_split, seed=cfg.seed)
         s1, s2, s3 = cfg.stage_images
+        rng = np.random.default_rng(cfg.seed)  # the robots' passwords
         all_names = [n for sl in self.slices for n in sl] + self.heldout
         labels = self._labels(all_names)
         palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]

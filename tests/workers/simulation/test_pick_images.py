@@ -30,7 +30,8 @@ def test_the_held_out_images_do_not_depend_on_the_annotated_split():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(stage_images=(10, 5, 5), heldout_images=15, annotate_split="val"),
      "15 validation images besides the 15 held out, the stages need 20"),
-    (dict(stage_images=(40, 10, 5), heldout_images=5, annotate_split="train"), "50 training images, the stages need 55"),
+    (dict(stage_images=(40, 10, 5), heldout_images=5, annotate_split="train"),
+     "50 training images, the stages need 55"),
     (dict(stage_images=(1, 1, 1), heldout_images=31, annotate_split="train"),
      "30 validation images, the held-out set needs 31"),
     (dict(stage_images=(1, 1, 1), heldout_images=5, annotate_split="test"), "annotate_split must be one of"),
