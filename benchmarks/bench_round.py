@@ -69,10 +69,13 @@ def main() -> None:
         from worker_test_support import write_tiny_model
 
         base = write_tiny_model(tmp / "model") / "model.pt"
+    from workers.sam.build import read_checkpoint
+
+    arch = read_checkpoint(base)[0] or "lite"  # the shipped default is lite_clicks, the tiny model lite
     samples = synthetic_samples(args.masks, args.size)
     marks: list[tuple[float, str]] = []
     start = time.perf_counter()
-    out = run_round(tmp / "round", samples, base_checkpoint=base, arch="lite", steps=args.steps,
+    out = run_round(tmp / "round", samples, base_checkpoint=base, arch=arch, steps=args.steps,
                     checkpoint_every=max(1, args.steps // 2), image_size=args.image_size,
                     max_clicks=args.max_clicks, on_progress=lambda f, m: marks.append((time.perf_counter(), m)))
     total = time.perf_counter() - start
