@@ -10,6 +10,7 @@ caller commits only when the whole import succeeded.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f
 
 
 def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and not math.isfinite(value)) or int(value) != value):
         raise BadRequest(f"{what} must be an integer, got {value!r}")
     return int(value)
 
@@ -56,6 +58,8 @@ def validate_structure(coco: Any) -> tuple[dict[int, dict], dict[int, str], list
         name = im.get("file_name")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"images[{i}] (id {iid}) has no file_name")
+        if "\x00" in name:
+            raise BadRequest(f"images[{i}] (id {iid}): file_name contains a NUL character")
         w, h = _int(im.get("width"), f"images[{i}].width"), _int(im.get("height"), f"images[{i}].height")
         if w <= 0 or h <= 0:
             raise BadRequest(f"images[{i}] (id {iid}) has a non-positive size {w}x{h}")

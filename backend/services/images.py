@@ -230,6 +230,8 @@ def resolve_import_path(settings: Settings, path: str | Path, *, want_dir: bool 
     """Resolve ``path`` (symlinks included) and check that it lies below an allowed import root."""
     if not str(path).strip():
         raise BadRequest("import path is empty")
+    if "\x00" in str(path):
+        raise BadRequest("import path contains a NUL character")
     raw = Path(path).expanduser()
     try:
         resolved = raw.resolve(strict=True)

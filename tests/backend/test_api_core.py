@@ -181,6 +181,11 @@ def test_rounds_refuse_empty_snapshot_and_record_one(any_api):
     job = c.post(f"/api/v1/projects/{p['id']}/automatic", json={}, headers=api.admin)
     assert job.status_code == 201 and job.json()["kind"] == "automatic"
     assert c.get(f"/api/v1/jobs/{job.json()['id']}", headers=api.admin).json()["status"] == "queued"
+    # the body is optional: no body means the server's defaults (the admin console sends none)
+    job = c.post(f"/api/v1/projects/{p['id']}/prefill", headers=api.admin)
+    assert job.status_code == 201 and job.json()["kind"] == "prefill", job.text
+    assert c.post(f"/api/v1/projects/{p['id']}/prefill", json={"points_per_side": 0},
+                  headers=api.admin).status_code == 422
 
 
 def test_embedding_is_202_until_computed(api):

@@ -136,6 +136,10 @@ def break_it(coco, how):
         bad["images"][1]["file_name"] = "../../../etc/b.png"
     elif how == "duplicate_id":
         bad["images"][1]["id"] = 7
+    elif how == "nan_width":  # json.dumps writes NaN, which Python's json parser accepts
+        bad["images"][1]["width"] = float("nan")
+    elif how == "nul_name":
+        bad["images"][1]["file_name"] = "b\x00.png"
     return bad
 
 
@@ -143,7 +147,8 @@ def break_it(coco, how):
     ("no_images", "images"), ("unknown_category", "unknown category id 99"),
     ("unknown_image", "unknown image id 42"), ("odd_polygon", "annotations[0]"), ("rle_size", "annotations[1]"),
     ("rle_counts", "annotations[2]"), ("wrong_dims", "25x16"), ("missing_file", "nope.png"),
-    ("traversal", "leaves images_path"), ("duplicate_id", "duplicate image id 7")])
+    ("traversal", "leaves images_path"), ("duplicate_id", "duplicate image id 7"),
+    ("nan_width", "images[1].width must be an integer"), ("nul_name", "NUL character")])
 def test_malformed_coco_rejected_and_nothing_written(api, folder, how, needle):
     pid = api.make_project(labels=())["id"]
     coco, _, _ = dataset()

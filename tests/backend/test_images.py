@@ -181,6 +181,8 @@ def test_import_folder_roots_and_symlinks(api, tmp_path):
     os.symlink(outside, root / "escape")
     assert api.client.post(url, json={"path": str(root / "escape")}, headers=api.admin).status_code == 403
     assert api.client.post(url, json={"path": str(root / "missing")}, headers=api.admin).status_code == 400
+    r = api.client.post(url, json={"path": str(root / "set") + "\x00x"}, headers=api.admin)
+    assert r.status_code == 400 and "NUL" in r.json()["detail"]
     _, annotator = api.make_user("ann")
     assert api.client.post(url, json={"path": str(root / "set")}, headers=annotator).status_code == 403
 

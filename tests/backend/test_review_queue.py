@@ -52,3 +52,33 @@ def test_reject_requeues_and_accept_marks_reviewed(any_api):
     r = c.post(f"/api/v1/annotations/{ids[1]}/review", json={"decision": "accept"}, headers=api.admin)
     assert r.json()["review_state"] == "accepted"
     assert c.get(f"/api/v1/images/{image_id}", headers=api.admin).json()["status"] == "reviewed"
+
+
+def test_skip_gives_the_image_to_the_others_and_keeps_its_annotations(any_api):
+    api, c = any_api, any_api.client
+    p = api.make_project()
+    first, second = api.add_image(p["id"], seed=1), api.add_image(p["id"], seed=2)
+    users = []
+    for name in ("sam", "kim"):
+        uid, headers = api.make_user(name)
+        c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+        users.append(headers)
+    sam, kim = users
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=sam).json()
+    assert lease["image"]["id"] == first
+    mask = np.zeros((24, 32), bool)
+    mask[2:8, 3:9] = True
+    assert c.post(f"/api/v1/images/{first}/annotations", headers=sam,
+                  json={"segmentation": rle_of(mask), "source": "manual"}).status_code == 201
+    assert c.post(f"/api/v1/leases/{lease['lease_id']}/release?skip=maybe", headers=sam).status_code == 422
+    assert c.post(f"/api/v1/leases/{lease['lease_id']}/release?skip=true", headers=sam).status_code == 204
+    assert c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=sam).status_code == 409
+    image = c.get(f"/api/v1/images/{first}", headers=api.admin).json()
+    assert image["status"] != "done"
+    assert len(c.get(f"/api/v1/images/{first}/annotations", headers=api.admin).json()) == 1
+    # sam is offered the other image, then nothing; kim still gets the skipped one
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=sam).json()
+    assert lease["image"]["id"] == second
+    c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=sam)
+    assert c.post(f"/api/v1/projects/{p['id']}/next", headers=sam).status_code == 204
+    assert c.post(f"/api/v1/projects/{p['id']}/next", headers=kim).json()["image"]["id"] == first

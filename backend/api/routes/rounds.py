@@ -124,13 +124,13 @@ def _start_job(session, project_id: int, kind: str, task: str, body: JobCreate, 
 
 
 @router.post("/projects/{project_id}/prefill", response_model=JobPublic, status_code=201)
-def start_prefill(project_id: int, body: JobCreate, session: SessionDep, admin: AdminUser) -> Job:
-    return _start_job(session, project_id, "prefill", queue.PREFILL_SEMI_AUTO, body, admin)
+def start_prefill(project_id: int, session: SessionDep, admin: AdminUser, body: JobCreate | None = None) -> Job:
+    return _start_job(session, project_id, "prefill", queue.PREFILL_SEMI_AUTO, body or JobCreate(), admin)
 
 
 @router.post("/projects/{project_id}/automatic", response_model=JobPublic, status_code=201)
-def start_automatic(project_id: int, body: JobCreate, session: SessionDep, admin: AdminUser) -> Job:
-    return _start_job(session, project_id, "automatic", queue.AUTOMATIC_BATCH, body, admin)
+def start_automatic(project_id: int, session: SessionDep, admin: AdminUser, body: JobCreate | None = None) -> Job:
+    return _start_job(session, project_id, "automatic", queue.AUTOMATIC_BATCH, body or JobCreate(), admin)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)

@@ -29,8 +29,10 @@ def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | N
                Lease.expires_at > now).order_by(Lease.id))
     if own is not None:
         return own
+    # images this user skipped go to the other annotators
+    skipped = exists().where(and_(Lease.image_id == Image.id, Lease.user_id == user.id, Lease.state == "skipped"))
     query = (
-        select(Image).where(Image.project_id == project_id, Image.status.in_(OPEN_STATUSES), ~active)
+        select(Image).where(Image.project_id == project_id, Image.status.in_(OPEN_STATUSES), ~active, ~skipped)
         # embedded images first (their embedding is ready), then in order of upload
         .order_by(case((Image.status == "embedded", 0), (Image.status == "in_progress", 1), else_=2), Image.id)
         .limit(1)
@@ -95,8 +97,11 @@ def submit(lease_id: int, session: SessionDep, user: CurrentUser) -> Image:
 
 
 @router.post("/leases/{lease_id}/release", status_code=204)
-def release(lease_id: int, session: SessionDep, user: CurrentUser) -> Response:
+def release(lease_id: int, session: SessionDep, user: CurrentUser, skip: bool = False) -> Response:
+    """Give the image back to the queue. With ``skip=true`` this user is not offered it again (an
+    image they cannot annotate, or whose embedding failed); the other annotators still get it, and
+    the annotations already saved on it are kept."""
     lease = _own_active_lease(session, lease_id, user)
-    lease.state = "released"
+    lease.state = "skipped" if skip else "released"
     session.commit()
     return Response(status_code=204)

@@ -40,7 +40,7 @@ class Lease(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    state: Mapped[str] = mapped_column(String(20), default="active")  # active|submitted|released|expired
+    state: Mapped[str] = mapped_column(String(20), default="active")  # active|submitted|released|skipped|expired
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
