@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ApiClient } from "../src/api/client";
-import { enqueue, flushOutbox, readOutbox } from "../src/annotator/outbox";
+import { dropFromOutbox, enqueue, flushOutbox, readOutbox } from "../src/annotator/outbox";
 import { EditHistory, emptyState, paintDisk } from "../src/annotator/history";
 
 class MemoryStorage {
@@ -38,6 +38,14 @@ describe("autosave outbox", () => {
     expect(second.saved).toHaveLength(1);
     expect(readOutbox()).toHaveLength(0);
     expect(seen).toEqual([["/api/v1/images/7/annotations", body("u1"), "Bearer tok"]]);
+  });
+
+  it("drops one entry that was never sent (an accept undone offline) and leaves the rest", () => {
+    enqueue(7, body("u1"));
+    enqueue(7, body("u2"));
+    expect(dropFromOutbox("u1")).toBe(true);
+    expect(dropFromOutbox("u1")).toBe(false);
+    expect(readOutbox().map((e) => e.body.client_uid)).toEqual(["u2"]);
   });
 
   it("keeps everything on 401 and 5xx, drops (and reports) a mask the server refuses for good", async () => {

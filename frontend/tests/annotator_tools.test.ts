@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ApiClient } from "../src/api/client";
 import type { ImageInfo } from "../src/api/types";
-import { EditHistory, emptyState, withCandidate } from "../src/annotator/history";
+import { EditHistory, emptyState, paintDisk, paintStroke, withCandidate } from "../src/annotator/history";
 import { isProposal, nextProposal, type ListedObject } from "../src/annotator/objects";
 import { predictNextImage, Prefetcher } from "../src/annotator/prefetch";
 import { maskToRgba } from "../src/decoder/masks";
@@ -131,5 +131,22 @@ describe("prefetch of the next image", () => {
     const polls = calls.filter((c) => c.includes("/images/8/embedding")).length;
     await new Promise((r) => setTimeout(r, 500));
     expect(calls.filter((c) => c.includes("/images/8/embedding")).length).toBe(polls);
+  });
+});
+
+describe("brush strokes", () => {
+  it("fill the whole segment between two reported positions, unlike disks at the ends alone", () => {
+    const w = 100, h = 20;
+    const stroke = new Uint8Array(w * h);
+    paintStroke(stroke, w, h, 5, 10, 95, 10, 3, 1);
+    for (let x = 5; x <= 94; x++) expect(stroke[10 * w + x]).toBe(1);
+    expect(stroke[2 * w + 50]).toBe(0); // no wider than the brush
+    const ends = new Uint8Array(w * h);
+    paintDisk(ends, w, h, 5, 10, 3, 1);
+    paintDisk(ends, w, h, 95, 10, 3, 1);
+    expect(ends[10 * w + 50]).toBe(0);
+    paintStroke(stroke, w, h, 30, 10, 60, 10, 2, 0); // the eraser clears along its path
+    expect(stroke[10 * w + 45]).toBe(0);
+    expect(stroke[10 * w + 20]).toBe(1);
   });
 });

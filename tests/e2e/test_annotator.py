@@ -134,8 +134,19 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     ap.log_in(page, running_app)
     page.wait_for_selector("button.annotate")
     page.goto(f"{running_app.base_url}/admin/{project['id']}")
-    page.wait_for_function("document.querySelector('#progress')?.textContent.includes('images_by_status')"
+    page.wait_for_function("document.querySelector('#progress-images') !== null"
                            " && document.querySelector('#metrics svg') !== null", timeout=30_000)
+    # a label added from the console; a prefill job started with no options shows in the job list
+    page.fill("#label-name", "tree")
+    page.click("#add-label")
+    page.wait_for_function("document.querySelector('#label-chips').textContent.includes('tree')", timeout=30_000)
+    page.fill("#job-grid", "4")
+    page.click("#start-prefill")
+    page.wait_for_selector("#jobs tr[data-job-id]", timeout=30_000)
+    assert "prefill" in page.locator("#jobs").inner_text()
+    assert "Prefill job started" in page.locator("#status").inner_text()
     page.screenshot(path=str(screenshots / "admin.png"), full_page=True)
     assert "e2e shapes" in page.content()
+    with running_app.client() as api:
+        assert "tree" in [label["name"] for label in api.get(f"/projects/{project['id']}").json()["labels"]]
     assert not page.page_errors, page.page_errors

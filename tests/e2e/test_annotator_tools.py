@@ -10,7 +10,7 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from tests.e2e import annotator_page as ap
-from tests.e2e.canvas_probe import canvas_rgb, iou, take_baseline, tinted_mask
+from tests.e2e.canvas_probe import canvas_rgb, image_to_client, iou, take_baseline, tinted_mask
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -201,4 +201,61 @@ def test_stage3_review_of_automatic_masks(page, running_app, screenshots) -> Non
     assert set(stored) == {ids[0], ids[2]}, "the rejected automatic mask must be deleted"
     assert stored[ids[0]]["source"] == "semi_auto_accepted" and stored[ids[0]]["label_id"] == proj["labels"][0]["id"]
     assert stored[ids[2]]["source"] == "semi_auto_accepted"
+    assert stored[ids[0]]["seconds"] is not None and stored[ids[0]]["clicks"] == 0, "a review records its time"
+    assert not page.page_errors, page.page_errors
+
+
+def test_box_released_outside_brush_strokes_undo_accept_and_skip(page, running_app) -> None:  # noqa: ANN001
+    proj = ap.make_project(running_app, "e2e edits", [ap.shapes_png(W, H, 3), ap.shapes_png(W, H, 9)])
+    image_id = ap.login_and_open(page, running_app, proj)
+    # a box dragged past the canvas edge and released outside it still ends the drag and decodes
+    stage = page.locator("#stage").bounding_box()
+    decodes = page.evaluate("window.maskloop.decodes")
+    page.mouse.move(*image_to_client(page, SIZE, 180, 130))
+    page.mouse.down()
+    page.mouse.move(stage["x"] + stage["width"] + 30, stage["y"] + stage["height"] + 30, steps=8)
+    page.mouse.up()
+    page.wait_for_function(f"window.maskloop.decodes > {decodes}", timeout=30_000)
+    prompt = page.evaluate("window.maskloop.prompt()")
+    assert prompt["points"] == [] and prompt["box"] is not None, prompt
+    box = prompt["box"]
+    assert [box["x0"], box["y0"], box["x1"], box["y1"]] == pytest.approx([180, 130, W, H], abs=1.5), "box not clamped to the image"
+    boxed = ap.current_mask(page)
+    # accept, then Z undoes the accept: the object leaves the list and the server, the mask is back
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    assert len(ap.annotations(running_app, image_id)) == 1
+    assert page.evaluate("window.maskloop.currentRle()") is None
+    page.keyboard.press("z")
+    page.wait_for_function("window.maskloop.currentRle() !== null", timeout=30_000)
+    assert np.array_equal(ap.current_mask(page), boxed)
+    assert ap.annotations(running_app, image_id) == []
+    assert page.locator("#objects li.object").count() == 0
+    page.keyboard.press("Escape")
+    page.keyboard.press("Escape")
+
+    # the brush paints a mask from nothing, and a fast stroke leaves no gaps
+    page.keyboard.press("b")
+    y = 40
+    page.mouse.move(*image_to_client(page, SIZE, 20, y))
+    page.mouse.down()
+    page.mouse.move(*image_to_client(page, SIZE, 140, y), steps=2)
+    page.mouse.up()
+    painted = ap.current_mask(page)
+    assert painted[y, 20:141].all(), "the brush stroke has gaps"
+    assert not painted[y + 30:, :].any() and painted.sum() < 40 * 140
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    stored = ap.annotations(running_app, image_id)
+    assert len(stored) == 1 and np.array_equal(ap.decode_rle(stored[0]["segmentation"]), painted)
+
+    # S skips the image: another one opens, the skipped one is not "done" and keeps its mask
+    page.keyboard.press("s")
+    page.wait_for_function(f"window.maskloop.ready && window.maskloop.imageId !== {image_id}", timeout=180_000)
+    with running_app.client() as api:
+        assert api.get(f"/images/{image_id}").json()["status"] != "done"
+    assert len(ap.annotations(running_app, image_id)) == 1
     assert not page.page_errors, page.page_errors

@@ -84,3 +84,16 @@ export function paintDisk(mask: Uint8Array, width: number, height: number, cx: n
     }
   }
 }
+
+/**
+ * Paint a stroke from (x0, y0) to (x1, y1): disks every half radius along the segment, so a fast
+ * mouse move leaves no gaps between the positions the browser reported.
+ */
+export function paintStroke(mask: Uint8Array, width: number, height: number, x0: number, y0: number,
+  x1: number, y1: number, r: number, value: 0 | 1): void {
+  const steps = Math.max(1, Math.ceil(Math.hypot(x1 - x0, y1 - y0) / Math.max(0.5, r / 2)));
+  for (let i = 0; i <= steps; i++) {
+    const t = i / steps;
+    paintDisk(mask, width, height, x0 + (x1 - x0) * t, y0 + (y1 - y0) * t, r, value);
+  }
+}

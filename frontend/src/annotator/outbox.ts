@@ -34,6 +34,13 @@ function remove(uid: string): void {
   writeOutbox(readOutbox().filter((e) => e.body.client_uid !== uid));
 }
 
+/** Take an entry out before it was sent (an accept undone while offline); false when it is not there. */
+export function dropFromOutbox(uid: string): boolean {
+  const had = readOutbox().some((e) => e.body.client_uid === uid);
+  if (had) remove(uid);
+  return had;
+}
+
 export interface FlushResult {
   saved: { entry: OutboxEntry; annotation: Annotation }[];
   rejected: { entry: OutboxEntry; error: string }[];

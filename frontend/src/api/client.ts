@@ -118,7 +118,7 @@ export class ApiClient {
   createAnnotation(imageId: number, body: AnnotationCreate): Promise<Annotation> {
     return this.json("POST", `/images/${imageId}/annotations`, body as unknown as Json);
   }
-  updateAnnotation(id: number, patch: { label_id?: number; segmentation?: Annotation["segmentation"]; source?: string }): Promise<Annotation> {
+  updateAnnotation(id: number, patch: { label_id?: number; segmentation?: Annotation["segmentation"]; source?: string; seconds?: number; clicks?: number }): Promise<Annotation> {
     return this.json("PATCH", `/annotations/${id}`, patch as Json);
   }
   deleteAnnotation(id: number): Promise<void> { return this.json("DELETE", `/annotations/${id}`); }
@@ -133,7 +133,7 @@ export class ApiClient {
   }
   renewLease(id: number): Promise<Lease> { return this.json("POST", `/leases/${id}/renew`); }
   submitLease(id: number): Promise<ImageInfo> { return this.json("POST", `/leases/${id}/submit`); }
-  releaseLease(id: number): Promise<void> { return this.json("POST", `/leases/${id}/release`); }
+  releaseLease(id: number, skip = false): Promise<void> { return this.json("POST", `/leases/${id}/release${skip ? "?skip=true" : ""}`); }
 
   // models, rounds, jobs
   listModels(): Promise<ModelVersion[]> { return this.json("GET", "/models"); }
@@ -147,7 +147,9 @@ export class ApiClient {
   listRounds(projectId: number): Promise<Round[]> { return this.json("GET", `/projects/${projectId}/rounds`); }
   promoteRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/promote`); }
   discardRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/discard`); }
-  startJob(projectId: number, kind: "prefill" | "automatic"): Promise<Job> { return this.json("POST", `/projects/${projectId}/${kind}`); }
+  startJob(projectId: number, kind: "prefill" | "automatic", body: Record<string, number> = {}): Promise<Job> {
+    return this.json("POST", `/projects/${projectId}/${kind}`, body);
+  }
   listJobs(projectId: number): Promise<Job[]> { return this.json("GET", `/projects/${projectId}/jobs`); }
   exportUrl(projectId: number, format: "coco" | "sa1b"): string { return `${this.base}/projects/${projectId}/export?format=${format}`; }
 }

@@ -3,7 +3,7 @@
  * the stage, manage members, watch progress, run/promote/discard training rounds, see model
  * versions and metrics (SVG bars), and download exports.
  */
-import type { Project, Stage } from "../api/types";
+import type { Job, Project, Stage } from "../api/types";
 import { barChart, numericMetrics } from "../admin/chart";
 import { errorText, h, mount, statusLine } from "../dom";
 import { api } from "../session";
@@ -53,14 +53,67 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
 
 const CHARTED = ["seconds_per_mask", "clicks_per_mask", "masks_per_image", "masks"];
 
-/** One bar chart per quantity, bars for each stage and each model version. */
+/** The evaluation numbers charted per model version (lower NoC is better, higher mIoU). */
+const MODEL_METRICS = ["noc@85", "noc@90", "miou@1", "miou@5"];
+
+/** `metrics`' value for an evaluation key, at the top level or nested (e.g. `after.noc@85`); else null. */
+function evalValue(metrics: unknown, key: string): number | null {
+  const flat = numericMetrics(metrics);
+  if (key in flat) return flat[key];
+  const nested = Object.keys(flat).find((k) => k.endsWith(`.${key}`));
+  return nested ? flat[nested] : null;
+}
+
+/**
+ * Charts: per stage and per model version (seconds, clicks and masks), the same over time (one
+ * bar per day), and each model version's held-out NoC / mIoU.
+ */
 function metricCharts(metrics: Record<string, unknown>): Node[] {
   const groups: [string, Record<string, unknown>][] = [];
   for (const [stage, v] of Object.entries((metrics.stages ?? {}) as Record<string, Record<string, unknown>>)) groups.push([stage, v]);
   for (const [mv, v] of Object.entries((metrics.by_model_version ?? {}) as Record<string, Record<string, unknown>>)) groups.push([`model ${mv}`, v]);
   if (!groups.length) return [h("p", {}, "No metrics yet.")];
-  return CHARTED.map((key) => h("div", { class: "metric" }, h("h4", {}, key.replace(/_/g, " ")),
-    barChart(groups.map(([n]) => n), [{ label: key, color: "#27ae60", values: groups.map(([, v]) => (typeof v[key] === "number" ? (v[key] as number) : null)) }])));
+  const value = (v: Record<string, unknown>, key: string): number | null => (typeof v[key] === "number" ? (v[key] as number) : null);
+  const out: Node[] = CHARTED.map((key) => h("div", { class: "metric" }, h("h4", {}, `${key.replace(/_/g, " ")} per stage and model`),
+    barChart(groups.map(([n]) => n), [{ label: key, color: "#27ae60", values: groups.map(([, v]) => value(v, key)) }])));
+  const days = (metrics.timeline ?? []) as Record<string, unknown>[];
+  if (days.length) {
+    out.push(h("div", { class: "metric", id: "metric-timeline" }, h("h4", {}, "over time (per day): seconds and clicks per mask"),
+      barChart(days.map((d) => String(d.day)), [
+        { label: "seconds/mask", color: "#8e44ad", values: days.map((d) => value(d, "seconds_per_mask")) },
+        { label: "clicks/mask", color: "#e67e22", values: days.map((d) => value(d, "clicks_per_mask")) }], true)));
+  }
+  const models = ((metrics.models ?? []) as { id: number; name: string; metrics: unknown }[])
+    .filter((m) => MODEL_METRICS.some((k) => evalValue(m.metrics, k) !== null));
+  if (models.length) {
+    const colors = ["#c0392b", "#d35400", "#2980b9", "#16a085"];
+    out.push(h("div", { class: "metric", id: "metric-models" }, h("h4", {}, "model versions: held-out NoC@85/90 (lower is better), mIoU@1/5"),
+      barChart(models.map((m) => `${m.id}: ${m.name}`), MODEL_METRICS.map((k, i) => ({
+        label: k, color: colors[i], values: models.map((m) => evalValue(m.metrics, k)) })), true)));
+  }
+  return out;
+}
+
+/** Images by status and annotations by stage and source, as tables. */
+function progressTables(prog: Record<string, unknown>): Node[] {
+  const byStatus = (prog.images_by_status ?? {}) as Record<string, number>;
+  const byStage = (prog.annotations_by_stage ?? {}) as Record<string, Record<string, number>>;
+  const sources = [...new Set(Object.values(byStage).flatMap((v) => Object.keys(v)))].sort();
+  return [
+    h("p", {}, `${String(prog.images ?? 0)} images; stage ${String(prog.stage ?? "")}`),
+    h("table", { id: "progress-images" }, h("tr", {}, ...Object.keys(byStatus).map((k) => h("th", {}, k))),
+      h("tr", {}, ...Object.values(byStatus).map((v) => h("td", {}, String(v))))),
+    sources.length ? h("table", { id: "progress-annotations" }, h("tr", {}, h("th", {}, "stage"), ...sources.map((k) => h("th", {}, k)), h("th", {}, "total")),
+      ...Object.entries(byStage).map(([stage, v]) => h("tr", {}, h("td", {}, stage), ...sources.map((k) => h("td", {}, String(v[k] ?? 0))),
+        h("td", {}, String(Object.values(v).reduce((a, b) => a + b, 0)))))) : h("p", {}, "No annotations yet."),
+  ];
+}
+
+function jobsTable(jobs: Job[]): Node {
+  if (!jobs.length) return h("p", {}, "No jobs yet.");
+  return h("table", {}, h("tr", {}, h("th", {}, "job"), h("th", {}, "kind"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "message")),
+    ...jobs.map((j) => h("tr", { "data-job-id": j.id }, h("td", {}, String(j.id)), h("td", {}, j.kind), h("td", {}, j.status),
+      h("td", {}, `${Math.round(j.progress * 100)}% (${j.done}/${j.total})`), h("td", {}, j.error ? `error: ${j.error}` : j.message ?? ""))));
 }
 
 async function download(path: string, fallbackName: string): Promise<void> {
@@ -88,7 +141,15 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const stage = h("select", { id: "stage-select" }, ...STAGES.map((s) => h("option", { value: s, selected: s === project.stage }, s)));
   const member = h("select", { id: "member-id" });
   const membersEl = h("p", { id: "members" });
-  const progressEl = h("pre", { id: "progress" });
+  const progressEl = h("div", { id: "progress" });
+  const jobsEl = h("div", { id: "jobs" });
+  const labelName = h("input", { id: "label-name", placeholder: "new label" });
+  const labelColor = h("input", { id: "label-color", type: "color", value: "#1e90ff" });
+  const folder = h("input", { id: "import-folder", placeholder: "server folder below an import root" });
+  const grid = h("input", { id: "job-grid", type: "number", min: 1, max: 128, placeholder: "points per side (server default)" });
+  const iouMin = h("input", { id: "job-iou", type: "number", min: 0, max: 1, step: 0.01, placeholder: "min predicted IoU (default)" });
+  const jobBody = (): Record<string, number> => ({
+    ...(grid.value ? { points_per_side: Number(grid.value) } : {}), ...(iouMin.value ? { pred_iou_thresh: Number(iouMin.value) } : {}) });
   const roundsEl = h("div", { id: "rounds" });
   const metricsEl = h("div", { id: "metrics" });
   const steps = h("input", { id: "round-steps", type: "number", value: 200, min: 1 });
@@ -97,18 +158,20 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
 
   const refresh = async (): Promise<void> => {
     try {
-      const [prog, rounds, metrics, p, mvs, users] = await Promise.all([api.progress(projectId), api.listRounds(projectId),
-        api.metrics(projectId), api.getProject(projectId), api.listModels(), api.listUsers()]);
+      const [prog, rounds, metrics, p, mvs, users, jobs] = await Promise.all([api.progress(projectId), api.listRounds(projectId),
+        api.metrics(projectId), api.getProject(projectId), api.listModels(), api.listUsers(), api.listJobs(projectId)]);
       project = p;
       const name = (id: number) => users.find((u) => u.id === id)?.username ?? `user ${id}`;
       membersEl.textContent = `Members: ${p.member_ids.map(name).join(", ") || "none (admins see every project)"}`;
       mount(member, ...users.map((u) => h("option", { value: u.id }, `${u.username} (${u.role})`)));
       mount(activeModel, ...mvs.map((m) => h("option", { value: m.id, selected: m.id === p.active_model_version_id }, `${m.id}: ${m.name} (${m.arch})`)));
-      if (rounds.some((r) => r.status === "queued" || r.status === "running")) {
+      if (rounds.some((r) => r.status === "queued" || r.status === "running") || jobs.some((j) => j.status === "queued" || j.status === "running")) {
         clearTimeout(poll);
         poll = setTimeout(() => { if (document.body.contains(roundsEl)) void refresh(); }, 3000);
       }
-      progressEl.textContent = JSON.stringify(prog, null, 1);
+      mount(progressEl, ...progressTables(prog));
+      mount(jobsEl, jobsTable(jobs));
+      mount(labelsEl, ...project.labels.map((l) => h("span", { class: "chip", style: `border-color:${l.color}` }, l.name)));
       mount(roundsEl, rounds.length ? h("table", {}, h("tr", {}, h("th", {}, "round"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "metrics before / after"), h("th", {}, "")),
         ...rounds.map((r) => {
           const before = numericMetrics(r.metrics_before), after = numericMetrics(r.metrics_after);
@@ -133,6 +196,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     await refresh();
   };
 
+  const labelsEl = h("p", { id: "label-chips" });
   const upload = h("button", { id: "upload", onclick: () => void act(async () => {
     const list = Array.from(files.files ?? []);
     if (!list.length) throw new Error("choose image files first");
@@ -142,12 +206,25 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   mount(root, h("h1", {}, `Project: ${project.name}`),
     h("p", {}, h("a", { href: "/admin", "data-nav": "1" }, "← Admin console"), " · ", h("button", { onclick: () => go(`/annotate/${projectId}`) }, "Annotate")),
     status,
-    h("section", { class: "card" }, h("h2", {}, "Labels"), h("p", {}, ...project.labels.map((l) => h("span", { class: "chip", style: `border-color:${l.color}` }, l.name)))),
-    h("section", { class: "card" }, h("h2", {}, "Images"), files, upload),
+    h("section", { class: "card" }, h("h2", {}, "Labels"), labelsEl, labelName, labelColor,
+      h("button", { id: "add-label", onclick: () => void act(async () => {
+        if (!labelName.value.trim()) throw new Error("type a label name first");
+        const l = await api.addLabel(projectId, labelName.value.trim(), labelColor.value);
+        labelName.value = "";
+        return `Label ${l.name} added.`;
+      }, "Label added.") }, "Add label")),
+    h("section", { class: "card" }, h("h2", {}, "Images"), files, upload, h("br"), folder,
+      h("button", { id: "import-folder-go", onclick: () => void act(async () => {
+        if (!folder.value.trim()) throw new Error("type a folder path on the server first");
+        const r = (await api.importFolder(projectId, folder.value.trim())) as { created?: unknown[]; duplicates?: unknown[]; errors?: { filename: string; detail: string }[] };
+        return `${r.created?.length ?? 0} imported, ${r.duplicates?.length ?? 0} duplicates, ${r.errors?.length ?? 0} errors${(r.errors ?? []).map((e) => `; ${e.filename}: ${e.detail}`).join("")}`;
+      }, "Import done.") }, "Import folder")),
     h("section", { class: "card" }, h("h2", {}, "Stage"), stage,
       h("button", { id: "stage-save", onclick: () => void act(() => api.updateProject(projectId, { stage: stage.value as Stage }), "Stage changed.") }, "Switch stage"),
-      h("button", { onclick: () => void act(() => api.startJob(projectId, "prefill"), "Prefill job started.") }, "Prefill proposals"),
-      h("button", { onclick: () => void act(() => api.startJob(projectId, "automatic"), "Automatic job started.") }, "Run automatic")),
+      h("h3", {}, "Model jobs"), grid, iouMin,
+      h("button", { id: "start-prefill", onclick: () => void act(() => api.startJob(projectId, "prefill", jobBody()), "Prefill job started.") }, "Prefill proposals"),
+      h("button", { id: "start-automatic", onclick: () => void act(() => api.startJob(projectId, "automatic", jobBody()), "Automatic job started.") }, "Run automatic"),
+      jobsEl),
     h("section", { class: "card" }, h("h2", {}, "Members"), membersEl, member,
       h("button", { onclick: () => void act(() => api.addMember(projectId, Number(member.value)), "Member added.") }, "Add"),
       h("button", { onclick: () => void act(() => api.removeMember(projectId, Number(member.value)), "Member removed.") }, "Remove")),

@@ -13,11 +13,11 @@ import { parseColor } from "../decoder/masks";
 import type { Prompt, PromptPoint } from "../decoder/protocol";
 import { errorText, h, mount, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
-import { encodeRle } from "../rle";
+import { decodeRle, encodeRle } from "../rle";
 import { api } from "../session";
-import { EditHistory, paintDisk, withCandidate, type EditState } from "../annotator/history";
+import { EditHistory, paintStroke, withCandidate, type EditState } from "../annotator/history";
 import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
-import { enqueue, flushOutbox, newClientUid, readOutbox } from "../annotator/outbox";
+import { dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox } from "../annotator/outbox";
 import { loadImageData, Prefetcher, type LoadedImage, type PrefetchState } from "../annotator/prefetch";
 
 type Tool = "prompt" | "brush" | "eraser";
@@ -27,6 +27,8 @@ type Rle = { size: [number, number]; counts: string };
 /** Exposed for tests and debugging: what the page last drew, accepted, loaded and prefetched. */
 export interface AnnotatorDebug {
   imageId: number | null; ready: boolean; decodes: number; currentRle: () => Rle | null; lastAccepted: Rle | null;
+  /** the prompts of the object being edited, in image pixels */
+  prompt: () => { points: PromptPoint[]; box: Prompt["box"] };
   /** candidates of the current first click: which one is shown, their predicted IoUs (shown order) and RLEs */
   candidates: () => { index: number; ious: number[]; rles: Rle[] } | null;
   view: () => { scale: number; offsetX: number; offsetY: number };
@@ -49,20 +51,22 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9: label · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size) · A/R accept/reject proposal · wheel zoom · Space+drag or middle-drag pan · N: submit & next");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9: label · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
+  const skipBtn = h("button", { id: "skip", title: "give this image to another annotator (S)", onclick: () => void skipImage() }, "Skip (S)");
   const candInfo = h("span", { id: "cand-info" });
   const candidatesEl = h("span", { id: "candidates", class: "candidates", hidden: true },
     h("button", { id: "cand-prev", title: "previous candidate (Shift+Tab)", onclick: () => { cycle(-1); canvasEl.focus(); } }, "◀"),
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, labelsEl, candidatesEl, status),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelsEl, candidatesEl, status),
     stageHint,
     h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl, timing)), help));
 
   const debug: AnnotatorDebug = {
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
+    prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
     loads: [], prefetch: null, lastClick: null,
   };
@@ -86,6 +90,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   /** click decodes in flight: hovers wait (a preview after a click would be stale) */
   let clicking = 0;
   let spaceHeld = false;
+  /** when the last object was finished (accepted, reviewed) or the image became ready: a review's seconds */
+  let lastActionAt = performance.now();
+  /** the last accepted object and the edit state it came from: Z on a fresh editor undoes the accept */
+  let lastAccept: { obj: ListedObject; state: EditState; imageId: number } | null = null;
+  /** the proposal being fixed (F): accepting the edited mask replaces it */
+  let fixing: ListedObject | null = null;
+  /** the last brush/eraser position of the stroke in progress */
+  let lastPaint: { x: number; y: number } | null = null;
 
   const color = () => parseColor(labels.find((l) => l.id === labelId)?.color ?? "#1e90ff");
   const H = () => canvas.imageHeight, W = () => canvas.imageWidth;
@@ -118,7 +130,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const left = objects.filter(isProposal).length;
     const what = project?.stage === "fully_automatic" ? "Stage 3 — review the automatic masks"
       : project?.stage === "semi_automatic" ? "Stage 2 — check the prefilled masks" : left ? "Review the proposed masks" : "";
-    stageHint.textContent = what ? `${what}: ${left} left on this image. A accepts, R rejects the highlighted one (click a row to pick another); then annotate what is missing.` : "";
+    stageHint.textContent = what ? `${what}: ${left} left on this image. A accepts, R rejects, F fixes (brush/eraser, then Enter) the highlighted one (click a row to pick another); then annotate what is missing.` : "";
     stageHint.hidden = !what;
   }
 
@@ -131,8 +143,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
 
   /** Accept (it becomes `semi_auto_accepted`, taking the current label if it has none) or reject (delete) a proposal. */
   async function review(o: ListedObject, decision: "accept" | "reject"): Promise<void> {
+    const seconds = Math.round((performance.now() - lastActionAt) / 100) / 10;
+    lastActionAt = performance.now();
     if (decision === "accept") {
-      const patch = { source: "semi_auto_accepted", ...(o.labelId === null && labelId ? { label_id: labelId } : {}) };
+      const patch = { source: "semi_auto_accepted", seconds, clicks: 0, ...(o.labelId === null && labelId ? { label_id: labelId } : {}) };
       o.annotation = await api.updateAnnotation(o.annotation!.id, patch);
       o.source = o.annotation.source;
       o.labelId = o.annotation.label_id;
@@ -168,6 +182,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
 
   function report(err: unknown): void {
     if (err instanceof ApiError && err.status === 409) status.say(`Your lease on this image was lost (${err.detail}). Press N for another image.`, "error");
+    else if (lease && !ready) status.say(`This image could not be opened: ${errorText(err)}. Press S to skip it (another annotator gets it), or reload the page to try again.`, "error");
     else status.say(errorText(err), "error");
   }
 
@@ -195,6 +210,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     history.clearAll();
     show(history.state);
     objects = [];
+    lastAccept = null;
+    fixing = null;
     status.say(`Loading image ${image.file_name}…`);
     const progress = (p: EmbeddingProgress): void => {
       if (p.state === "computing") status.say(`Computing the embedding of ${image.file_name}… (${Math.round(p.waitedSeconds)} s)`);
@@ -228,6 +245,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     ready = debug.ready = true;
     startedAt = null;
     clicks = 0;
+    lastActionAt = performance.now();
     debug.loads.push({ imageId: image.id, prefetched: fromPrefetch, ms: performance.now() - t0 });
     status.say(`Ready: ${image.file_name} (${image.width}×${image.height}), embedding ${(emb.byteLength / 1048576).toFixed(1)} MiB${fromPrefetch ? " (prefetched)" : ""}, decoder ${decoder.threads} thread(s).`, "ok");
     canvasEl.focus();
@@ -250,8 +268,23 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }
   }
 
+  /** Give the image back for another annotator (it is not offered to this user again); saved masks stay. */
+  async function skipImage(): Promise<void> {
+    if (history.state.mask) { status.say("Accept (Enter) or clear (Esc) the current mask first."); return; }
+    await flush();
+    try {
+      if (lease) await api.releaseLease(lease.lease_id, true);
+    } catch (err) {
+      report(err);
+      if (!(err instanceof ApiError && err.status === 409)) return;
+    }
+    await nextImage();
+  }
+
   async function submitAndNext(): Promise<void> {
     if (history.state.mask) { status.say("Accept (Enter) or clear (Esc) the current mask first."); return; }
+    // an image that never opened is not "done": skip it instead, so it stays in the queue for the others
+    if (lease && !ready) { await skipImage(); return; }
     await flush();
     if (lease && readOutbox().some((e) => e.imageId === lease!.image.id)) {
       status.say("Some masks of this image are not saved yet; not submitting.", "error");
@@ -308,6 +341,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   function accept(): void {
     const s = history.state;
     if (!s.mask || !lease || !s.mask.some((v) => v)) { status.say("Nothing to accept: click on an object first."); return; }
+    const fixed = fixing;
+    fixing = null;
     const rle: Rle = encodeRle(s.mask, H(), W());
     const uid = newClientUid();
     const body = {
@@ -316,14 +351,64 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       model_version_id: modelVersionId, predicted_iou: s.iou ?? undefined, client_uid: uid,
     };
     enqueue(lease.image.id, body);
-    objects.push(makeObject(null, rle, labelId, "assisted", labels, uid));
+    const obj = makeObject(null, rle, labelId, "assisted", labels, uid);
+    objects.push(obj);
     debug.lastAccepted = rle;
-    history.reset();
+    lastAccept = fixed ? null : { obj, state: s, imageId: lease.image.id };
+    // the accepted mask leaves the editor's history: Z now undoes the accept itself (undoAccept)
+    history.clearAll();
     show(history.state);
     startedAt = null;
     clicks = 0;
-    status.say("Accepted.", "ok");
+    lastActionAt = performance.now();
+    status.say(fixed ? "Fixed mask accepted; it replaces the proposal." : "Accepted. (Z undoes the accept.)", "ok");
+    if (fixed) { tool = "prompt"; renderLabels(); }
+    if (fixed?.annotation) {
+      const id = fixed.annotation.id;
+      objects = objects.filter((x) => x !== fixed);
+      selectedProposal = nextProposal(objects, null);
+      void act(() => api.deleteAnnotation(id));
+    }
     void flush();
+  }
+
+  /** Undo the last accept: the object leaves the list (and the server) and its mask is back in the editor. */
+  async function undoAccept(): Promise<boolean> {
+    const last = lastAccept;
+    if (!last || !lease || last.imageId !== lease.image.id) return false;
+    lastAccept = null;
+    await flush(); // an entry being sent right now is either saved (then deleted below) or still queued
+    try {
+      if (last.obj.annotation) await api.deleteAnnotation(last.obj.annotation.id);
+      else if (last.obj.pendingUid) dropFromOutbox(last.obj.pendingUid);
+    } catch (err) {
+      report(err);
+      return true;
+    }
+    objects = objects.filter((x) => x !== last.obj);
+    history.clearAll();
+    history.push(last.state);
+    show(history.state);
+    renderList();
+    status.say("Accept undone: the mask is back in the editor.", "ok");
+    return true;
+  }
+
+  /** Load the highlighted proposal into the editor for brush/eraser touch-up; Enter replaces it. */
+  function fixProposal(o: ListedObject): void {
+    if (!o.annotation || !lease) return;
+    if (history.state.mask) { status.say("Accept (Enter) or clear (Esc) the current mask first."); return; }
+    const seg = o.annotation.segmentation as { size: [number, number]; counts: string };
+    const mask = decodeRle(seg);
+    fixing = o;
+    if (o.labelId) { labelId = o.labelId; renderLabels(); }
+    history.push({ points: [], box: null, mask, lowRes: null, iou: null, candidates: null, candidate: 0 });
+    show(history.state);
+    startedAt = performance.now();
+    clicks = 0;
+    tool = "brush";
+    renderLabels();
+    status.say("Fixing the proposal: brush (B) adds, eraser (E) removes; Enter accepts the fixed mask, Esc cancels.", "ok");
   }
 
   debug.currentRle = () => (history.state.mask ? encodeRle(history.state.mask, H(), W()) : null);
@@ -343,9 +428,12 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (pan) e.preventDefault(); // no middle-click autoscroll
     down = { ...p, cx: e.clientX, cy: e.clientY, button: e.button, pan };
     setCursor();
-    if (!pan && (tool === "brush" || tool === "eraser") && e.button === 0 && history.state.mask) {
-      history.push({ ...history.state, mask: history.state.mask.slice(), candidates: null, candidate: 0 });
-      paintDisk(history.state.mask!, W(), H(), p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
+    if (!pan && (tool === "brush" || tool === "eraser") && e.button === 0 && ready && (history.state.mask || tool === "brush")) {
+      const mask = history.state.mask ? history.state.mask.slice() : new Uint8Array(W() * H());
+      history.push({ ...history.state, mask, candidates: null, candidate: 0 });
+      startedAt ??= performance.now();
+      lastPaint = p;
+      paintStroke(mask, W(), H(), p.x, p.y, p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
       show(history.state);
     }
   });
@@ -360,8 +448,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       canvas.requestDraw();
       return;
     }
-    if (down && down.button === 0 && tool !== "prompt" && history.state.mask) {
-      paintDisk(history.state.mask, W(), H(), p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
+    if (down && down.button === 0 && tool !== "prompt" && history.state.mask && lastPaint) {
+      paintStroke(history.state.mask, W(), H(), lastPaint.x, lastPaint.y, p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
+      lastPaint = p;
       show(history.state);
       return;
     }
@@ -372,14 +461,20 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }
     if (!down && !spaceHeld && canvas.inside(p)) void hover(p);
   });
-  canvasEl.addEventListener("mouseup", (e) => {
+  // on the window, not the canvas: a drag released outside the canvas must still end (a box drawn
+  // to the image border), or the stale box would turn the next click into that box
+  const onMouseUp = (e: MouseEvent): void => {
+    if (!document.body.contains(canvasEl)) { window.removeEventListener("mouseup", onMouseUp); return; }
     const start = down;
     down = null;
+    lastPaint = null;
+    if (!start) return;
     setCursor();
     if (!start || start.pan || tool !== "prompt") return;
     const p = canvas.eventToImage(e);
     if (canvas.dragBox) {
-      const b = canvas.dragBox;
+      // from where the drag began to where it ended (possibly outside the canvas), clamped below
+      const b = { x0: start.x, y0: start.y, x1: p.x, y1: p.y };
       canvas.dragBox = null;
       void addPrompt(null, { x0: Math.max(0, Math.min(b.x0, b.x1)), y0: Math.max(0, Math.min(b.y0, b.y1)), x1: Math.min(W(), Math.max(b.x0, b.x1)), y1: Math.min(H(), Math.max(b.y0, b.y1)) }, e.timeStamp);
       return;
@@ -387,7 +482,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (!canvas.inside(p) || start.button === 1) return;
     const negative = start.button === 2 || e.altKey;
     void addPrompt({ x: p.x, y: p.y, label: negative ? 0 : 1 }, null, e.timeStamp);
-  });
+  };
+  window.addEventListener("mouseup", onMouseUp);
   canvasEl.addEventListener("mouseleave", () => { canvas.brushCursor = null; if (!down) show(history.state); });
   canvasEl.addEventListener("wheel", (e) => {
     e.preventDefault();
@@ -411,15 +507,17 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (e.key === "Tab") { if (!cycle(e.shiftKey ? -1 : 1)) return; }
     else if (/^[1-9]$/.test(e.key) && labels[Number(e.key) - 1]) { labelId = labels[Number(e.key) - 1].id; renderLabels(); show(history.state); }
     else if (e.key === "Enter") accept();
-    else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; }
+    else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; if (fixing) { fixing = null; status.say("Fix cancelled; the proposal is unchanged."); } }
     else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) show(history.state); }
-    else if (k === "z") { if (history.undo()) show(history.state); }
+    else if (k === "z") { if (history.undo()) show(history.state); else void undoAccept(); }
     else if (k === "b" || k === "e") { tool = tool === (k === "b" ? "brush" : "eraser") ? "prompt" : k === "b" ? "brush" : "eraser"; renderLabels(); }
     else if (e.key === "[" || e.key === "]") brushRadius = Math.max(1, brushRadius * (e.key === "]" ? 1.25 : 0.8));
     else if (k === "n") void submitAndNext();
-    else if ((k === "a" || k === "r") && selectedProposal) {
+    else if (k === "s" && !ctrl) void skipImage();
+    else if ((k === "a" || k === "r" || k === "f") && selectedProposal) {
       const o = objects.find((x) => x.key === selectedProposal);
-      if (o) void act(() => review(o, k === "a" ? "accept" : "reject"));
+      if (o && k === "f") fixProposal(o);
+      else if (o) void act(() => review(o, k === "a" ? "accept" : "reject"));
     } else return;
     e.preventDefault();
   };
