@@ -193,14 +193,29 @@ def test_stage3_review_of_automatic_masks(page, running_app, screenshots) -> Non
     page.keyboard.press("r")  # reject the next one
     page.wait_for_function(f"!document.querySelector(\"#objects li[data-key='a{ids[1]}']\")")
     assert "1 left" in hint.inner_text()
-    page.locator(f"#objects li[data-key='a{ids[2]}'] button", has_text="accept").click()
-    page.wait_for_selector(f"#objects li[data-key='a{ids[2]}'][data-source='semi_auto_accepted']")
+    # F fixes the last one: its mask goes into the editor, the eraser cuts a strip, Enter replaces it
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[2]}']")
+    page.keyboard.press("f")
+    page.wait_for_function("window.maskloop.currentRle() !== null", timeout=10_000)
+    page.keyboard.press("e")
+    page.mouse.move(*image_to_client(page, SIZE, 2, 25))
+    page.mouse.down()
+    page.mouse.move(*image_to_client(page, SIZE, 48, 25), steps=2)
+    page.mouse.up()
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"!document.querySelector(\"#objects li[data-key='a{ids[2]}']\")", timeout=30_000)
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
     assert "0 left" in hint.inner_text()
 
     stored = {a["id"]: a for a in ap.annotations(running_app, image_id)}
-    assert set(stored) == {ids[0], ids[2]}, "the rejected automatic mask must be deleted"
+    assert ids[1] not in stored, "the rejected automatic mask must be deleted"
+    assert ids[2] not in stored, "the fixed proposal must be replaced"
     assert stored[ids[0]]["source"] == "semi_auto_accepted" and stored[ids[0]]["label_id"] == proj["labels"][0]["id"]
-    assert stored[ids[2]]["source"] == "semi_auto_accepted"
+    fixed = [a for a in stored.values() if a["id"] not in ids]
+    assert len(fixed) == 1 and fixed[0]["source"] == "assisted", fixed
+    m = ap.decode_rle(fixed[0]["segmentation"])
+    assert m[12, 10:40].all() and not m[25, :].any() and m.sum() < 30 * 30
     assert stored[ids[0]]["seconds"] is not None and stored[ids[0]]["clicks"] == 0, "a review records its time"
     assert not page.page_errors, page.page_errors
 
