@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ApiClient } from "../src/api/client";
-import { dropFromOutbox, enqueue, flushOutbox, readOutbox } from "../src/annotator/outbox";
+import { discardRefused, dropFromOutbox, enqueue, flushOutbox, readOutbox, readRefused, retryRefused } from "../src/annotator/outbox";
 import { EditHistory, emptyState, paintDisk } from "../src/annotator/history";
 
 class MemoryStorage {
@@ -48,7 +48,7 @@ describe("autosave outbox", () => {
     expect(readOutbox().map((e) => e.body.client_uid)).toEqual(["u2"]);
   });
 
-  it("keeps everything on 401 and 5xx, drops (and reports) a mask the server refuses for good", async () => {
+  it("keeps everything on 401 and 5xx, sets aside (and reports) a mask the server refuses for good", async () => {
     enqueue(1, body("a"));
     enqueue(1, body("b"));
     const api = new ApiClient("/api/v1", "tok");
@@ -62,6 +62,17 @@ describe("autosave outbox", () => {
     expect(r.rejected.map((x) => x.error)).toEqual(["segmentation: bad counts (HTTP 422)"]);
     expect(r.saved).toHaveLength(1);
     expect(readOutbox()).toHaveLength(0);
+    // not lost: it waits in the refused list, survives (it is in localStorage), and can be retried with another label
+    expect(readRefused().map((e) => [e.body.client_uid, e.error])).toEqual([["a", "segmentation: bad counts (HTTP 422)"]]);
+    expect(retryRefused("a", 5)).toBe(true);
+    expect(readRefused()).toHaveLength(0);
+    expect(readOutbox().map((e) => [e.body.client_uid, e.body.label_id])).toEqual([["a", 5]]);
+    vi.stubGlobal("fetch", vi.fn(async () => respond(404, { detail: "label 5 not found" })));
+    await flushOutbox(api);
+    expect(readRefused()).toHaveLength(1);
+    discardRefused("a");
+    expect(readRefused()).toHaveLength(0);
+    expect(retryRefused("a")).toBe(false);
   });
 });
 

@@ -150,3 +150,44 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     with running_app.client() as api:
         assert "tree" in [label["name"] for label in api.get(f"/projects/{project['id']}").json()["labels"]]
     assert not page.page_errors, page.page_errors
+
+
+def test_refused_mask_is_kept_and_can_be_retried_with_another_label(page, running_app, project) -> None:  # noqa: ANN001
+    image_id = _login_and_open(page, running_app, project)
+    def assisted() -> list[dict]:  # the admin test's prefill job may add semi_auto proposals meanwhile
+        return [a for a in _annotations(running_app, image_id) if a["source"] == "assisted"]
+
+    before = len(assisted())
+
+    def refuse(route):  # noqa: ANN001 - the server says no for good, once (as when the label was deleted)
+        if route.request.method == "POST":
+            route.fulfill(status=404, content_type="application/json", body='{"detail": "label 99 not found"}')
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/images/*/annotations", refuse)
+    _click(page, 240, 180)
+    expected = _current_mask(page)
+    page.keyboard.press("Enter")
+    row = page.locator("#objects li.object", has=page.locator("span.refused"))
+    row.wait_for(timeout=15_000)
+    assert "label 99 not found" in row.inner_text() and "kept in the object list" in page.locator("#status").inner_text()
+    page.unroute("**/api/v1/images/*/annotations")
+    # a reload keeps it (refused list in localStorage); N will not submit the image past it
+    page.reload()
+    _wait_ready(page)
+    row = page.locator("#objects li.object", has=page.locator("span.refused"))
+    row.wait_for(timeout=15_000)
+    page.keyboard.press("n")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('refused a mask')", timeout=10_000)
+    assert page.evaluate("window.maskloop.imageId") == image_id
+    row.locator("select").select_option(str(project["labels"][1]["id"]))
+    row.locator("button.retry").click()
+    page.wait_for_function("!document.querySelector('#objects span.refused')"
+                           " && document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    stored = assisted()
+    assert len(stored) == before + 1
+    assert np.array_equal(ap.decode_rle(stored[-1]["segmentation"]), expected)
+    assert stored[-1]["label_id"] == project["labels"][1]["id"]
+    assert not page.page_errors, page.page_errors

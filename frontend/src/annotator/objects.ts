@@ -18,6 +18,8 @@ export interface ListedObject {
   source: string;
   layer: MaskLayer;
   visible: boolean;
+  /** the server refused to store it (the reason); it waits for a retry or a discard */
+  refused?: string | null;
 }
 
 export function makeObject(ann: Annotation | null, rle: { size: [number, number]; counts: string }, labelId: number | null,
@@ -51,6 +53,9 @@ export interface ObjectActions {
   accept(o: ListedObject): void;
   reject(o: ListedObject): void;
   select(o: ListedObject): void;
+  /** send a refused mask again with the label picked in its row */
+  retry(o: ListedObject, labelId: number | null): void;
+  discard(o: ListedObject): void;
 }
 
 /** Render the list into `el`; `selected` is the semi-auto proposal that A/R keys act on. */
@@ -60,11 +65,15 @@ export function renderObjects(el: HTMLElement, objects: ListedObject[], labels: 
     const select = h("select", { "aria-label": "label", onchange: (e) => actions.relabel(o, Number((e.target as HTMLSelectElement).value)) },
       o.labelId === null ? h("option", { value: "", selected: true }, "(no label)") : null,
       ...labels.map((l) => h("option", { value: l.id, selected: l.id === o.labelId }, l.name)));
-    if (!o.annotation) select.disabled = true;
+    if (!o.annotation && !o.refused) select.disabled = true;
     const proposal = isProposal(o);
     const li = h("li", { class: `object${selected === o.key ? " selected" : ""}`, "data-key": o.key, "data-source": o.source },
       h("span", { class: "swatch", style: `background:${label?.color ?? "#888"}` }),
-      `#${i + 1} `, select, ` ${o.source}${o.pendingUid ? " (saving…)" : ""} `,
+      `#${i + 1} `, select, ` ${o.source}${o.refused ? "" : o.pendingUid ? " (saving…)" : ""} `,
+      o.refused ? h("span", { class: "refused" }, `not saved: ${o.refused} `) : null,
+      o.refused ? h("button", { class: "retry", title: "send again with the label chosen here",
+        onclick: () => actions.retry(o, select.value ? Number(select.value) : null) }, "retry") : null,
+      o.refused ? h("button", { class: "discard", title: "give up this mask", onclick: () => actions.discard(o) }, "discard") : null,
       h("button", { onclick: () => actions.toggle(o), title: "show/hide" }, o.visible ? "hide" : "show"),
       o.annotation ? h("button", { onclick: () => actions.remove(o), title: "delete" }, "delete") : null,
       proposal ? h("button", { onclick: () => actions.accept(o), title: "accept proposal (A)" }, "accept") : null,

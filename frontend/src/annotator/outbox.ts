@@ -2,26 +2,59 @@
  * The autosave outbox: every accepted mask is written to localStorage before it is POSTed and
  * removed only once the server has stored it. Retries are safe because each entry carries a
  * `client_uid` the server uses to recognise a repeat. A reload, a lost network or an expired
- * login loses nothing accepted.
+ * login loses nothing accepted. A mask the server refuses for good (say its label was deleted
+ * meanwhile) moves to a second list, kept across reloads until the annotator retries it (with
+ * another label) or discards it.
  */
 import { ApiError, type ApiClient } from "../api/client";
 import type { Annotation, AnnotationCreate } from "../api/types";
 
 const KEY = "maskloop.outbox";
+const REFUSED_KEY = "maskloop.refused";
 
 export interface OutboxEntry { imageId: number; body: AnnotationCreate & { client_uid: string }; queuedAt: number }
 
-export function readOutbox(): OutboxEntry[] {
+export interface RefusedEntry extends OutboxEntry { error: string }
+
+function readList<T>(key: string): T[] {
   try {
-    const raw = localStorage.getItem(KEY);
-    return raw ? (JSON.parse(raw) as OutboxEntry[]) : [];
+    const raw = localStorage.getItem(key);
+    return raw ? (JSON.parse(raw) as T[]) : [];
   } catch {
     return [];
   }
 }
 
+export function readOutbox(): OutboxEntry[] {
+  return readList<OutboxEntry>(KEY);
+}
+
 function writeOutbox(entries: OutboxEntry[]): void {
   localStorage.setItem(KEY, JSON.stringify(entries));
+}
+
+/** Masks the server refused for good, with its reason. */
+export function readRefused(): RefusedEntry[] {
+  return readList<RefusedEntry>(REFUSED_KEY);
+}
+
+function writeRefused(entries: RefusedEntry[]): void {
+  localStorage.setItem(REFUSED_KEY, JSON.stringify(entries));
+}
+
+/** Send a refused mask again (optionally with another label); false when it is not in the list. */
+export function retryRefused(uid: string, labelId?: number): boolean {
+  const entry = readRefused().find((e) => e.body.client_uid === uid);
+  if (!entry) return false;
+  writeOutbox([...readOutbox(), { imageId: entry.imageId, queuedAt: Date.now(),
+    body: { ...entry.body, ...(labelId ? { label_id: labelId } : {}) } }]);
+  writeRefused(readRefused().filter((e) => e.body.client_uid !== uid));
+  return true;
+}
+
+/** Forget a refused mask (the annotator chose to). */
+export function discardRefused(uid: string): void {
+  writeRefused(readRefused().filter((e) => e.body.client_uid !== uid));
 }
 
 export function enqueue(imageId: number, body: AnnotationCreate & { client_uid: string }): OutboxEntry {
@@ -52,8 +85,8 @@ let flushing: Promise<FlushResult> | null = null;
 
 /**
  * POST every entry (one flush at a time). Saved ones leave the outbox; ones the server refuses for
- * good (4xx other than 401/408/429) leave it too and are reported, so one bad mask cannot block
- * the rest; network errors, 5xx and 401 keep them for the next try.
+ * good (4xx other than 401/408/429) move to the refused list and are reported, so one bad mask
+ * cannot block the rest and none is lost; network errors, 5xx and 401 keep them for the next try.
  */
 export function flushOutbox(api: ApiClient): Promise<FlushResult> {
   flushing ??= doFlush(api).finally(() => { flushing = null; });
@@ -71,6 +104,7 @@ async function doFlush(api: ApiClient): Promise<FlushResult> {
       const status = err instanceof ApiError ? err.status : 0;
       const message = err instanceof Error ? err.message : String(err);
       if (status >= 400 && status < 500 && ![401, 408, 429].includes(status)) {
+        writeRefused([...readRefused().filter((e) => e.body.client_uid !== entry.body.client_uid), { ...entry, error: message }]);
         remove(entry.body.client_uid);
         out.rejected.push({ entry, error: message });
       } else {

@@ -17,7 +17,7 @@ import { decodeRle, encodeRle } from "../rle";
 import { api } from "../session";
 import { EditHistory, paintStroke, withCandidate, type EditState } from "../annotator/history";
 import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
-import { dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox } from "../annotator/outbox";
+import { discardRefused, dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox, readRefused, retryRefused } from "../annotator/outbox";
 import { loadImageData, Prefetcher, type LoadedImage, type PrefetchState } from "../annotator/prefetch";
 
 type Tool = "prompt" | "brush" | "eraser";
@@ -164,14 +164,31 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     renderObjects(objectsEl, objects, labels, {
       toggle: (o) => { o.visible = !o.visible; renderList(); canvas.draw(); },
       remove: (o) => void act(async () => { await api.deleteAnnotation(o.annotation!.id); objects = objects.filter((x) => x !== o); }),
-      relabel: (o, id) => void act(async () => { await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; }),
+      relabel: (o, id) => {
+        if (o.refused) { o.labelId = id; return; } // taken by "retry"
+        void act(async () => { await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; });
+      },
+      retry: (o, id) => {
+        if (!o.pendingUid || !retryRefused(o.pendingUid, id ?? undefined)) return;
+        o.refused = null;
+        if (id) o.labelId = id;
+        void flush();
+      },
+      discard: (o) => {
+        if (o.pendingUid) discardRefused(o.pendingUid);
+        objects = objects.filter((x) => x !== o);
+        renderList();
+        canvas.draw();
+      },
       accept: (o) => void act(() => review(o, "accept")),
       reject: (o) => void act(() => review(o, "reject")),
       select: (o) => { selectedProposal = o.key; renderList(); canvas.draw(); },
     }, selectedProposal);
     renderStageHint();
     const pending = readOutbox().length;
-    saveEl.textContent = pending ? `${pending} accepted mask(s) waiting to be saved — retrying` : "All accepted masks saved.";
+    const refused = readRefused().length;
+    saveEl.textContent = (pending ? `${pending} accepted mask(s) waiting to be saved — retrying` : "All accepted masks saved.")
+      + (refused ? ` ${refused} refused by the server: see the object list.` : "");
   }
 
   async function act(fn: () => Promise<void>): Promise<void> {
@@ -193,8 +210,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       if (o) { o.annotation = annotation; o.pendingUid = null; o.key = `a${annotation.id}`; }
     }
     for (const { entry, error } of r.rejected) {
-      objects = objects.filter((x) => x.pendingUid !== entry.body.client_uid);
-      status.say(`The server refused an accepted mask: ${error}`, "error");
+      const o = objects.find((x) => x.pendingUid === entry.body.client_uid);
+      if (o) o.refused = error;
+      status.say(`The server refused an accepted mask: ${error}. It is kept in the object list: pick a label and retry, or discard it.`, "error");
     }
     if (r.lastError) status.say(`Saving failed, will retry: ${r.lastError}`, "error");
     renderList();
@@ -228,6 +246,11 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     objects = (await stored).map((a) => makeObject(a, a.segmentation, a.label_id, a.source, labels, null));
     for (const e of readOutbox().filter((x) => x.imageId === image.id)) {
       objects.push(makeObject(null, e.body.segmentation, e.body.label_id, e.body.source, labels, e.body.client_uid));
+    }
+    for (const e of readRefused().filter((x) => x.imageId === image.id)) {
+      const o = makeObject(null, e.body.segmentation, e.body.label_id, e.body.source, labels, e.body.client_uid);
+      o.refused = e.error;
+      objects.push(o);
     }
     selectedProposal = nextProposal(objects);
     renderList();
@@ -288,6 +311,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     await flush();
     if (lease && readOutbox().some((e) => e.imageId === lease!.image.id)) {
       status.say("Some masks of this image are not saved yet; not submitting.", "error");
+      return;
+    }
+    if (lease && readRefused().some((e) => e.imageId === lease!.image.id)) {
+      status.say("The server refused a mask of this image: retry it (pick a label) or discard it in the object list first.", "error");
       return;
     }
     try {
@@ -380,7 +407,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     await flush(); // an entry being sent right now is either saved (then deleted below) or still queued
     try {
       if (last.obj.annotation) await api.deleteAnnotation(last.obj.annotation.id);
-      else if (last.obj.pendingUid) dropFromOutbox(last.obj.pendingUid);
+      else if (last.obj.pendingUid && !dropFromOutbox(last.obj.pendingUid)) discardRefused(last.obj.pendingUid);
     } catch (err) {
       report(err);
       return true;
