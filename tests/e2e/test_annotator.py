@@ -90,15 +90,21 @@ def test_annotate_accept_reload(page, running_app, project, screenshots) -> None
     assert not page.page_errors, page.page_errors
 
 
+def _posts_answered_by(answer):  # noqa: ANN001, ANN202
+    """A Playwright route handler: POSTs get ``answer(route)``, other requests go through."""
+    def handler(route):  # noqa: ANN001, ANN202
+        if route.request.method == "POST":
+            answer(route)
+        else:
+            route.continue_()
+    return handler
+
+
 def test_failed_save_survives_reload_and_expired_login(page, running_app, project, screenshots) -> None:  # noqa: ANN001
     image_id = _login_and_open(page, running_app, project)
     before = len(_annotations(running_app, image_id))
 
-    def refuse(route):  # noqa: ANN001
-        if route.request.method == "POST":
-            route.abort("connectionrefused")
-        else:
-            route.continue_()
+    refuse = _posts_answered_by(lambda route: route.abort("connectionrefused"))
 
     page.route("**/api/v1/images/*/annotations", refuse)
     _click(page, 240, 180)
@@ -159,11 +165,9 @@ def test_refused_mask_is_kept_and_can_be_retried_with_another_label(page, runnin
 
     before = len(assisted())
 
-    def refuse(route):  # noqa: ANN001 - the server says no for good, once (as when the label was deleted)
-        if route.request.method == "POST":
-            route.fulfill(status=404, content_type="application/json", body='{"detail": "label 99 not found"}')
-        else:
-            route.continue_()
+    # the server says no for good (as when the label was deleted meanwhile)
+    refuse = _posts_answered_by(lambda route: route.fulfill(status=404, content_type="application/json",
+                                                            body='{"detail": "label 99 not found"}'))
 
     page.route("**/api/v1/images/*/annotations", refuse)
     _click(page, 240, 180)
