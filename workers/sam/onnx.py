@@ -316,6 +316,8 @@ class OnnxPredictor:
         """
         if self._embedding is None or self._size is None:
             raise RuntimeError("call set_image before predict")
+        # the same ValueErrors as SamPredictor.predict: points outside the image, mismatched labels, bad box/mask
+        self._encoder._check_prompts(point_coords, point_labels, box, mask_input)
         feeds = OnnxDecoder.feeds(self._embedding, point_coords, point_labels, self._size, box_xyxy=box,
                                   mask_input=mask_input)
         masks, scores, low_res = (self._multi if multimask_output else self._single).run(feeds)

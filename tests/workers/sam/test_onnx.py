@@ -152,6 +152,10 @@ def test_onnx_predictor_matches_sam_predictor(exported):
     assert o_masks.dtype == bool and o_masks.shape == (1, 90, 130)
     assert (o_masks != t_masks).mean() < 1e-3
     assert np.abs(o_scores - t_scores).max() < 1e-3
+    with pytest.raises(ValueError, match="outside"):
+        onnx_pred.predict(point_coords=np.array([[200.0, 40.0]]), point_labels=np.array([1]))
+    with pytest.raises(ValueError, match="label"):
+        onnx_pred.predict(point_coords=pts, point_labels=np.array([1]))
     with pytest.raises(RuntimeError, match="set_image"):
         OnnxPredictor(model, threads=1).predict(point_coords=pts, point_labels=labels)
 
