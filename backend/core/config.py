@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     # Model served to new projects: a directory holding model.pt + decoder.onnx.
     default_model_dir: Path = DEFAULT_MODEL_DIR
     device: str = "auto"  # auto | cpu | cuda
+    # Mixed precision for the worker's image encoder and automatic-mask decoding, on CUDA only
+    # (ignored on a CPU): none keeps float32 (exact, the default), fp16 / bf16 run under autocast.
+    autocast: Literal["none", "fp16", "bf16"] = "none"
 
     # Upload guards.
     max_upload_bytes: int = 50 * 1024 * 1024

@@ -63,8 +63,10 @@ def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any]) -> lis
 
     from workers.sam.automatic import SamAutomaticMaskGenerator
 
+    from workers.engine.embedding import autocast_for
+
     generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", **params)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast_for(model):
         records = generator.generate(image)
     for rec in records:
         counts = rec["segmentation"]["counts"]

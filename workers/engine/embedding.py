@@ -1,6 +1,7 @@
 """Compute an image embedding with the encoder and store it in both wire-format dtypes."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,21 @@ class EmbeddingResult:
     nbytes: dict[str, int]
 
 
+def autocast_for(model: Any, mode: str | None = None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``mode`` ("fp16" / "bf16", default: the ``autocast`` setting) when the
+    model is on CUDA; a no-op on a CPU or with "none"."""
+    import torch
+
+    if mode is None:
+        from backend.core.config import get_settings
+
+        mode = get_settings().autocast
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mode)
+    if dtype is None or next(model.parameters()).device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=dtype)
+
+
 def compute_embedding(model: Any, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
     """Run the image encoder on an ``H×W×3`` uint8 RGB image (through ``SamPredictor``).
 
@@ -36,7 +52,7 @@ def compute_embedding(model: Any, image: np.ndarray) -> tuple[np.ndarray, tuple[
     from workers.sam import SamPredictor
 
     predictor = SamPredictor(model)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast_for(model):
         predictor.set_image(image)
         emb = predictor.get_image_embedding()
     arr = emb.detach().float().cpu().numpy()
@@ -66,7 +82,7 @@ def compute_embeddings(model: Any, images: list[np.ndarray]) -> list[tuple[np.nd
         tensor = torch.as_tensor(resized, device=device).permute(2, 0, 1).contiguous().float()
         batch.append(model.preprocess(tensor))
         sizes.append((tuple(int(v) for v in image.shape[:2]), (int(resized.shape[0]), int(resized.shape[1]))))
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast_for(model):
         features = model.image_encoder(torch.stack(batch)).float().cpu().numpy()
     return [(features[i:i + 1], orig, inp) for i, (orig, inp) in enumerate(sizes)]
 

@@ -170,6 +170,24 @@ def test_batched_encoder_matches_single_image_path(env: Env) -> None:
         torch.testing.assert_close(torch.from_numpy(emb), torch.from_numpy(ref), atol=1e-4, rtol=1e-4)
 
 
+def test_autocast_setting_is_checked_and_a_no_op_on_cpu(env: Env, monkeypatch) -> None:
+    import contextlib
+
+    import pydantic
+
+    from backend.core.config import Settings
+    from workers.engine.embedding import autocast_for
+    from workers.tasks.common import model_for_version
+
+    with monkeypatch.context() as env_vars:
+        env_vars.setenv("MASKLOOP_AUTOCAST", "fp8")
+        with pytest.raises(pydantic.ValidationError, match="autocast"):
+            Settings()
+    model = model_for_version(seed_project(env, n_images=0)["model_version_id"])
+    for mode in ("none", "fp16", "bf16"):  # the model is on the CPU: float32, whatever the setting
+        assert isinstance(autocast_for(model, mode), contextlib.nullcontext)
+
+
 class _Killed(BaseException):
     """Stands in for the process dying (not an Exception: the batch must not catch it)."""
 
