@@ -99,6 +99,29 @@ def test_annotation_roundtrip_and_rle_checks(any_api):
     assert c.get(f"/api/v1/images/{img}/annotations", headers=api.admin).json() == []
 
 
+def test_source_transitions_accept_and_undo_accept_only(api):
+    c = api.client
+    p = api.make_project()
+    img = api.add_image(p["id"], height=24, width=32)
+    uid, annotator = api.make_user("ana")
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+    mask = np.zeros((24, 32), bool)
+    mask[4:10, 5:20] = True
+    proposal = {"segmentation": rle_of(mask), "source": "automatic", "predicted_iou": 0.9}
+    r = c.post(f"/api/v1/images/{img}/annotations", json=proposal, headers=annotator)
+    assert r.status_code == 400 and "cannot create" in r.json()["detail"]
+    ann = c.post(f"/api/v1/images/{img}/annotations", json=proposal, headers=api.admin).json()
+
+    def patch(source):
+        return c.patch(f"/api/v1/annotations/{ann['id']}", json={"source": source}, headers=annotator)
+
+    assert patch("assisted").status_code == 400  # a proposal is accepted, not turned into a human mask
+    assert patch("semi_auto_accepted").json()["source"] == "semi_auto_accepted"
+    assert patch("automatic").json()["source"] == "automatic"  # the annotator's undo of the accept
+    r = patch("manual")
+    assert r.status_code == 400 and "cannot change source from 'automatic' to 'manual'" in r.json()["detail"]
+
+
 def test_work_queue_never_gives_one_image_to_two_annotators(any_api):
     api = any_api
     c = api.client

@@ -86,7 +86,9 @@ def update_annotation(annotation_id: int, body: AnnotationUpdate, session: Sessi
     if body.segmentation is not None:
         ann.segmentation, ann.bbox, ann.area = validate_rle(body.segmentation.model_dump(), image.height, image.width)
     if body.source is not None and body.source != ann.source:
+        # accepting a proposal, undoing that accept (the annotator's Z), and manual <-> assisted
         allowed = {("semi_auto", "semi_auto_accepted"), ("automatic", "semi_auto_accepted"),
+                   ("semi_auto_accepted", "semi_auto"), ("semi_auto_accepted", "automatic"),
                    ("assisted", "manual"), ("manual", "assisted")}
         if (ann.source, body.source) not in allowed:
             raise BadRequest(f"cannot change source from {ann.source!r} to {body.source!r}")

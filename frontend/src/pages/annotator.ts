@@ -14,7 +14,7 @@ import type { Prompt, PromptPoint } from "../decoder/protocol";
 import { errorText, h, mount, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
 import { decodeRle, encodeRle } from "../rle";
-import { api } from "../session";
+import { api, currentUser } from "../session";
 import { EditHistory, paintStroke, withCandidate, type EditState } from "../annotator/history";
 import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
 import { discardRefused, dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox, readRefused, retryRefused } from "../annotator/outbox";
@@ -92,8 +92,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   let spaceHeld = false;
   /** when the last object was finished (accepted, reviewed) or the image became ready: a review's seconds */
   let lastActionAt = performance.now();
-  /** the last accepted object and the edit state it came from: Z on a fresh editor undoes the accept */
-  let lastAccept: { obj: ListedObject; state: EditState; imageId: number } | null = null;
+  /**
+   * Object-level actions (accept, delete, relabel, proposal accept/reject) of this image: once the
+   * editor has nothing left to undo, Z undoes the newest of them and Shift+Z / Ctrl+Y redoes it.
+   */
+  interface ObjectAction { what: string; undo: () => Promise<void>; redo: () => Promise<void> }
+  let done: ObjectAction[] = [];
+  let undone: ObjectAction[] = [];
+  const record = (a: ObjectAction): void => { done.push(a); if (done.length > 100) done.shift(); undone = []; };
   /** the proposal being fixed (F): accepting the edited mask replaces it */
   let fixing: ListedObject | null = null;
   /** the last brush/eraser position of the stroke in progress */
@@ -142,19 +148,82 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   /** Accept (it becomes `semi_auto_accepted`, taking the current label if it has none) or reject (delete) a proposal. */
-  async function review(o: ListedObject, decision: "accept" | "reject"): Promise<void> {
+  async function review(o: ListedObject, decision: "accept" | "reject", recordIt = true): Promise<void> {
     const seconds = Math.round((performance.now() - lastActionAt) / 100) / 10;
     lastActionAt = performance.now();
     if (decision === "accept") {
+      const before = o.source;
       const patch = { source: "semi_auto_accepted", seconds, clicks: 0, ...(o.labelId === null && labelId ? { label_id: labelId } : {}) };
       o.annotation = await api.updateAnnotation(o.annotation!.id, patch);
       o.source = o.annotation.source;
       o.labelId = o.annotation.label_id;
+      if (recordIt) {
+        record({ what: "proposal accept",
+          undo: async () => { o.annotation = await api.updateAnnotation(o.annotation!.id, { source: before }); o.source = before; selectedProposal = o.key; },
+          redo: () => review(o, "accept", false) });
+      }
     } else {
-      await api.deleteAnnotation(o.annotation!.id);
-      objects = objects.filter((x) => x !== o);
+      await removeObject(o, "proposal reject");
     }
     selectedProposal = nextProposal(objects, o.key);
+  }
+
+  /**
+   * Delete a stored object. Undo stores it again through the outbox (same mask, label, source,
+   * clicks and seconds; a new id); redo deletes that one. Only admins may store model proposals,
+   * so an annotator's rejected proposal cannot come back (the undo says so).
+   */
+  async function removeObject(o: ListedObject, what: string): Promise<void> {
+    const a = o.annotation!;
+    await api.deleteAnnotation(a.id);
+    objects = objects.filter((x) => x !== o);
+    if (isProposal(o) && currentUser()?.role !== "admin") {
+      status.say("Rejected. (Only an admin can bring back a rejected proposal.)", "ok");
+      return;
+    }
+    let restored: ListedObject | null = null;
+    record({ what,
+      undo: async () => {
+        if (!lease) return;
+        const uid = newClientUid();
+        const seg = a.segmentation as { size: [number, number]; counts: string };
+        enqueue(lease.image.id, { label_id: a.label_id ?? labelId, segmentation: seg, source: a.source, clicks: a.clicks ?? undefined,
+          seconds: a.seconds ?? undefined, predicted_iou: a.predicted_iou ?? undefined, model_version_id: a.model_version_id, client_uid: uid });
+        restored = makeObject(null, seg, a.label_id ?? labelId, a.source, labels, uid);
+        objects.push(restored);
+        await flush();
+      },
+      redo: async () => {
+        await flush();
+        const r = restored;
+        if (!r) return;
+        if (r.annotation) await api.deleteAnnotation(r.annotation.id);
+        else if (r.pendingUid && !dropFromOutbox(r.pendingUid)) discardRefused(r.pendingUid);
+        objects = objects.filter((x) => x !== r);
+      } });
+  }
+
+  /** Undo (or redo) the newest object action; one that fails stays where it was, and the error is shown. */
+  async function undoObject(redo = false): Promise<void> {
+    const [from, to] = redo ? [undone, done] : [done, undone];
+    const a = from.pop();
+    if (!a) return;
+    try {
+      await (redo ? a.redo() : a.undo());
+      to.push(a);
+      status.say(redo ? `Redone: ${a.what}.` : `Undone: ${a.what}. (Shift+Z redoes it.)`, "ok");
+    } catch (err) {
+      from.push(a);
+      report(err);
+    }
+    renderList();
+    canvas.draw();
+  }
+
+  /** A new edit in the editor: what was undone can no longer be redone. */
+  function edit(state: EditState): void {
+    undone = [];
+    history.push(state);
   }
 
   function renderList(): void {
@@ -163,10 +232,18 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     canvas.requestDraw();
     renderObjects(objectsEl, objects, labels, {
       toggle: (o) => { o.visible = !o.visible; renderList(); canvas.draw(); },
-      remove: (o) => void act(async () => { await api.deleteAnnotation(o.annotation!.id); objects = objects.filter((x) => x !== o); }),
+      remove: (o) => void act(() => removeObject(o, "delete")),
       relabel: (o, id) => {
         if (o.refused) { o.labelId = id; return; } // taken by "retry"
-        void act(async () => { await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; });
+        void act(async () => {
+          const from = o.labelId;
+          await api.updateAnnotation(o.annotation!.id, { label_id: id });
+          o.labelId = id;
+          if (from !== null) {
+            record({ what: "relabel", undo: async () => { await api.updateAnnotation(o.annotation!.id, { label_id: from }); o.labelId = from; },
+              redo: async () => { await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; } });
+          }
+        });
       },
       retry: (o, id) => {
         if (!o.pendingUid || !retryRefused(o.pendingUid, id ?? undefined)) return;
@@ -228,7 +305,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     history.clearAll();
     show(history.state);
     objects = [];
-    lastAccept = null;
+    done = [];
+    undone = [];
     fixing = null;
     status.say(`Loading image ${image.file_name}…`);
     const progress = (p: EmbeddingProgress): void => {
@@ -338,7 +416,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     debug.decodes++;
     const ranked = sortByIou(r.masks);
     const candidates = ambiguous && ranked.length > 1 ? ranked : null;
-    history.push(withCandidate({ ...state, points: r.prompt.points, mask: ranked[0].mask, lowRes: ranked[0].lowRes, iou: ranked[0].iou, candidates, candidate: 0 }, 0));
+    edit(withCandidate({ ...state, points: r.prompt.points, mask: ranked[0].mask, lowRes: ranked[0].lowRes, iou: ranked[0].iou, candidates, candidate: 0 }, 0));
     show(history.state);
     const ms = performance.now() - eventTime;
     debug.lastClick = { ms, reused: r.reused, decoderMs: r.timings.run };
@@ -366,8 +444,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   function accept(): void {
+    acceptCurrent(true);
+  }
+
+  /** Accept the editor's mask; `recordIt` false when a redo accepts it again (the action exists). */
+  function acceptCurrent(recordIt: boolean): { obj: ListedObject; state: EditState } | null {
     const s = history.state;
-    if (!s.mask || !lease || !s.mask.some((v) => v)) { status.say("Nothing to accept: click on an object first."); return; }
+    if (!s.mask || !lease || !s.mask.some((v) => v)) { status.say("Nothing to accept: click on an object first."); return null; }
     const fixed = fixing;
     fixing = null;
     const rle: Rle = encodeRle(s.mask, H(), W());
@@ -381,7 +464,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const obj = makeObject(null, rle, labelId, "assisted", labels, uid);
     objects.push(obj);
     debug.lastAccepted = rle;
-    lastAccept = fixed ? null : { obj, state: s, imageId: lease.image.id };
+    if (!fixed && recordIt) {
+      let current = { obj, state: s };
+      record({ what: "accept", undo: () => undoAccept(current.obj, current.state), redo: async () => {
+        const again = acceptCurrent(false);
+        if (!again) throw new Error("nothing in the editor to accept again");
+        current = again;
+      } });
+    }
     // the accepted mask leaves the editor's history: Z now undoes the accept itself (undoAccept)
     history.clearAll();
     show(history.state);
@@ -397,28 +487,18 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       void act(() => api.deleteAnnotation(id));
     }
     void flush();
+    return { obj, state: s };
   }
 
-  /** Undo the last accept: the object leaves the list (and the server) and its mask is back in the editor. */
-  async function undoAccept(): Promise<boolean> {
-    const last = lastAccept;
-    if (!last || !lease || last.imageId !== lease.image.id) return false;
-    lastAccept = null;
+  /** Undo an accept: the object leaves the list (and the server) and its mask is back in the editor. */
+  async function undoAccept(obj: ListedObject, state: EditState): Promise<void> {
     await flush(); // an entry being sent right now is either saved (then deleted below) or still queued
-    try {
-      if (last.obj.annotation) await api.deleteAnnotation(last.obj.annotation.id);
-      else if (last.obj.pendingUid && !dropFromOutbox(last.obj.pendingUid)) discardRefused(last.obj.pendingUid);
-    } catch (err) {
-      report(err);
-      return true;
-    }
-    objects = objects.filter((x) => x !== last.obj);
+    if (obj.annotation) await api.deleteAnnotation(obj.annotation.id);
+    else if (obj.pendingUid && !dropFromOutbox(obj.pendingUid)) discardRefused(obj.pendingUid);
+    objects = objects.filter((x) => x !== obj);
     history.clearAll();
-    history.push(last.state);
+    history.push(state);
     show(history.state);
-    renderList();
-    status.say("Accept undone: the mask is back in the editor.", "ok");
-    return true;
   }
 
   /** Load the highlighted proposal into the editor for brush/eraser touch-up; Enter replaces it. */
@@ -429,7 +509,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const mask = decodeRle(seg);
     fixing = o;
     if (o.labelId) { labelId = o.labelId; renderLabels(); }
-    history.push({ points: [], box: null, mask, lowRes: null, iou: null, candidates: null, candidate: 0 });
+    edit({ points: [], box: null, mask, lowRes: null, iou: null, candidates: null, candidate: 0 });
     show(history.state);
     startedAt = performance.now();
     clicks = 0;
@@ -457,7 +537,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     setCursor();
     if (!pan && (tool === "brush" || tool === "eraser") && e.button === 0 && ready && (history.state.mask || tool === "brush")) {
       const mask = history.state.mask ? history.state.mask.slice() : new Uint8Array(W() * H());
-      history.push({ ...history.state, mask, candidates: null, candidate: 0 });
+      edit({ ...history.state, mask, candidates: null, candidate: 0 });
       startedAt ??= performance.now();
       lastPaint = p;
       paintStroke(mask, W(), H(), p.x, p.y, p.x, p.y, brushRadius, tool === "brush" ? 1 : 0);
@@ -535,8 +615,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (/^[1-9]$/.test(e.key) && labels[Number(e.key) - 1]) { labelId = labels[Number(e.key) - 1].id; renderLabels(); show(history.state); }
     else if (e.key === "Enter") accept();
     else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; if (fixing) { fixing = null; status.say("Fix cancelled; the proposal is unchanged."); } }
-    else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) show(history.state); }
-    else if (k === "z") { if (history.undo()) show(history.state); else void undoAccept(); }
+    else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) show(history.state); else void undoObject(true); }
+    else if (k === "z") { if (history.undo()) show(history.state); else void undoObject(); }
     else if (k === "b" || k === "e") { tool = tool === (k === "b" ? "brush" : "eraser") ? "prompt" : k === "b" ? "brush" : "eraser"; renderLabels(); }
     else if (e.key === "[" || e.key === "]") brushRadius = Math.max(1, brushRadius * (e.key === "]" ? 1.25 : 0.8));
     else if (k === "n") void submitAndNext();
