@@ -66,6 +66,14 @@ def _headline(report: dict | None) -> dict | None:
     """Keep the small numbers of an evaluation report (not per-sample curves)."""
     if not isinstance(report, dict):
         return None
+    results = report.get("results")
+    if isinstance(results, dict) and isinstance(results.get("model"), dict):
+        # a `maskloop eval` report: the model's numbers as "heldout", each baseline's beside them
+        report = {k: v for k, v in report.items() if k != "results"}
+        report["heldout"] = results["model"]
+        for name, value in results.items():
+            if name != "model" and isinstance(value, dict):
+                report[f"baseline_{name}"] = value
     out = {}
     for key, value in report.items():
         if isinstance(value, (int, float, str)) or value is None:

@@ -3,6 +3,8 @@ once (files copied into storage, served as decoder.onnx, made active for project
 round is promoted (active model changes, the project is re-embedded) or discarded; metrics."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
@@ -39,6 +41,9 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
     decoder = tiny_onnx()
     (model_dir / "decoder.onnx").write_bytes(decoder)
     (model_dir / "config.json").write_text('{"arch": "lite"}')
+    (model_dir / "eval.json").write_text(json.dumps({"split": "val", "results": {
+        "model": {"noc@85": 17.6, "miou@1": 0.25, "per_sample": [{"noc@85": 20}]},
+        "grabcut": {"noc@85": 11.1, "miou@1": 0.16}}}))
     monkeypatch.setenv("MASKLOOP_DEFAULT_MODEL_DIR", str(model_dir))
     get_settings.cache_clear()
     for _ in range(2):  # idempotent
@@ -46,6 +51,9 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
         assert r.exit_code == 0, r.output
     models = c.get("/api/v1/models", headers=api.admin).json()
     assert [(m["name"], m["arch"]) for m in models] == [("default", "lite")]
+    # its evaluation's headline numbers, the model's and the baseline's apart, without per-sample lists
+    assert models[0]["metrics"] == {"split": "val", "heldout": {"noc@85": 17.6, "miou@1": 0.25},
+                                    "baseline_grabcut": {"noc@85": 11.1, "miou@1": 0.16}}
     mv_id = models[0]["id"]
     assert c.get(f"/api/v1/projects/{early['id']}", headers=api.admin).json()["active_model_version_id"] == mv_id
     assert api.make_project("after")["active_model_version_id"] == mv_id

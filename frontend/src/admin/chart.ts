@@ -48,3 +48,14 @@ export function numericMetrics(obj: unknown, prefix = ""): Record<string, number
   }
   return out;
 }
+
+/**
+ * A model version's own held-out number for an evaluation key: a round's `heldout_after`, the
+ * shipped model's `heldout` (its eval report), or a top-level value; never the base model's
+ * `heldout_before` or a baseline's. Null when there is none.
+ */
+export function evalValue(metrics: unknown, key: string): number | null {
+  const flat = numericMetrics(metrics);
+  for (const k of [`heldout_after.${key}`, `heldout.${key}`, key]) if (k in flat) return flat[k];
+  return null;
+}

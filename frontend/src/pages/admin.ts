@@ -4,7 +4,7 @@
  * versions and metrics (SVG bars), and download exports.
  */
 import type { Job, Project, Stage } from "../api/types";
-import { barChart, numericMetrics } from "../admin/chart";
+import { barChart, evalValue, numericMetrics } from "../admin/chart";
 import { errorText, h, mount, statusLine } from "../dom";
 import { api } from "../session";
 
@@ -56,13 +56,6 @@ const CHARTED = ["seconds_per_mask", "clicks_per_mask", "masks_per_image", "mask
 /** The evaluation numbers charted per model version (lower NoC is better, higher mIoU). */
 const MODEL_METRICS = ["noc@85", "noc@90", "miou@1", "miou@5"];
 
-/** `metrics`' value for an evaluation key, at the top level or nested (e.g. `after.noc@85`); else null. */
-function evalValue(metrics: unknown, key: string): number | null {
-  const flat = numericMetrics(metrics);
-  if (key in flat) return flat[key];
-  const nested = Object.keys(flat).find((k) => k.endsWith(`.${key}`));
-  return nested ? flat[nested] : null;
-}
 
 /**
  * Charts: per stage and per model version (seconds, clicks and masks), the same over time (one
