@@ -48,6 +48,16 @@ describe("autosave outbox", () => {
     expect(readOutbox().map((e) => e.body.client_uid)).toEqual(["u2"]);
   });
 
+  it("takes back a refused entry too (an accept undone while the server refuses it)", async () => {
+    enqueue(7, body("r"));
+    vi.stubGlobal("fetch", vi.fn(async () => respond(422, { detail: "no" })));
+    await flushOutbox(new ApiClient("/api/v1", "tok"));
+    expect(readRefused()).toHaveLength(1);
+    expect(dropFromOutbox("r")).toBe(true);
+    expect(readRefused()).toHaveLength(0);
+    expect(dropFromOutbox("r")).toBe(false);
+  });
+
   it("keeps everything on 401 and 5xx, sets aside (and reports) a mask the server refuses for good", async () => {
     enqueue(1, body("a"));
     enqueue(1, body("b"));

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from workers.engine.embedding import autocast_for
+
 logger = logging.getLogger(__name__)
 
 # Stage 3 (SA-1B fully automatic): 32x32 grid, one crop layer, confidence/stability filtering,
@@ -62,8 +64,6 @@ def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any]) -> lis
     import torch
 
     from workers.sam.automatic import SamAutomaticMaskGenerator
-
-    from workers.engine.embedding import autocast_for
 
     generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", **params)
     with torch.inference_mode(), autocast_for(model):

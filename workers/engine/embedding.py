@@ -31,14 +31,14 @@ def autocast_for(model: Any, mode: str | None = None) -> contextlib.AbstractCont
     model is on CUDA; a no-op on a CPU or with "none"."""
     import torch
 
+    from workers.sam.predictor import cuda_autocast
+
     if mode is None:
         from backend.core.config import get_settings
 
         mode = get_settings().autocast
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mode)
-    if dtype is None or next(model.parameters()).device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=dtype)
+    return cuda_autocast(next(model.parameters()).device, dtype)
 
 
 def compute_embedding(model: Any, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:

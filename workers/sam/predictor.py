@@ -36,6 +36,13 @@ def _as_float_array(value: Any, name: str) -> np.ndarray:
     return arr
 
 
+def cuda_autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on a CUDA device; a no-op on a CPU or when ``dtype`` is None."""
+    if dtype is not None and device.type == "cuda":
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
 class SamPredictor:
     """Interactive predictor over a ``Sam`` model.
 
@@ -55,9 +62,7 @@ class SamPredictor:
         return self.model.device
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is not None and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=self.autocast_dtype)
-        return contextlib.nullcontext()
+        return cuda_autocast(self.device, self.autocast_dtype)
 
     def reset_image(self) -> None:
         """Forget the current image and embedding."""

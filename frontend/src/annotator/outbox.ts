@@ -67,11 +67,16 @@ function remove(uid: string): void {
   writeOutbox(readOutbox().filter((e) => e.body.client_uid !== uid));
 }
 
-/** Take an entry out before it was sent (an accept undone while offline); false when it is not there. */
+/**
+ * Take back an entry the server has not stored (an accept undone while offline, or while the
+ * server refuses it): out of the outbox or the refused list; false when it is in neither.
+ */
 export function dropFromOutbox(uid: string): boolean {
-  const had = readOutbox().some((e) => e.body.client_uid === uid);
-  if (had) remove(uid);
-  return had;
+  const queued = readOutbox().some((e) => e.body.client_uid === uid);
+  const refused = readRefused().some((e) => e.body.client_uid === uid);
+  if (queued) remove(uid);
+  if (refused) discardRefused(uid);
+  return queued || refused;
 }
 
 export interface FlushResult {

@@ -198,7 +198,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
         const r = restored;
         if (!r) return;
         if (r.annotation) await api.deleteAnnotation(r.annotation.id);
-        else if (r.pendingUid && !dropFromOutbox(r.pendingUid)) discardRefused(r.pendingUid);
+        else if (r.pendingUid) dropFromOutbox(r.pendingUid);
         objects = objects.filter((x) => x !== r);
       } });
   }
@@ -494,7 +494,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   async function undoAccept(obj: ListedObject, state: EditState): Promise<void> {
     await flush(); // an entry being sent right now is either saved (then deleted below) or still queued
     if (obj.annotation) await api.deleteAnnotation(obj.annotation.id);
-    else if (obj.pendingUid && !dropFromOutbox(obj.pendingUid)) discardRefused(obj.pendingUid);
+    else if (obj.pendingUid) dropFromOutbox(obj.pendingUid);
     objects = objects.filter((x) => x !== obj);
     history.clearAll();
     history.push(state);
