@@ -60,3 +60,15 @@ class AnnotationPublic(ORMModel):
     review_state: str
     created_at: datetime
     updated_at: datetime
+
+
+class RejectionPublic(ORMModel):
+    """A rejected model proposal: ``POST /rejections/{id}/restore`` brings the annotation back."""
+
+    id: int
+    annotation_id: int
+    image_id: int
+    rejected_by: int | None
+    stage: str
+    source: str
+    created_at: datetime

@@ -272,3 +272,54 @@ def test_api_process_never_imports_torch():
     code = "import sys, backend.main, backend.cli; backend.main.create_app(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_rejected_proposal_is_kept_and_restored_by_whoever_rejected_it(any_api):
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    img = api.add_image(p["id"], height=24, width=32)
+    uid, ana = api.make_user("ana")
+    _, bob = api.make_user("bob")
+    carl_id, carl = api.make_user("carl")
+    for user_id in (uid, carl_id):
+        c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": user_id}, headers=api.admin)
+    mask = np.zeros((24, 32), bool)
+    mask[4:10, 5:20] = True
+    proposal = {"segmentation": rle_of(mask), "source": "semi_auto", "predicted_iou": 0.91,
+                "stability_score": 0.97, "label_id": p["labels"][0]["id"]}
+    ann = c.post(f"/api/v1/images/{img}/annotations", json=proposal, headers=api.admin).json()
+    human = c.post(f"/api/v1/images/{img}/annotations", json={"segmentation": rle_of(mask)}, headers=ana).json()
+
+    r = c.post(f"/api/v1/annotations/{human['id']}/reject", headers=ana)
+    assert r.status_code == 400 and "not a model proposal" in r.json()["detail"]
+    r = c.post(f"/api/v1/annotations/{ann['id']}/reject", headers=ana)
+    assert r.status_code == 201, r.text
+    rejection = r.json()
+    assert rejection["annotation_id"] == ann["id"] and rejection["source"] == "semi_auto"
+    listed = c.get(f"/api/v1/images/{img}/annotations", headers=api.admin).json()
+    assert [a["id"] for a in listed] == [human["id"]], "a rejected proposal leaves the image"
+    assert [x["id"] for x in c.get(f"/api/v1/images/{img}/rejections", headers=ana).json()] == [rejection["id"]]
+    stage = c.get(f"/api/v1/projects/{p['id']}/metrics", headers=api.admin).json()["stages"][p["stage"]]
+    assert stage["proposals_rejected"] == 1 and stage["proposal_accept_share"] == 0.0
+
+    # bob is no member; another member did not reject it: neither may restore it
+    assert c.post(f"/api/v1/rejections/{rejection['id']}/restore", headers=bob).status_code == 404
+    r = c.post(f"/api/v1/rejections/{rejection['id']}/restore", headers=carl)
+    assert r.status_code == 404 and "rejected by someone else" in r.json()["detail"]
+    r = c.post(f"/api/v1/rejections/{rejection['id']}/restore", headers=ana)
+    assert r.status_code == 201, r.text
+    back = r.json()
+    for key in ("id", "segmentation", "source", "predicted_iou", "stability_score", "label_id", "created_at", "stage"):
+        assert back[key] == ann[key], key
+    assert c.post(f"/api/v1/rejections/{rejection['id']}/restore", headers=ana).status_code == 404
+    assert c.get(f"/api/v1/images/{img}/rejections", headers=ana).json() == []
+
+    # rejected again and restored by an admin; accepting it counts in the share
+    rid = c.post(f"/api/v1/annotations/{ann['id']}/reject", headers=ana).json()["id"]
+    assert c.post(f"/api/v1/rejections/{rid}/restore", headers=api.admin).status_code == 201
+    assert c.patch(f"/api/v1/annotations/{ann['id']}", json={"source": "semi_auto_accepted"},
+                   headers=ana).status_code == 200
+    stage = c.get(f"/api/v1/projects/{p['id']}/metrics", headers=api.admin).json()["stages"][p["stage"]]
+    assert (stage["proposals_accepted"], stage["proposals_rejected"], stage["proposal_accept_share"]) == (1, 0, 1.0)
+    assert c.post("/api/v1/rejections/999999/restore", headers=api.admin).status_code == 404

@@ -198,6 +198,13 @@ def test_stage3_review_of_automatic_masks(page, running_app, screenshots) -> Non
     page.keyboard.press("r")  # reject the next one
     page.wait_for_function(f"!document.querySelector(\"#objects li[data-key='a{ids[1]}']\")")
     assert "1 left" in hint.inner_text()
+    # Z brings the rejected proposal back from the server (same id, still a proposal); Shift+Z rejects it again
+    page.keyboard.press("z")
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[1]}'][data-source='automatic']")
+    assert {a["id"]: a["source"] for a in ap.annotations(running_app, image_id)}[ids[1]] == "automatic"
+    page.keyboard.press("Shift+Z")
+    page.wait_for_function(f"!document.querySelector(\"#objects li[data-key='a{ids[1]}']\")")
+    assert ids[1] not in {a["id"] for a in ap.annotations(running_app, image_id)}
     # F fixes the last one: its mask goes into the editor, the eraser cuts a strip, Enter replaces it
     page.wait_for_selector(f"#objects li.selected[data-key='a{ids[2]}']")
     page.keyboard.press("f")
@@ -212,6 +219,20 @@ def test_stage3_review_of_automatic_masks(page, running_app, screenshots) -> Non
     page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
                            timeout=30_000)
     assert "0 left" in hint.inner_text()
+    fixed_rle = page.evaluate("window.maskloop.lastAccepted")
+    # Z undoes the fix: the edited mask leaves the server and is back in the editor, the proposal returns
+    page.keyboard.press("z")
+    page.wait_for_selector(f"#objects li[data-key='a{ids[2]}'][data-source='automatic']")
+    _wait_api(lambda: sorted(a["source"] for a in ap.annotations(running_app, image_id))
+              == ["automatic", "semi_auto_accepted"])
+    assert page.evaluate("window.maskloop.currentRle()") == fixed_rle
+    page.keyboard.press("Enter")  # and Enter replaces the proposal with it again
+    page.wait_for_function("document.querySelector('#stage-hint').textContent.includes('0 left')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    with running_app.client() as api:
+        rejected = api.get(f"/images/{image_id}/rejections").json()
+    assert sorted(r["annotation_id"] for r in rejected) == sorted(ids[1:]), rejected
 
     stored = {a["id"]: a for a in ap.annotations(running_app, image_id)}
     # (ids are compared with sources: SQLite may hand a deleted id to the fixed mask)
@@ -308,4 +329,36 @@ def test_box_released_outside_brush_strokes_undo_accept_and_skip(page, running_a
     with running_app.client() as api:
         assert api.get(f"/images/{image_id}").json()["status"] != "done"
     assert len(ap.annotations(running_app, image_id)) == 1
+    assert not page.page_errors, page.page_errors
+
+
+def test_labels_past_the_ninth_have_a_key_and_a_filter(page, running_app) -> None:  # noqa: ANN001
+    labels = [{"name": f"class{i:02d}", "color": f"#{i * 0x101010:06x}"} for i in range(1, 13)]
+    with running_app.client() as api:
+        r = api.post("/projects", json={"name": "e2e many labels", "labels": labels})
+        assert r.status_code == 201, r.text
+        proj = r.json()
+        png = ap.shapes_png(W, H, 5)
+        r = api.post(f"/projects/{proj['id']}/images", files=[("files", ("m.png", png, "image/png"))])
+        assert r.status_code in (200, 201), r.text
+    image_id = ap.login_and_open(page, running_app, proj)
+    ids = [label["id"] for label in proj["labels"]]
+
+    def active() -> int:
+        return int(page.locator("#labels button.label.active").get_attribute("data-label-id"))
+
+    assert page.locator("#labels button.label").nth(9).inner_text().startswith("0 ")
+    page.keyboard.press("0")
+    assert active() == ids[9]
+    page.keyboard.press("l")  # the filter: typing narrows the buttons, Enter takes the first match
+    page.keyboard.type("ss12")
+    assert page.locator("#labels button.label:visible").count() == 2  # the match, and the active label
+    page.keyboard.press("Enter")
+    assert active() == ids[11]
+    assert page.locator("#labels button.label:visible").count() == 12
+    ap.click(page, SIZE, 110, 110)  # the keys work on the image again
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    assert [a["label_id"] for a in ap.annotations(running_app, image_id)] == [ids[11]]
     assert not page.page_errors, page.page_errors

@@ -241,8 +241,8 @@ class Simulation:
                                                                "label_id": self._label_for(gt.name)})
                     remaining.remove(best)
                     out["prefill_accepted"] += 1
-                else:
-                    client.delete(f"/annotations/{ann['id']}")
+                else:  # rejected: the server keeps it (for undo) and counts it in the project's metrics
+                    client.post(f"/annotations/{ann['id']}/reject")
         for i in remaining:
             res = annotate_instance(decoder, emb, header, gt.masks[i], iou_target=cfg.iou_target,
                                     max_clicks=cfg.max_clicks)

@@ -1,5 +1,8 @@
-"""Annotations of an image: create (idempotent by client_uid), list, update, delete, review."""
+"""Annotations of an image: create (idempotent by client_uid), list, update, delete, review; model
+proposals rejected by an annotator (kept for undo and metrics) and restored."""
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import APIRouter, Response
 from sqlalchemy import select
@@ -7,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from backend.api.deps import AdminUser, CurrentUser, SessionDep, image_for_user
 from backend.core.errors import BadRequest, Conflict, NotFound
-from backend.db.models import Annotation, Image, Label, ModelVersion, User
-from backend.schemas.annotations import AnnotationCreate, AnnotationPublic, AnnotationUpdate, Review
+from backend.db.models import Annotation, Image, Label, ModelVersion, Project, ProposalRejection, User
+from backend.schemas.annotations import AnnotationCreate, AnnotationPublic, AnnotationUpdate, RejectionPublic, Review
 from backend.services.rle import validate_rle
 
 router = APIRouter(tags=["annotations"])
@@ -126,4 +129,72 @@ def review_annotation(annotation_id: int, body: Review, session: SessionDep, adm
         if pending is None and image.status == "done":
             image.status = "reviewed"
     session.commit()
+    return ann
+
+
+PROPOSAL_SOURCES = ("semi_auto", "automatic")
+# the columns a rejection keeps and a restore writes back (all but the primary key)
+_SNAPSHOT_COLUMNS = tuple(c.name for c in Annotation.__table__.columns if c.name != "id")
+
+
+@router.post("/annotations/{annotation_id}/reject", response_model=RejectionPublic, status_code=201)
+def reject_proposal(annotation_id: int, session: SessionDep, user: CurrentUser) -> ProposalRejection:
+    """Reject a model proposal: it leaves the image (as a delete would) and is kept for undo and metrics."""
+    ann, image = _annotation(session, annotation_id, user)
+    if ann.source not in PROPOSAL_SOURCES:
+        raise BadRequest(f"annotation {annotation_id} is {ann.source!r}, not a model proposal "
+                         f"({' or '.join(PROPOSAL_SOURCES)}): delete it instead")
+    snapshot = {}
+    for name in _SNAPSHOT_COLUMNS:
+        value = getattr(ann, name)
+        snapshot[name] = value.isoformat() if isinstance(value, datetime) else value
+    project = session.get(Project, image.project_id)
+    rejection = ProposalRejection(annotation_id=ann.id, image_id=image.id, rejected_by=user.id,
+                                  stage=project.stage, source=ann.source, snapshot=snapshot)
+    session.add(rejection)
+    session.delete(ann)
+    session.commit()
+    return rejection
+
+
+@router.get("/images/{image_id}/rejections", response_model=list[RejectionPublic])
+def list_rejections(image_id: int, session: SessionDep, user: CurrentUser) -> list[ProposalRejection]:
+    image, _ = image_for_user(session, image_id, user)
+    return list(session.scalars(select(ProposalRejection).where(ProposalRejection.image_id == image.id)
+                                .order_by(ProposalRejection.id)))
+
+
+@router.post("/rejections/{rejection_id}/restore", response_model=AnnotationPublic, status_code=201)
+def restore_proposal(rejection_id: int, session: SessionDep, user: CurrentUser) -> Annotation:
+    """Undo a rejection: the proposal comes back with its id, mask, scores and provenance.
+
+    Only the one who rejected it, or an admin, may restore it.
+    """
+    rejection = session.get(ProposalRejection, rejection_id)
+    if rejection is not None:
+        try:
+            image_for_user(session, rejection.image_id, user)
+        except NotFound:
+            rejection = None
+    if rejection is None or (user.role != "admin" and rejection.rejected_by != user.id):
+        raise NotFound(f"rejection {rejection_id} not found (restored already, or rejected by someone else)")
+    if session.get(Annotation, rejection.annotation_id) is not None:
+        raise Conflict(f"annotation {rejection.annotation_id} exists already")
+    values = dict(rejection.snapshot)
+    for name in ("created_at", "updated_at"):
+        if isinstance(values.get(name), str):
+            values[name] = datetime.fromisoformat(values[name])
+    if values.get("label_id") is not None and session.get(Label, values["label_id"]) is None:
+        values["label_id"] = None  # the label was deleted meanwhile
+    if values.get("model_version_id") is not None and session.get(ModelVersion, values["model_version_id"]) is None:
+        values["model_version_id"] = None
+    ann = Annotation(id=rejection.annotation_id, **{k: v for k, v in values.items() if k in _SNAPSHOT_COLUMNS})
+    session.add(ann)
+    session.delete(rejection)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"annotation {rejection.annotation_id} could not be restored (its id or client_uid "
+                       "is in use)") from None
     return ann

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from backend.api.deps import CurrentUser, SessionDep, project_for_user
-from backend.db.models import Annotation, Image, ModelVersion, Round, User
+from backend.db.models import Annotation, Image, ModelVersion, ProposalRejection, Round, User
 
 router = APIRouter(tags=["metrics"])
 HUMAN = ("manual", "assisted", "semi_auto_accepted")
@@ -35,6 +35,17 @@ def project_metrics(project_id: int, session: SessionDep, user: CurrentUser) -> 
     for a in rows:
         per_stage[a.stage].append(a)
     stages = {stage: _summary(items, len({a.image_id for a in items})) for stage, items in per_stage.items()}
+    # the annotators' verdict on the model's proposals: accepted as they are, or rejected (or fixed)
+    rejected: dict[str, int] = defaultdict(int)
+    for stage in session.scalars(select(ProposalRejection.stage).join(Image, Image.id == ProposalRejection.image_id)
+                                 .where(Image.project_id == project.id)):
+        rejected[stage] += 1
+    for stage in set(stages) | set(rejected):
+        summary = stages.setdefault(stage, _summary([], 0))
+        accepted = summary["by_source"].get("semi_auto_accepted", 0)
+        decided = accepted + rejected[stage]
+        summary.update(proposals_accepted=accepted, proposals_rejected=rejected[stage],
+                       proposal_accept_share=accepted / decided if decided else None)
 
     # Per model version (the model that helped annotate): the effect of each round.
     per_version: dict[int | None, list[Annotation]] = defaultdict(list)

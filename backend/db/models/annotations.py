@@ -46,3 +46,22 @@ class Lease(Base):
 
 
 Index("ix_leases_active_image", Lease.image_id, Lease.state)
+
+
+class ProposalRejection(Base):
+    """A model proposal (``semi_auto``/``automatic``) an annotator rejected or replaced by a fix.
+
+    The annotation row is deleted (exports, training and the work queue never see it), and its
+    columns are kept here so the one who rejected it (or an admin) can restore it, same id and all,
+    and so metrics can count how many proposals were turned down.
+    """
+
+    __tablename__ = "proposal_rejections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    annotation_id: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    rejected_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    stage: Mapped[str] = mapped_column(String(30))
+    source: Mapped[str] = mapped_column(String(30))
+    snapshot: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -3,7 +3,7 @@
  * `ApiError` carrying the HTTP status and the server's plain-words `detail`.
  */
 import type {
-  Annotation, AnnotationCreate, ImageInfo, Job, Label, Lease, LoginResponse, ModelVersion, Project, Round,
+  Annotation, AnnotationCreate, ImageInfo, Job, Label, Lease, LoginResponse, ModelVersion, Project, Rejection, Round,
   Stage, UploadResult, User,
 } from "./types";
 
@@ -122,6 +122,10 @@ export class ApiClient {
     return this.json("PATCH", `/annotations/${id}`, patch as Json);
   }
   deleteAnnotation(id: number): Promise<void> { return this.json("DELETE", `/annotations/${id}`); }
+  /** Reject a model proposal (semi_auto/automatic): it leaves the image but can be restored. */
+  rejectAnnotation(id: number): Promise<Rejection> { return this.json("POST", `/annotations/${id}/reject`); }
+  /** Bring a rejected proposal back (same id); only who rejected it, or an admin. */
+  restoreRejection(rejectionId: number): Promise<Annotation> { return this.json("POST", `/rejections/${rejectionId}/restore`); }
   review(id: number, decision: "accept" | "reject"): Promise<Annotation> {
     return this.json("POST", `/annotations/${id}/review`, { decision });
   }

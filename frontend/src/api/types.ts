@@ -25,6 +25,10 @@ export interface Annotation {
   seconds: number | null; clicks: number | null; predicted_iou: number | null; stability_score: number | null;
   review_state: ReviewState; created_at: string; updated_at: string;
 }
+/** A rejected model proposal, kept by the server so that it can be restored (undo). */
+export interface Rejection {
+  id: number; annotation_id: number; image_id: number; rejected_by: number | null; stage: Stage; source: Source; created_at: string;
+}
 export interface AnnotationCreate {
   label_id: number; segmentation: Segmentation; source: Source; clicks?: number; seconds?: number;
   predicted_iou?: number; model_version_id?: number | null; client_uid?: string;

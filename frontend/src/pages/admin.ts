@@ -51,7 +51,7 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
   } catch (err) { status.say(errorText(err), "error"); }
 }
 
-const CHARTED = ["seconds_per_mask", "clicks_per_mask", "masks_per_image", "masks"];
+const CHARTED = ["seconds_per_mask", "clicks_per_mask", "masks_per_image", "masks", "proposal_accept_share"];
 
 /** The evaluation numbers charted per model version (lower NoC is better, higher mIoU). */
 const MODEL_METRICS = ["noc@85", "noc@90", "miou@1", "miou@5"];

@@ -6,7 +6,7 @@
  * submit and go on (N). Accepted masks go through the autosave outbox.
  */
 import { ApiError } from "../api/client";
-import type { Label, Lease, Project } from "../api/types";
+import type { Annotation, Label, Lease, Project, Rejection } from "../api/types";
 import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
 import { parseColor } from "../decoder/masks";
@@ -14,10 +14,11 @@ import type { Prompt, PromptPoint } from "../decoder/protocol";
 import { errorText, h, mount, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
 import { decodeRle, encodeRle } from "../rle";
-import { api, currentUser } from "../session";
+import { api } from "../session";
 import { EditHistory, paintStroke, withCandidate, type EditState } from "../annotator/history";
 import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
 import { discardRefused, dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox, readRefused, retryRefused } from "../annotator/outbox";
+import { filterLabels, labelForKey, labelKey } from "../annotator/labels";
 import { loadImageData, Prefetcher, type LoadedImage, type PrefetchState } from "../annotator/prefetch";
 
 type Tool = "prompt" | "brush" | "eraser";
@@ -48,10 +49,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const canvasEl = h("canvas", { id: "stage", width: 960, height: 680, tabindex: 0 });
   const objectsEl = h("div", { id: "objects" });
   const labelsEl = h("div", { id: "labels" });
+  // with more than ten labels (digits 1–9 and 0 pick the first ten): L focuses this filter; typing
+  // narrows the buttons by name, Enter takes the first match, Esc goes back to the image
+  const labelFilter = h("input", { id: "label-filter", type: "search", placeholder: "label… (L)", hidden: true,
+    title: "type to find a label; Enter picks the first match" }) as HTMLInputElement;
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9: label · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const skipBtn = h("button", { id: "skip", title: "give this image to another annotator (S)", onclick: () => void skipImage() }, "Skip (S)");
   const candInfo = h("span", { id: "cand-info" });
@@ -60,7 +65,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelsEl, candidatesEl, status),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, status),
     stageHint,
     h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl, timing)), help));
 
@@ -141,11 +146,27 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   function renderLabels(): void {
+    labelFilter.hidden = labels.length <= 10;
+    const shown = new Set(filterLabels(labelFilter.value, labels).map((l) => l.id));
     mount(labelsEl, ...labels.map((l, i) => h("button", {
       class: `label${l.id === labelId ? " active" : ""}`, style: `border-color:${l.color}`, "data-label-id": l.id,
+      hidden: !shown.has(l.id) && l.id !== labelId,
       onclick: () => { labelId = l.id; renderLabels(); show(history.state); canvasEl.focus(); },
-    }, `${i + 1} ${l.name}`)), h("span", { class: "tool" }, ` tool: ${tool}`));
+    }, `${labelKey(i) ?? "·"} ${l.name}`)), h("span", { class: "tool" }, ` tool: ${tool}`));
   }
+  labelFilter.addEventListener("input", () => renderLabels());
+  labelFilter.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      const first = filterLabels(labelFilter.value, labels)[0];
+      if (!first) { status.say(`No label matches "${labelFilter.value}".`); return; }
+      labelId = first.id;
+    } else if (e.key !== "Escape") return;
+    e.preventDefault();
+    labelFilter.value = "";
+    renderLabels();
+    show(history.state);
+    canvasEl.focus();
+  });
 
   /** Accept (it becomes `semi_auto_accepted`, taking the current label if it has none) or reject (delete) a proposal. */
   async function review(o: ListedObject, decision: "accept" | "reject", recordIt = true): Promise<void> {
@@ -168,19 +189,43 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     selectedProposal = nextProposal(objects, o.key);
   }
 
+  /** Put a restored proposal back in the object list, where it was. */
+  function putBack(o: ListedObject, restored: Annotation, index: number): void {
+    o.annotation = restored;
+    o.source = restored.source;
+    o.labelId = restored.label_id;
+    objects = objects.filter((x) => x !== o);
+    objects.splice(Math.min(index, objects.length), 0, o);
+    selectedProposal = o.key;
+  }
+
   /**
-   * Delete a stored object. Undo stores it again through the outbox (same mask, label, source,
-   * clicks and seconds; a new id); redo deletes that one. Only admins may store model proposals,
-   * so an annotator's rejected proposal cannot come back (the undo says so).
+   * Reject a model proposal: the server keeps it (`/reject`), so undo restores it with its id,
+   * scores and provenance, and redo rejects it again.
+   */
+  async function rejectProposal(o: ListedObject, what: string): Promise<void> {
+    const index = objects.indexOf(o);
+    let rejection = await api.rejectAnnotation(o.annotation!.id);
+    objects = objects.filter((x) => x !== o);
+    record({ what,
+      undo: async () => putBack(o, await api.restoreRejection(rejection.id), index),
+      redo: async () => {
+        rejection = await api.rejectAnnotation(o.annotation!.id);
+        objects = objects.filter((x) => x !== o);
+        selectedProposal = nextProposal(objects, o.key);
+      } });
+  }
+
+  /**
+   * Delete a stored object (a model proposal is rejected instead, see `rejectProposal`). Undo
+   * stores it again through the outbox (same mask, label, source, clicks and seconds; a new id);
+   * redo deletes that one.
    */
   async function removeObject(o: ListedObject, what: string): Promise<void> {
+    if (isProposal(o)) return rejectProposal(o, what);
     const a = o.annotation!;
     await api.deleteAnnotation(a.id);
     objects = objects.filter((x) => x !== o);
-    if (isProposal(o) && currentUser()?.role !== "admin") {
-      status.say("Rejected. (Only an admin can bring back a rejected proposal.)", "ok");
-      return;
-    }
     let restored: ListedObject | null = null;
     record({ what,
       undo: async () => {
@@ -447,8 +492,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     acceptCurrent(true);
   }
 
+  type Accepted = { obj: ListedObject; state: EditState; fixed: { o: ListedObject; index: number; rejection: Promise<Rejection> } | null };
+
   /** Accept the editor's mask; `recordIt` false when a redo accepts it again (the action exists). */
-  function acceptCurrent(recordIt: boolean): { obj: ListedObject; state: EditState } | null {
+  function acceptCurrent(recordIt: boolean): Accepted | null {
     const s = history.state;
     if (!s.mask || !lease || !s.mask.some((v) => v)) { status.say("Nothing to accept: click on an object first."); return null; }
     const fixed = fixing;
@@ -464,13 +511,34 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const obj = makeObject(null, rle, labelId, "assisted", labels, uid);
     objects.push(obj);
     debug.lastAccepted = rle;
-    if (!fixed && recordIt) {
-      let current = { obj, state: s };
-      record({ what: "accept", undo: () => undoAccept(current.obj, current.state), redo: async () => {
-        const again = acceptCurrent(false);
-        if (!again) throw new Error("nothing in the editor to accept again");
-        current = again;
-      } });
+    // a fixed proposal is rejected (the server keeps it) and the edited mask replaces it
+    let replaced: Accepted["fixed"] = null;
+    if (fixed?.annotation) {
+      replaced = { o: fixed, index: objects.indexOf(fixed), rejection: api.rejectAnnotation(fixed.annotation.id) };
+      objects = objects.filter((x) => x !== fixed);
+      selectedProposal = nextProposal(objects, null);
+      const pending = replaced.rejection;
+      void act(async () => { await pending; });
+    }
+    const accepted: Accepted = { obj, state: s, fixed: replaced };
+    if (recordIt) {
+      let current = accepted;
+      record({ what: fixed ? "fix" : "accept",
+        undo: async () => {
+          await undoAccept(current.obj, current.state);
+          const f = current.fixed;
+          if (!f) return;
+          // the proposal comes back and the edited mask is in the editor again: Enter replaces it anew
+          putBack(f.o, await api.restoreRejection((await f.rejection).id), f.index);
+          fixing = f.o;
+          tool = "brush";
+          renderLabels();
+        },
+        redo: async () => {
+          const again = acceptCurrent(false);
+          if (!again) throw new Error("nothing in the editor to accept again");
+          current = again;
+        } });
     }
     // the accepted mask leaves the editor's history: Z now undoes the accept itself (undoAccept)
     history.clearAll();
@@ -478,16 +546,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     startedAt = null;
     clicks = 0;
     lastActionAt = performance.now();
-    status.say(fixed ? "Fixed mask accepted; it replaces the proposal." : "Accepted. (Z undoes the accept.)", "ok");
+    status.say(fixed ? "Fixed mask accepted; it replaces the proposal. (Z undoes the fix.)" : "Accepted. (Z undoes the accept.)", "ok");
     if (fixed) { tool = "prompt"; renderLabels(); }
-    if (fixed?.annotation) {
-      const id = fixed.annotation.id;
-      objects = objects.filter((x) => x !== fixed);
-      selectedProposal = nextProposal(objects, null);
-      void act(() => api.deleteAnnotation(id));
-    }
     void flush();
-    return { obj, state: s };
+    return accepted;
   }
 
   /** Undo an accept: the object leaves the list (and the server) and its mask is back in the editor. */
@@ -612,7 +674,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const ctrl = e.ctrlKey || e.metaKey;
     if (e.key === " ") { spaceHeld = true; setCursor(); }
     else if (e.key === "Tab") { if (!cycle(e.shiftKey ? -1 : 1)) return; }
-    else if (/^[1-9]$/.test(e.key) && labels[Number(e.key) - 1]) { labelId = labels[Number(e.key) - 1].id; renderLabels(); show(history.state); }
+    else if (labelForKey(e.key, labels) && !ctrl) { labelId = labelForKey(e.key, labels)!.id; renderLabels(); show(history.state); }
+    else if (k === "l" && !ctrl && !labelFilter.hidden) labelFilter.focus();
     else if (e.key === "Enter") accept();
     else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; if (fixing) { fixing = null; status.say("Fix cancelled; the proposal is unchanged."); } }
     else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) show(history.state); else void undoObject(true); }
