@@ -235,6 +235,10 @@ class OnnxPromptBatchDecoder:
     (``benchmarks/bench_automatic.py --decoder``), with the same outputs within float tolerance.
     """
 
+    # prompts per onnxruntime call: on a CPU a few prompts at a time keep the 4096-token activations
+    # in cache; 64 at once was ~30 % slower per prompt (benchmarks/bench_automatic.py --points-per-batch)
+    CHUNK = 4
+
     def __init__(self, model: Sam, threads: int | None = None, opset: int = 17):
         import io
 
@@ -267,13 +271,20 @@ class OnnxPromptBatchDecoder:
         low-res logits B×K×256×256 and IoU predictions B×K, K = 3 (multimask) or 1.
         """
         b = coords.shape[0]
-        coords = torch.cat([coords.float(), torch.zeros(b, 1, 2)], dim=1)
-        labels = torch.cat([labels.float(), -torch.ones(b, 1)], dim=1)
-        low_res, scores = self.session.run(None, {
-            "image_embeddings": embedding.detach().float().cpu().numpy().reshape(self.embedding_shape),
-            "point_coords": coords.numpy(), "point_labels": labels.numpy()})
+        coords = torch.cat([coords.float(), torch.zeros(b, 1, 2)], dim=1).numpy()
+        labels = torch.cat([labels.float(), -torch.ones(b, 1)], dim=1).numpy()
+        emb = embedding.detach().float().cpu().numpy().reshape(self.embedding_shape)
         sl = slice(1, None) if multimask_output else slice(0, 1)
-        return torch.from_numpy(low_res[:, sl]), torch.from_numpy(scores[:, sl])
+        low_res, scores = [], []
+        for i in range(0, b, self.CHUNK):
+            lr, sc = self.session.run(None, {"image_embeddings": emb, "point_coords": coords[i:i + self.CHUNK],
+                                             "point_labels": labels[i:i + self.CHUNK]})
+            low_res.append(lr[:, sl])
+            scores.append(sc[:, sl])
+        if not low_res:
+            k = 3 if multimask_output else 1
+            return torch.zeros(0, k, 4 * self.embedding_shape[2], 4 * self.embedding_shape[3]), torch.zeros(0, k)
+        return torch.from_numpy(np.concatenate(low_res)), torch.from_numpy(np.concatenate(scores))
 
 
 class OnnxPredictor:

@@ -169,7 +169,11 @@ def test_grid_batch_decoder_matches_torch_prompt_path(exported):
     emb = torch.from_numpy(rng.standard_normal((1, 256, 64, 64)).astype(np.float32))
     coords = torch.from_numpy((rng.random((6, 1, 2)) * 1000).astype(np.float32))
     labels = torch.ones(6, 1, dtype=torch.long)
-    low, scores = OnnxPromptBatchDecoder(model, threads=1)(emb, coords, labels, multimask_output=True)
+    decoder = OnnxPromptBatchDecoder(model, threads=1)
+    assert decoder.CHUNK < 6, "6 prompts must span more than one onnxruntime call"
+    low, scores = decoder(emb, coords, labels, multimask_output=True)
+    empty = decoder(emb, coords[:0], labels[:0], multimask_output=False)
+    assert empty[0].shape == (0, 1, 256, 256) and empty[1].shape == (0, 1)
     with torch.no_grad():
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
         t_low, t_scores = model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sparse, dense, True)
