@@ -61,6 +61,7 @@ def test_no_route_answers_malformed_input_with_a_server_error(any_api):
                                        headers={**api.admin, "content-type": "application/json"})
                     sent += 1
                     if r.status_code >= 500:
-                        errors.append(f"{method.upper()} {url}{query} {str(body)[:60]!r}: {r.status_code} {r.text[:120]}")
+                        what = f"{method.upper()} {url}{query} {str(body)[:60]!r}"
+                        errors.append(f"{what}: {r.status_code} {r.text[:120]}")
     assert sent > 2000, f"only {sent} requests: the route list was not read"
     assert not errors, f"{len(errors)} server errors, e.g.:\n" + "\n".join(errors[:20])
