@@ -315,10 +315,20 @@ def test_rejected_proposal_is_kept_and_restored_by_whoever_rejected_it(any_api):
     assert c.post(f"/api/v1/rejections/{rejection['id']}/restore", headers=ana).status_code == 404
     assert c.get(f"/api/v1/images/{img}/rejections", headers=ana).json() == []
 
-    # rejected again and restored by an admin; accepting it counts in the share
-    rid = c.post(f"/api/v1/annotations/{ann['id']}/reject", headers=ana).json()["id"]
-    assert c.post(f"/api/v1/rejections/{rid}/restore", headers=api.admin).status_code == 201
-    assert c.patch(f"/api/v1/annotations/{ann['id']}", json={"source": "semi_auto_accepted"},
+    # rejected again; a mask saved meanwhile may take its id (SQLite reuses the highest deleted id):
+    # the restore then gives it a new one. Restored by an admin; accepting it counts in the share
+    assert c.delete(f"/api/v1/annotations/{ann['id']}", headers=api.admin).status_code == 204
+    last = c.post(f"/api/v1/images/{img}/annotations", json=proposal, headers=api.admin).json()  # the highest id
+    rid = c.post(f"/api/v1/annotations/{last['id']}/reject", headers=ana).json()["id"]
+    newer = c.post(f"/api/v1/images/{img}/annotations", json={"segmentation": rle_of(mask)}, headers=ana).json()
+    r = c.post(f"/api/v1/rejections/{rid}/restore", headers=api.admin)
+    assert r.status_code == 201, r.text
+    again = r.json()
+    assert (again["id"] != last["id"]) == (newer["id"] == last["id"]), (again["id"], newer["id"], last["id"])
+    assert again["predicted_iou"] == last["predicted_iou"] and again["source"] == "semi_auto"
+    assert {a["id"] for a in c.get(f"/api/v1/images/{img}/annotations", headers=ana).json()} == \
+        {human["id"], newer["id"], again["id"]}
+    assert c.patch(f"/api/v1/annotations/{again['id']}", json={"source": "semi_auto_accepted"},
                    headers=ana).status_code == 200
     stage = c.get(f"/api/v1/projects/{p['id']}/metrics", headers=api.admin).json()["stages"][p["stage"]]
     assert (stage["proposals_accepted"], stage["proposals_rejected"], stage["proposal_accept_share"]) == (1, 0, 1.0)

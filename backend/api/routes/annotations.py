@@ -166,7 +166,8 @@ def list_rejections(image_id: int, session: SessionDep, user: CurrentUser) -> li
 
 @router.post("/rejections/{rejection_id}/restore", response_model=AnnotationPublic, status_code=201)
 def restore_proposal(rejection_id: int, session: SessionDep, user: CurrentUser) -> Annotation:
-    """Undo a rejection: the proposal comes back with its id, mask, scores and provenance.
+    """Undo a rejection: the proposal comes back with its mask, scores and provenance (and its id
+    unless another annotation took it meanwhile).
 
     Only the one who rejected it, or an admin, may restore it.
     """
@@ -178,8 +179,6 @@ def restore_proposal(rejection_id: int, session: SessionDep, user: CurrentUser) 
             rejection = None
     if rejection is None or (user.role != "admin" and rejection.rejected_by != user.id):
         raise NotFound(f"rejection {rejection_id} not found (restored already, or rejected by someone else)")
-    if session.get(Annotation, rejection.annotation_id) is not None:
-        raise Conflict(f"annotation {rejection.annotation_id} exists already")
     values = dict(rejection.snapshot)
     for name in ("created_at", "updated_at"):
         if isinstance(values.get(name), str):
@@ -188,13 +187,17 @@ def restore_proposal(rejection_id: int, session: SessionDep, user: CurrentUser) 
         values["label_id"] = None  # the label was deleted meanwhile
     if values.get("model_version_id") is not None and session.get(ModelVersion, values["model_version_id"]) is None:
         values["model_version_id"] = None
-    ann = Annotation(id=rejection.annotation_id, **{k: v for k, v in values.items() if k in _SNAPSHOT_COLUMNS})
+    ann = Annotation(**{k: v for k, v in values.items() if k in _SNAPSHOT_COLUMNS})
+    # its old id when that is free; SQLite hands the highest deleted id to the next insert, so a
+    # proposal rejected before anyone saved a new mask may come back under a new id
+    if session.get(Annotation, rejection.annotation_id) is None:
+        ann.id = rejection.annotation_id
     session.add(ann)
     session.delete(rejection)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise Conflict(f"annotation {rejection.annotation_id} could not be restored (its id or client_uid "
-                       "is in use)") from None
+        raise Conflict(f"annotation {rejection.annotation_id} could not be restored (its client_uid is "
+                       "in use)") from None
     return ann
