@@ -200,8 +200,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   /**
-   * Reject a model proposal: the server keeps it (`/reject`), so undo restores it with its id,
-   * scores and provenance, and redo rejects it again.
+   * Reject a model proposal: the server keeps it (`/reject`), so undo restores it with its mask,
+   * scores and provenance (`/rejections/{id}/restore`), and redo rejects it again.
    */
   async function rejectProposal(o: ListedObject, what: string): Promise<void> {
     const index = objects.indexOf(o);
