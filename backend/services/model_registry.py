@@ -1,6 +1,7 @@
 """Model versions: registering the shipped default model, promotion, decoder files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,20 +17,37 @@ log = logging.getLogger(__name__)
 DEFAULT_NAME = "default"
 
 
+def _sha256(fh) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def register_default_model(session: Session, storage: BlobStorage, settings: Settings) -> ModelVersion | None:
-    """Register ``Settings.default_model_dir`` as model version "default" (once).
+    """Register ``Settings.default_model_dir`` as a model version named "default", once per content.
 
     The directory holds ``model.pt`` and ``decoder.onnx`` (and optionally ``decoder_multimask.onnx``,
-    ``config.json``, ``eval.json``); both required files are copied into storage.
+    ``config.json``, ``eval.json``); both required files are copied into storage. When the shipped
+    checkpoint changes (an upgrade brings a better default), it becomes a new "default" version whose
+    parent is the previous one: new projects get it, existing projects keep the model they use (their
+    embeddings belong to it) until an admin switches them.
     """
-    existing = session.scalar(select(ModelVersion).where(ModelVersion.name == DEFAULT_NAME))
-    if existing is not None:
-        return existing
+    defaults = list(session.scalars(select(ModelVersion).where(ModelVersion.name == DEFAULT_NAME)
+                                    .order_by(ModelVersion.id.desc())))
     src = Path(settings.default_model_dir)
     ckpt, decoder = src / "model.pt", src / "decoder.onnx"
     if not ckpt.is_file() or not decoder.is_file():
-        log.warning("no default model registered: %s needs model.pt and decoder.onnx", src)
-        return None
+        if not defaults:
+            log.warning("no default model registered: %s needs model.pt and decoder.onnx", src)
+        return defaults[0] if defaults else None
+    with ckpt.open("rb") as fh:
+        digest = _sha256(fh)
+    for mv in defaults:
+        if mv.checkpoint_key and storage.exists(mv.checkpoint_key):
+            with storage.open(mv.checkpoint_key) as fh:
+                if _sha256(fh) == digest:
+                    return mv
     arch = "lite_clicks"  # models/default ships this arch; config.json says so too
     metrics = None
     config_file, eval_file = src / "config.json", src / "eval.json"
@@ -43,7 +61,8 @@ def register_default_model(session: Session, storage: BlobStorage, settings: Set
             metrics = json.loads(eval_file.read_text())
         except ValueError:
             log.warning("ignoring unreadable %s", eval_file)
-    mv = ModelVersion(name=DEFAULT_NAME, arch=arch, metrics=_headline(metrics))
+    mv = ModelVersion(name=DEFAULT_NAME, arch=arch, metrics=_headline(metrics),
+                      parent_id=defaults[0].id if defaults else None)
     session.add(mv)
     session.flush()
     storage.put_file(keys.checkpoint_key(mv.id), ckpt)
@@ -58,7 +77,12 @@ def register_default_model(session: Session, storage: BlobStorage, settings: Set
     for project in session.scalars(select(Project).where(Project.active_model_version_id.is_(None))):
         project.active_model_version_id = mv.id
     session.commit()
-    log.info("registered the default model from %s as model version %s", src, mv.id)
+    if defaults:
+        log.warning("the shipped default model changed: registered %s as model version %s (after %s); "
+                    "new projects use it, existing ones keep their model until an admin switches them "
+                    "(POST /projects/{id}/active-model)", src, mv.id, defaults[0].id)
+    else:
+        log.info("registered the default model from %s as model version %s", src, mv.id)
     return mv
 
 
@@ -86,4 +110,6 @@ def _headline(report: dict | None) -> dict | None:
 
 
 def default_model_version_id(session: Session) -> int | None:
-    return session.scalar(select(ModelVersion.id).where(ModelVersion.name == DEFAULT_NAME))
+    """The newest registered shipped default (what new projects start with)."""
+    return session.scalar(select(ModelVersion.id).where(ModelVersion.name == DEFAULT_NAME)
+                          .order_by(ModelVersion.id.desc()).limit(1))

@@ -1,6 +1,7 @@
 """Model registry and the round life cycle: `maskloop migrate` registers the shipped default model
-once (files copied into storage, served as decoder.onnx, made active for projects), a succeeded
-round is promoted (active model changes, the project is re-embedded) or discarded; metrics."""
+once per content (files copied into storage; a changed one becomes a new version), serves it as
+decoder.onnx and makes it active for projects; a succeeded round is promoted (active model changes,
+the project is re-embedded) or discarded; metrics."""
 from __future__ import annotations
 
 import json
@@ -65,6 +66,22 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
     r = c.get(f"/api/v1/models/{mv_id}/decoder_multimask.onnx")
     assert r.status_code == 404 and "no multimask decoder" in r.json()["detail"]
     assert c.get("/api/v1/models/999/decoder.onnx").status_code == 404
+
+    # an upgrade ships a better default: a new "default" version after the old one; new projects get
+    # it, existing ones keep theirs (their embeddings belong to it); idempotent again
+    (model_dir / "model.pt").write_bytes(b"better checkpoint bytes")
+    for _ in range(2):
+        r = runner.invoke(app, ["migrate"])
+        assert r.exit_code == 0, r.output
+    models = c.get("/api/v1/models", headers=api.admin).json()
+    assert [(m["name"], m["parent_id"]) for m in models] == [("default", None), ("default", mv_id)], models
+    new_id = models[1]["id"]
+    assert storage.get_bytes(keys.checkpoint_key(new_id)) == b"better checkpoint bytes"
+    assert c.get(f"/api/v1/projects/{early['id']}", headers=api.admin).json()["active_model_version_id"] == mv_id
+    assert api.make_project("after the upgrade")["active_model_version_id"] == new_id
+    (model_dir / "model.pt").write_bytes(b"checkpoint bytes")  # a downgrade finds the old one again
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    assert len(c.get("/api/v1/models", headers=api.admin).json()) == 2
 
 
 def test_round_promote_and_discard(api):
