@@ -187,6 +187,8 @@ def restore_proposal(rejection_id: int, session: SessionDep, user: CurrentUser) 
         values["label_id"] = None  # the label was deleted meanwhile
     if values.get("model_version_id") is not None and session.get(ModelVersion, values["model_version_id"]) is None:
         values["model_version_id"] = None
+    if values.get("annotator_id") is not None and session.get(User, values["annotator_id"]) is None:
+        values["annotator_id"] = None  # the account was deleted meanwhile
     ann = Annotation(**{k: v for k, v in values.items() if k in _SNAPSHOT_COLUMNS})
     # its old id when that is free; SQLite hands the highest deleted id to the next insert, so a
     # proposal rejected before anyone saved a new mask may come back under a new id
