@@ -183,12 +183,9 @@ def restore_proposal(rejection_id: int, session: SessionDep, user: CurrentUser) 
     for name in ("created_at", "updated_at"):
         if isinstance(values.get(name), str):
             values[name] = datetime.fromisoformat(values[name])
-    if values.get("label_id") is not None and session.get(Label, values["label_id"]) is None:
-        values["label_id"] = None  # the label was deleted meanwhile
-    if values.get("model_version_id") is not None and session.get(ModelVersion, values["model_version_id"]) is None:
-        values["model_version_id"] = None
-    if values.get("annotator_id") is not None and session.get(User, values["annotator_id"]) is None:
-        values["annotator_id"] = None  # the account was deleted meanwhile
+    for column, table in (("label_id", Label), ("model_version_id", ModelVersion), ("annotator_id", User)):
+        if values.get(column) is not None and session.get(table, values[column]) is None:
+            values[column] = None  # deleted meanwhile
     ann = Annotation(**{k: v for k, v in values.items() if k in _SNAPSHOT_COLUMNS})
     # its old id when that is free; SQLite hands the highest deleted id to the next insert, so a
     # proposal rejected before anyone saved a new mask may come back under a new id

@@ -672,9 +672,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (typing(e)) return;
     const k = e.key.toLowerCase();
     const ctrl = e.ctrlKey || e.metaKey;
+    const keyLabel = ctrl ? null : labelForKey(e.key, labels);
     if (e.key === " ") { spaceHeld = true; setCursor(); }
     else if (e.key === "Tab") { if (!cycle(e.shiftKey ? -1 : 1)) return; }
-    else if (labelForKey(e.key, labels) && !ctrl) { labelId = labelForKey(e.key, labels)!.id; renderLabels(); show(history.state); }
+    else if (keyLabel) { labelId = keyLabel.id; renderLabels(); show(history.state); }
     else if (k === "l" && !ctrl && !labelFilter.hidden) labelFilter.focus();
     else if (e.key === "Enter") accept();
     else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; if (fixing) { fixing = null; status.say("Fix cancelled; the proposal is unchanged."); } }
