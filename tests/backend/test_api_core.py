@@ -99,6 +99,62 @@ def test_annotation_roundtrip_and_rle_checks(any_api):
     assert c.get(f"/api/v1/images/{img}/annotations", headers=api.admin).json() == []
 
 
+def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
+    """Many API workers asking at the same instant, round after round: each image is leased once.
+
+    Each thread has its own database session (as separate API processes would), and a barrier lines
+    their requests up so the SELECT ... FOR UPDATE SKIP LOCKED statements overlap."""
+    import threading
+
+    from backend.api.routes.work_queue import _lease_next
+    import sqlalchemy as sa
+
+    from backend.db.models import Image, Lease, User
+    from backend.db.session import session_scope
+
+    api = pg_api
+    url = api.settings.resolved_database_url
+    p = api.make_project()
+    threads, rounds = 8, 12
+    # Many open images make each leasing statement scan and sort for a while: the window in which
+    # another worker commits between our snapshot and our row lock.
+    with session_scope(url) as s:
+        s.add_all([Image(project_id=p["id"], file_name=f"{i}.png", storage_key=f"k{i}", sha256=f"{i:064x}",
+                         width=8, height=8, status="new") for i in range(3000)])
+    user_ids = [api.make_user(f"w{i}")[0] for i in range(threads)]
+    barrier = threading.Barrier(threads)
+
+    def take(uid: int) -> int | None:
+        with session_scope(url) as s:
+            user = s.get(User, uid)
+            barrier.wait()
+            lease = _lease_next(s, p["id"], user, 600)
+            s.flush()
+            return lease.image_id if lease else None  # committed as the route commits: the lease alone
+
+    def submit_all():  # as each annotator's submit would, so the next round leases new images
+        with session_scope(url) as s:
+            for lease in s.scalars(sa.select(Lease).where(Lease.state == "active")):
+                lease.state = "submitted"
+                s.get(Image, lease.image_id).status = "done"
+
+    taken: list[int] = []
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(rounds):
+            taken += [i for i in pool.map(take, user_ids) if i is not None]
+            submit_all()
+    with session_scope(url) as s:
+        per_image = s.execute(
+            sa.select(Lease.image_id, sa.func.count())
+            .group_by(Lease.image_id)).all()
+    doubled = [image for image, n in per_image if n > 1]
+    assert not doubled, f"images leased twice: {doubled}"
+    assert len(taken) == len(set(taken)) == threads * rounds
+    with session_scope(url) as s:
+        stored = s.scalars(sa.select(Lease.image_id).where(Lease.state == "submitted")).all()
+    assert sorted(stored) == sorted(taken)
+
+
 def test_source_transitions_accept_and_undo_accept_only(api):
     c = api.client
     p = api.make_project()

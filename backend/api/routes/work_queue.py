@@ -37,14 +37,35 @@ def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | N
         .order_by(case((Image.status == "embedded", 0), (Image.status == "in_progress", 1), else_=2), Image.id)
         .limit(1)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Image)
-    image = session.scalar(query)
+    if session.get_bind().dialect.name != "postgresql":
+        image = session.scalar(query)  # the caller holds the process-wide lock
+    else:
+        image = _lock_unleased_image(session, query, now)
     if image is None:
         return None
     lease = Lease(image_id=image.id, user_id=user.id, state="active", expires_at=now + timedelta(seconds=seconds))
     session.add(lease)
     return lease
+
+
+def _lock_unleased_image(session, query, now) -> Image | None:
+    """PostgreSQL: lock the first free image with FOR UPDATE SKIP LOCKED, then make sure it is
+    still free. Under READ COMMITTED the SELECT's snapshot can predate another transaction that
+    leased the same image and committed just before we got its row lock (the lock is free again,
+    but the inserted lease is invisible to our snapshot). A new statement, run while we hold the
+    lock, sees every committed lease on that image; a taken image is skipped and we look again."""
+    taken: list[int] = []
+    while True:  # each pass rules out one more image, so this ends
+        candidates = query.where(Image.id.not_in(taken)) if taken else query
+        image = session.scalar(candidates.with_for_update(skip_locked=True, of=Image))
+        if image is None:
+            return None
+        leased = session.scalar(
+            select(Lease.id).where(Lease.image_id == image.id, Lease.state == "active", Lease.expires_at > now)
+            .limit(1))
+        if leased is None:
+            return image
+        taken.append(image.id)
 
 
 @router.post("/projects/{project_id}/next", response_model=LeasePublic,
