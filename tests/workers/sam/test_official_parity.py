@@ -1,0 +1,187 @@
+"""Parity with Meta's reference implementation (the ``segment-anything`` 1.0 package from PyPI).
+
+No official weights can be downloaded here, so the reference modules are built with random weights,
+their state_dict is loaded strictly into our modules, and both run on the same inputs. Same keys,
+same shapes and the same numbers mean an official checkpoint loads and behaves as in the official
+release. The reference package is a test dependency only; its top-level ``__init__`` imports
+torchvision (for its automatic generator), so only its torchvision-free submodules are imported.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workers.sam import amg
+from workers.sam.build import build_model
+from workers.sam.onnx import export_onnx_decoder
+
+PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1)
+
+
+def _reference(name: str) -> types.ModuleType:
+    """Import ``segment_anything.<name>`` without running the package ``__init__`` (torchvision)."""
+    if "segment_anything" not in sys.modules:
+        spec = importlib.util.find_spec("segment_anything")
+        assert spec is not None and spec.submodule_search_locations, \
+            "the test extra segment-anything==1.0 is not installed (pip install -e '.[test]')"
+        package = types.ModuleType("segment_anything")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["segment_anything"] = package
+    return importlib.import_module(f"segment_anything.{name}")
+
+
+def _official(arch: str) -> torch.nn.Module:
+    builders = _reference("build_sam")
+    return {"vit_h": builders.build_sam_vit_h, "vit_l": builders.build_sam_vit_l,
+            "vit_b": builders.build_sam_vit_b}[arch](checkpoint=None).eval()
+
+
+@pytest.mark.parametrize("arch", ["vit_h", "vit_l", "vit_b"])
+def test_official_modules_have_our_keys_and_shapes_and_load_strictly(arch):
+    with torch.device("meta"):  # no memory, no init cost: layouts only
+        official = _official(arch)
+        ours = build_model(arch)
+    theirs = {k: tuple(v.shape) for k, v in official.state_dict().items()}
+    mine = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert list(theirs) == list(mine)
+    assert theirs == mine
+    ours.load_state_dict(official.state_dict(), strict=True, assign=True)
+
+
+@pytest.fixture(scope="module")
+def vit_b_pair():
+    torch.manual_seed(0)
+    official = _official("vit_b")
+    ours = build_model("vit_b").eval()
+    ours.load_state_dict(official.state_dict(), strict=True)
+    return official, ours
+
+
+def _batched_input(seed: int) -> list[dict]:
+    """One image in the resized frame (longest side 1024, padded by the model) with two prompts:
+    clicks + a box + a mask, and a lone click. One image only: a ViT-B pass takes ~20 s on 2 cores."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {"image": torch.randint(0, 256, (3, 768, 1024), generator=g).float(), "original_size": (600, 800),
+         "point_coords": torch.tensor([[[500.0, 300.0], [620.0, 410.0]], [[100.0, 700.0], [0.0, 0.0]]]),
+         "point_labels": torch.tensor([[1, 0], [1, -1]]),
+         "boxes": torch.tensor([[200.0, 150.0, 800.0, 650.0], [50.0, 500.0, 300.0, 760.0]]),
+         "mask_inputs": torch.randn(2, 1, 256, 256, generator=g)},
+    ]
+
+
+def test_vit_b_forward_matches_the_reference(vit_b_pair):
+    """Whole model: preprocessing, ViT encoder, prompt encoder, decoder, postprocessing to the original size."""
+    official, ours = vit_b_pair
+    with torch.no_grad():
+        expected = official(_batched_input(1), multimask_output=True)
+        got = ours(_batched_input(1), multimask_output=True)
+    for e, g in zip(expected, got):
+        assert g["masks"].shape == e["masks"].shape
+        scale = e["low_res_logits"].abs().max().item()
+        torch.testing.assert_close(g["low_res_logits"], e["low_res_logits"], atol=1e-4 * scale, rtol=1e-4)
+        torch.testing.assert_close(g["iou_predictions"], e["iou_predictions"], atol=1e-5, rtol=1e-4)
+        # a pixel can flip only where the upscaled logit sits at the threshold
+        assert (g["masks"] != e["masks"]).float().mean().item() < 1e-4
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_prompt_encoder_and_decoder_match_the_reference(vit_b_pair, multimask):
+    """The prompt path on a given embedding, in both output modes, with every prompt kind at once
+    (two prompts on one image, as the predictor batches them)."""
+    official, ours = vit_b_pair
+    g = torch.Generator().manual_seed(5)
+    embedding = torch.randn(1, 256, 64, 64, generator=g)
+    points = (torch.rand(2, 4, 2, generator=g) * 1024, torch.tensor([[1, 0, 1, -1], [0, 1, 1, 1]]))
+    boxes = torch.tensor([[10.0, 20.0, 500.0, 700.0], [300.0, 300.0, 900.0, 1000.0]])
+    masks = torch.randn(2, 1, 256, 256, generator=g)
+    outputs = []
+    for model in (official, ours):
+        with torch.no_grad():
+            sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=masks)
+            low_res, iou = model.mask_decoder(image_embeddings=embedding, image_pe=model.prompt_encoder.get_dense_pe(),
+                                              sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                              multimask_output=multimask)
+            outputs.append((sparse, dense, low_res, iou, model.postprocess_masks(low_res, (768, 1024), (600, 800))))
+    for name, e, o in zip(("sparse", "dense", "low_res", "iou", "upscaled"), *outputs):
+        torch.testing.assert_close(o, e, atol=1e-4 * max(1.0, e.abs().max().item()), rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_exported_decoder_matches_the_reference_onnx_model(vit_b_pair, tmp_path: Path, single):
+    """Our ONNX export (run with onnxruntime) against the reference's own export wrapper, in torch.
+
+    One deliberate difference: with ``return_single_mask=False`` the reference wrapper returns all
+    four mask tokens (the single-mask token first); our multimask decoder returns the three
+    multimask outputs, as ``predict(multimask_output=True)`` does, so it is compared with those."""
+    import onnxruntime as ort
+
+    official, ours = vit_b_pair
+    reference = _reference("utils.onnx").SamOnnxModel(official, return_single_mask=single).eval()
+    path = export_onnx_decoder(ours, tmp_path / "decoder.onnx", return_single_mask=single)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(3)
+    embedding = torch.randn(1, 256, 64, 64, generator=g)
+    cases = [
+        # one click + the padding point of a click-only prompt (ambiguous: best of 3 in single mode)
+        (torch.tensor([[[410.0, 300.0], [0.0, 0.0]]]), torch.tensor([[1.0, -1.0]]), 0.0),
+        # a box (corner labels 2 and 3), no mask
+        (torch.tensor([[[100.0, 120.0], [700.0, 640.0]]]), torch.tensor([[2.0, 3.0]]), 0.0),
+        # three clicks, a box and the previous mask (single-mask token in single mode)
+        (torch.tensor([[[410.0, 300.0], [500.0, 500.0], [90.0, 80.0], [100.0, 120.0], [700.0, 640.0]]]),
+         torch.tensor([[1.0, 0.0, 1.0, 2.0, 3.0]]), 1.0),
+    ]
+    for coords, labels, has_mask in cases:
+        inputs = {"image_embeddings": embedding, "point_coords": coords, "point_labels": labels,
+                  "mask_input": torch.randn(1, 1, 256, 256, generator=g), "has_mask_input": torch.tensor([has_mask]),
+                  "orig_im_size": torch.tensor([683.0, 1024.0])}
+        with torch.no_grad():
+            expected = reference(**inputs)
+        if not single:
+            expected = [t[:, 1:] for t in expected]
+        got = session.run(None, {k: v.numpy() for k, v in inputs.items()})
+        for name, e, o in zip(("masks", "iou_predictions", "low_res_masks"), expected, got):
+            assert o.shape == tuple(e.shape), name
+            np.testing.assert_allclose(o, e.numpy(), atol=1e-4 * max(1.0, float(e.abs().max())), rtol=1e-3,
+                                       err_msg=name)
+
+
+def test_automatic_mask_helpers_match_the_reference():
+    ref = _reference("utils.amg")
+    for n, layers, scale in [(32, 0, 1), (16, 2, 2), (7, 1, 2)]:
+        for a, b in zip(amg.build_all_layer_point_grids(n, layers, scale),
+                        ref.build_all_layer_point_grids(n, layers, scale)):
+            np.testing.assert_allclose(a, b)
+    for size, layers, overlap in [((480, 640), 1, 512 / 1500), ((1000, 750), 2, 0.3), ((37, 91), 1, 0.5)]:
+        assert amg.generate_crop_boxes(size, layers, overlap) == tuple(ref.generate_crop_boxes(size, layers, overlap))
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(6, 3, 40, 50, generator=g) * 3
+    torch.testing.assert_close(amg.calculate_stability_score(logits, 0.0, 1.0),
+                               ref.calculate_stability_score(logits, 0.0, 1.0))
+    masks = torch.rand(5, 40, 50, generator=g) > 0.97
+    masks[0] = False  # an empty mask: both give a zero box
+    assert torch.equal(amg.batched_mask_to_box(masks), ref.batched_mask_to_box(masks))
+    boxes = torch.tensor([[0, 0, 30, 30], [5, 5, 200, 180], [180, 10, 300, 60]], dtype=torch.float32)
+    crop, orig = [100, 0, 420, 200], [0, 0, 640, 480]
+    assert torch.equal(amg.is_box_near_crop_edge(boxes, crop, orig), ref.is_box_near_crop_edge(boxes, crop, orig))
+    mine = amg.masks_to_uncompressed_rle(masks)
+    theirs = ref.mask_to_rle_pytorch(masks)
+    assert [m["counts"] for m in mine] == [t["counts"] for t in theirs]
+    assert [list(m["size"]) for m in mine] == [list(t["size"]) for t in theirs]
+
+    blobby = np.zeros((60, 80), bool)
+    blobby[5:40, 5:50] = True
+    blobby[10:13, 10:13] = False  # a 9-pixel hole
+    blobby[50:53, 60:62] = True  # a 6-pixel island
+    for mode in ("holes", "islands"):
+        a, changed_a = amg.remove_small_regions(blobby, 20, mode)
+        b, changed_b = ref.remove_small_regions(blobby, 20, mode)
+        assert changed_a == changed_b and np.array_equal(a, b), mode
