@@ -185,3 +185,95 @@ def test_automatic_mask_helpers_match_the_reference():
         a, changed_a = amg.remove_small_regions(blobby, 20, mode)
         b, changed_b = ref.remove_small_regions(blobby, 20, mode)
         assert changed_a == changed_b and np.array_equal(a, b), mode
+
+
+def _greedy_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """A plain per-category greedy NMS (what torchvision's ``batched_nms`` computes), written out
+    independently of ``workers.sam.amg`` so the reference generator can run without torchvision."""
+    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+    b = boxes.double().tolist()
+    kept: list[int] = []
+    for i in order:
+        x0, y0, x1, y1 = b[i]
+        ok = True
+        for j in kept:
+            if int(idxs[j]) != int(idxs[i]):
+                continue
+            u0, v0, u1, v1 = b[j]
+            inter = max(0.0, min(x1, u1) - max(x0, u0)) * max(0.0, min(y1, v1) - max(y0, v0))
+            union = (x1 - x0) * (y1 - y0) + (u1 - u0) * (v1 - v0) - inter
+            if union > 0 and inter / union > iou_threshold:
+                ok = False
+                break
+        if ok:
+            kept.append(i)
+    return torch.as_tensor(kept, dtype=torch.int64)
+
+
+@pytest.fixture(scope="module")
+def reference_generator_class():
+    """The reference ``SamAutomaticMaskGenerator`` class. Its module imports ``batched_nms`` and
+    ``box_area`` from torchvision, and its predictor's resize goes through torchvision's PIL path;
+    those few functions are provided from PIL and plain Python for the import, then removed again."""
+    from PIL import Image
+
+    names = ("torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
+             "torchvision.transforms.functional")
+    assert not any(n in sys.modules for n in names), "torchvision is not used by Maskloop"
+    shims = {n: types.ModuleType(n) for n in names}
+    shims["torchvision.ops.boxes"].batched_nms = _greedy_nms
+    shims["torchvision.ops.boxes"].box_area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    shims["torchvision.transforms.functional"].to_pil_image = Image.fromarray
+    # torchvision's resize of a PIL image to (h, w) is PIL's bilinear resize
+    shims["torchvision.transforms.functional"].resize = lambda im, hw: im.resize((hw[1], hw[0]), Image.BILINEAR)
+    sys.modules.update(shims)
+    try:
+        generator = _reference("automatic_mask_generator").SamAutomaticMaskGenerator
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+    return generator
+
+
+def _scene(h: int = 180, w: int = 240) -> np.ndarray:
+    """Flat shapes on a textured background: something a segmentation model has masks for."""
+    rng = np.random.default_rng(7)
+    image = (rng.normal(110, 12, (h, w, 3))).clip(0, 255)
+    yy, xx = np.mgrid[:h, :w]
+    image[(yy - 60) ** 2 + (xx - 70) ** 2 < 35 ** 2] = (220, 40, 40)
+    image[110:165, 120:220] = (30, 160, 60)
+    image[20:70, 150:230] = (40, 60, 200)
+    return image.astype(np.uint8)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(points_per_side=8, pred_iou_thresh=0.05, stability_score_thresh=0.6),
+    dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.5, crop_n_layers=1,
+         crop_n_points_downscale_factor=2, min_mask_region_area=40, output_mode="coco_rle", points_per_batch=20),
+], ids=["whole-image", "crops-cleanup-rle"])
+def test_automatic_generator_gives_the_reference_records(reference_generator_class, settings):
+    """The same model under both generators (ours decoding in torch): the same masks, in the same
+    order, with the same scores, boxes, points and crop boxes. Thresholds are lowered because the
+    shipped model's predicted IoUs are low; the second case covers crop layers, crop NMS, hole and
+    island cleanup and COCO RLE output."""
+    from workers.sam import SamAutomaticMaskGenerator, build_sam
+
+    torch.manual_seed(0)
+    model = build_sam("default", device="cpu")
+    image = _scene()
+    with torch.no_grad():
+        expected = reference_generator_class(model, **settings).generate(image)
+        got = SamAutomaticMaskGenerator(model, decoder="torch", **settings).generate(image)
+    assert len(expected) >= 5, "the scene should give the reference several masks to compare"
+    assert len(got) == len(expected)
+    for e, g in zip(expected, got):
+        assert g["area"] == e["area"] and g["bbox"] == [int(v) for v in e["bbox"]]
+        assert g["crop_box"] == [int(v) for v in e["crop_box"]]
+        np.testing.assert_allclose(g["point_coords"], e["point_coords"], atol=1e-3)
+        assert g["predicted_iou"] == pytest.approx(e["predicted_iou"], abs=1e-5)
+        assert g["stability_score"] == pytest.approx(e["stability_score"], abs=1e-5)
+        if settings.get("output_mode") == "coco_rle":
+            assert g["segmentation"]["size"] == list(e["segmentation"]["size"])
+            assert g["segmentation"]["counts"] == e["segmentation"]["counts"]
+        else:
+            assert np.array_equal(g["segmentation"], e["segmentation"])
