@@ -277,3 +277,35 @@ def test_automatic_generator_gives_the_reference_records(reference_generator_cla
             assert g["segmentation"]["counts"] == e["segmentation"]["counts"]
         else:
             assert np.array_equal(g["segmentation"], e["segmentation"])
+
+
+def test_predictor_gives_the_reference_predictions(reference_generator_class):
+    """``SamPredictor`` against the reference predictor (imported with the generator above) on the
+    same model: resizing, preprocessing, coordinate and box transforms, mask feedback, both output
+    modes, logits and thresholded masks, at an odd image size."""
+    from workers.sam import SamPredictor, build_sam
+
+    model = build_sam("default", device="cpu")
+    reference = _reference("predictor").SamPredictor(model)
+    ours = SamPredictor(model)
+    image = _scene(173, 261)
+    with torch.no_grad():
+        reference.set_image(image)
+        ours.set_image(image)
+        torch.testing.assert_close(ours.get_image_embedding(), reference.get_image_embedding())
+        prompts = [
+            dict(point_coords=np.array([[70.0, 60.0]]), point_labels=np.array([1]), multimask_output=True),
+            dict(box=np.array([110.0, 100.0, 230.0, 170.0]), multimask_output=False),
+            dict(point_coords=np.array([[70.0, 60.0], [150.0, 40.0]]), point_labels=np.array([1, 0]),
+                 box=np.array([20.0, 15.0, 120.0, 110.0]), multimask_output=False, return_logits=True),
+        ]
+        for kwargs in prompts:
+            expected = reference.predict(**kwargs)
+            got = ours.predict(**kwargs)
+            for name, e, g in zip(("masks", "scores", "low_res_logits"), expected, got):
+                assert g.shape == e.shape and g.dtype == e.dtype, name
+                np.testing.assert_allclose(g, e, atol=1e-4, rtol=1e-4, err_msg=name)
+            # the best low-res logits fed back as the mask prompt
+            fed = dict(kwargs, mask_input=expected[2][np.argmax(expected[1])][None], multimask_output=False)
+            for e, g in zip(reference.predict(**fed), ours.predict(**fed)):
+                np.testing.assert_allclose(g, e, atol=1e-4, rtol=1e-4)
