@@ -1,4 +1,5 @@
-"""Parity with Meta's reference implementation (the ``segment-anything`` 1.0 package from PyPI).
+"""Parity with Meta's reference implementation (the ``segment-anything`` 1.0 package from PyPI) and,
+for ``vit_t``, with MobileSAM's (the ``mobilesam-mirror`` 1.0.0 packaging of its code).
 
 No official weights can be downloaded here, so the reference modules are built with random weights,
 their state_dict is loaded strictly into our modules, and both run on the same inputs. Same keys,
@@ -25,16 +26,16 @@ from workers.sam.onnx import export_onnx_decoder
 PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1)
 
 
-def _reference(name: str) -> types.ModuleType:
-    """Import ``segment_anything.<name>`` without running the package ``__init__`` (torchvision)."""
-    if "segment_anything" not in sys.modules:
-        spec = importlib.util.find_spec("segment_anything")
+def _reference(name: str, package: str = "segment_anything") -> types.ModuleType:
+    """Import ``<package>.<name>`` without running the package ``__init__`` (it imports torchvision)."""
+    if package not in sys.modules:
+        spec = importlib.util.find_spec(package)
         assert spec is not None and spec.submodule_search_locations, \
-            "the test extra segment-anything==1.0 is not installed (pip install -e '.[test]')"
-        package = types.ModuleType("segment_anything")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["segment_anything"] = package
-    return importlib.import_module(f"segment_anything.{name}")
+            f"the test extra that provides {package} is not installed (pip install -e '.[test]')"
+        module = types.ModuleType(package)
+        module.__path__ = list(spec.submodule_search_locations)
+        sys.modules[package] = module
+    return importlib.import_module(f"{package}.{name}")
 
 
 def _official(arch: str) -> torch.nn.Module:
@@ -309,3 +310,49 @@ def test_predictor_gives_the_reference_predictions(reference_generator_class):
             fed = dict(kwargs, mask_input=expected[2][np.argmax(expected[1])][None], multimask_output=False)
             for e, g in zip(reference.predict(**fed), ours.predict(**fed)):
                 np.testing.assert_allclose(g, e, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def vit_t_pair():
+    """MobileSAM's ``vit_t`` with seeded random weights, and ours with its state_dict loaded strictly.
+
+    MobileSAM's TinyViT imports four helpers from timm (which requires torchvision). With a drop-path
+    rate of 0 they reduce to a weight initialiser, a pair helper and a registry decorator, provided
+    here for the import only (the drop-path class is subclassed but never built)."""
+    names = ("timm", "timm.models", "timm.models.layers", "timm.models.registry")
+    assert not any(n in sys.modules for n in names), "timm is not used by Maskloop"
+    shims = {n: types.ModuleType(n) for n in names}
+    shims["timm.models.layers"].DropPath = type("DropPath", (torch.nn.Module,), {})
+    shims["timm.models.layers"].to_2tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    shims["timm.models.layers"].trunc_normal_ = lambda t, std=1.0: torch.nn.init.trunc_normal_(t, std=std)
+    shims["timm.models.registry"].register_model = lambda fn: fn
+    sys.modules.update(shims)
+    try:
+        builders = _reference("build_sam", package="mobile_sam")
+    finally:
+        for n in names:
+            sys.modules.pop(n, None)
+    torch.manual_seed(0)
+    reference = builders.build_sam_vit_t(checkpoint=None).eval()
+    ours = build_model("vit_t").eval()
+    theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
+    assert theirs == {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+def test_vit_t_forward_matches_mobilesam(vit_t_pair):
+    """MobileSAM end to end: TinyViT encoder (conv stages, windowed attention with bias tables,
+    local convs), then the shared prompt encoder, decoder and postprocessing."""
+    reference, ours = vit_t_pair
+    with torch.no_grad():
+        expected = reference(_batched_input(6), multimask_output=True)
+        got = ours(_batched_input(6), multimask_output=True)
+        image = _batched_input(6)[0]["image"][None]
+        torch.testing.assert_close(ours.image_encoder(ours.preprocess(image)),
+                                   reference.image_encoder(reference.preprocess(image)), atol=1e-4, rtol=1e-4)
+    for e, g in zip(expected, got):
+        scale = e["low_res_logits"].abs().max().item()
+        torch.testing.assert_close(g["low_res_logits"], e["low_res_logits"], atol=1e-4 * scale, rtol=1e-4)
+        torch.testing.assert_close(g["iou_predictions"], e["iou_predictions"], atol=1e-5, rtol=1e-4)
+        assert (g["masks"] != e["masks"]).float().mean().item() < 1e-4
