@@ -155,6 +155,35 @@ def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
     assert sorted(stored) == sorted(taken)
 
 
+def test_one_user_asking_twice_at_once_gets_one_lease(pg_api):
+    """A double press of "next" (two requests of one user at the same instant) gets one image."""
+    import threading
+
+    from backend.api.routes.work_queue import _lease_next
+    from backend.db.models import User
+    from backend.db.session import session_scope
+
+    api = pg_api
+    url = api.settings.resolved_database_url
+    p = api.make_project()
+    for i in range(4):
+        api.add_image(p["id"], seed=i)
+    uid, _ = api.make_user("double")
+    barrier = threading.Barrier(4)
+
+    def take(_: int) -> int:
+        with session_scope(url) as s:
+            user = s.get(User, uid)
+            barrier.wait()
+            lease = _lease_next(s, p["id"], user, 600)
+            s.flush()
+            return lease.id
+
+    for _ in range(5):
+        with ThreadPoolExecutor(4) as pool:
+            assert len(set(pool.map(take, range(4)))) == 1
+
+
 def test_source_transitions_accept_and_undo_accept_only(api):
     c = api.client
     p = api.make_project()

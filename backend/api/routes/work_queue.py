@@ -20,6 +20,10 @@ OPEN_STATUSES = ("new", "embedded", "in_progress")
 
 
 def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | None:
+    if session.get_bind().dialect.name == "postgresql":
+        # One user's requests take turns (a double press of "next" gets one lease, not two); other
+        # users are not held up by this lock.
+        session.execute(select(User.id).where(User.id == user.id).with_for_update())
     now = utcnow()
     active = exists().where(and_(Lease.image_id == Image.id, Lease.state == "active", Lease.expires_at > now))
     # The user's own unexpired lease on this project comes back first (a reload resumes it).
