@@ -99,17 +99,34 @@ def test_annotation_roundtrip_and_rle_checks(any_api):
     assert c.get(f"/api/v1/images/{img}/annotations", headers=api.admin).json() == []
 
 
-def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
-    """Many API workers asking at the same instant, round after round: each image is leased once.
-
-    Each thread has its own database session (as separate API processes would), and a barrier lines
-    their requests up so the SELECT ... FOR UPDATE SKIP LOCKED statements overlap."""
+def _lease_at_once(url: str, project_id: int, user_ids: list[int], pool) -> list[tuple[int, int] | None]:
+    """Each user id asks for an image at the same instant, each in its own database session (as
+    separate API processes would; a barrier lines the requests up), committing the lease alone as the
+    route does. Returns (lease id, image id) per request, None when no image was left."""
     import threading
 
     from backend.api.routes.work_queue import _lease_next
+    from backend.db.models import User
+    from backend.db.session import session_scope
+
+    barrier = threading.Barrier(len(user_ids))
+
+    def take(uid: int) -> tuple[int, int] | None:
+        with session_scope(url) as s:
+            user = s.get(User, uid)
+            barrier.wait()
+            lease = _lease_next(s, project_id, user, 600)
+            s.flush()
+            return (lease.id, lease.image_id) if lease else None
+
+    return list(pool.map(take, user_ids))
+
+
+def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
+    """Many API workers asking at the same instant, round after round: each image is leased once."""
     import sqlalchemy as sa
 
-    from backend.db.models import Image, Lease, User
+    from backend.db.models import Image, Lease
     from backend.db.session import session_scope
 
     api = pg_api
@@ -122,15 +139,6 @@ def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
         s.add_all([Image(project_id=p["id"], file_name=f"{i}.png", storage_key=f"k{i}", sha256=f"{i:064x}",
                          width=8, height=8, status="new") for i in range(3000)])
     user_ids = [api.make_user(f"w{i}")[0] for i in range(threads)]
-    barrier = threading.Barrier(threads)
-
-    def take(uid: int) -> int | None:
-        with session_scope(url) as s:
-            user = s.get(User, uid)
-            barrier.wait()
-            lease = _lease_next(s, p["id"], user, 600)
-            s.flush()
-            return lease.image_id if lease else None  # committed as the route commits: the lease alone
 
     def submit_all():  # as each annotator's submit would, so the next round leases new images
         with session_scope(url) as s:
@@ -141,7 +149,7 @@ def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
     taken: list[int] = []
     with ThreadPoolExecutor(threads) as pool:
         for _ in range(rounds):
-            taken += [i for i in pool.map(take, user_ids) if i is not None]
+            taken += [lease[1] for lease in _lease_at_once(url, p["id"], user_ids, pool) if lease is not None]
             submit_all()
     with session_scope(url) as s:
         per_image = s.execute(
@@ -157,31 +165,15 @@ def test_concurrent_leasing_on_postgres_never_doubles_an_image(pg_api):
 
 def test_one_user_asking_twice_at_once_gets_one_lease(pg_api):
     """A double press of "next" (two requests of one user at the same instant) gets one image."""
-    import threading
-
-    from backend.api.routes.work_queue import _lease_next
-    from backend.db.models import User
-    from backend.db.session import session_scope
-
     api = pg_api
     url = api.settings.resolved_database_url
     p = api.make_project()
     for i in range(4):
         api.add_image(p["id"], seed=i)
     uid, _ = api.make_user("double")
-    barrier = threading.Barrier(4)
-
-    def take(_: int) -> int:
-        with session_scope(url) as s:
-            user = s.get(User, uid)
-            barrier.wait()
-            lease = _lease_next(s, p["id"], user, 600)
-            s.flush()
-            return lease.id
-
     for _ in range(5):
         with ThreadPoolExecutor(4) as pool:
-            assert len(set(pool.map(take, range(4)))) == 1
+            assert len({lease[0] for lease in _lease_at_once(url, p["id"], [uid] * 4, pool)}) == 1
 
 
 def test_source_transitions_accept_and_undo_accept_only(api):

@@ -20,7 +20,8 @@ OPEN_STATUSES = ("new", "embedded", "in_progress")
 
 
 def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | None:
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         # One user's requests take turns (a double press of "next" gets one lease, not two); other
         # users are not held up by this lock.
         session.execute(select(User.id).where(User.id == user.id).with_for_update())
@@ -41,10 +42,8 @@ def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | N
         .order_by(case((Image.status == "embedded", 0), (Image.status == "in_progress", 1), else_=2), Image.id)
         .limit(1)
     )
-    if session.get_bind().dialect.name != "postgresql":
-        image = session.scalar(query)  # the caller holds the process-wide lock
-    else:
-        image = _lock_unleased_image(session, query, now)
+    # SQLite: the caller holds the process-wide lock
+    image = _lock_unleased_image(session, query, now) if postgres else session.scalar(query)
     if image is None:
         return None
     lease = Lease(image_id=image.id, user_id=user.id, state="active", expires_at=now + timedelta(seconds=seconds))

@@ -23,8 +23,6 @@ from workers.sam import amg
 from workers.sam.build import build_model
 from workers.sam.onnx import export_onnx_decoder
 
-PIXEL_MEAN = torch.tensor([123.675, 116.28, 103.53]).view(-1, 1, 1)
-
 
 def _reference(name: str, package: str = "segment_anything") -> types.ModuleType:
     """Import ``<package>.<name>`` without running the package ``__init__`` (it imports torchvision)."""
@@ -36,6 +34,21 @@ def _reference(name: str, package: str = "segment_anything") -> types.ModuleType
         module.__path__ = list(spec.submodule_search_locations)
         sys.modules[package] = module
     return importlib.import_module(f"{package}.{name}")
+
+
+def _reference_with(missing: dict[str, dict], name: str, package: str = "segment_anything") -> types.ModuleType:
+    """``_reference(name, package)`` for modules that import packages Maskloop does not install:
+    ``missing`` maps each such module name to the few attributes the reference needs from it. They
+    exist only during the import (the reference modules keep what they imported by name)."""
+    assert not any(n in sys.modules for n in missing), f"{', '.join(missing)} is not used by Maskloop"
+    for n, attrs in missing.items():
+        sys.modules[n] = types.ModuleType(n)
+        vars(sys.modules[n]).update(attrs)
+    try:
+        return _reference(name, package)
+    finally:
+        for n in missing:
+            sys.modules.pop(n, None)
 
 
 def _official(arch: str) -> torch.nn.Module:
@@ -218,22 +231,14 @@ def reference_generator_class():
     those few functions are provided from PIL and plain Python for the import, then removed again."""
     from PIL import Image
 
-    names = ("torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
-             "torchvision.transforms.functional")
-    assert not any(n in sys.modules for n in names), "torchvision is not used by Maskloop"
-    shims = {n: types.ModuleType(n) for n in names}
-    shims["torchvision.ops.boxes"].batched_nms = _greedy_nms
-    shims["torchvision.ops.boxes"].box_area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    shims["torchvision.transforms.functional"].to_pil_image = Image.fromarray
     # torchvision's resize of a PIL image to (h, w) is PIL's bilinear resize
-    shims["torchvision.transforms.functional"].resize = lambda im, hw: im.resize((hw[1], hw[0]), Image.BILINEAR)
-    sys.modules.update(shims)
-    try:
-        generator = _reference("automatic_mask_generator").SamAutomaticMaskGenerator
-    finally:
-        for n in names:
-            sys.modules.pop(n, None)
-    return generator
+    missing = {"torchvision": {}, "torchvision.ops": {}, "torchvision.transforms": {},
+               "torchvision.ops.boxes": {"batched_nms": _greedy_nms,
+                                         "box_area": lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])},
+               "torchvision.transforms.functional": {
+                   "to_pil_image": Image.fromarray,
+                   "resize": lambda im, hw: im.resize((hw[1], hw[0]), Image.BILINEAR)}}
+    return _reference_with(missing, "automatic_mask_generator").SamAutomaticMaskGenerator
 
 
 def _scene(h: int = 180, w: int = 240) -> np.ndarray:
@@ -319,19 +324,13 @@ def vit_t_pair():
     MobileSAM's TinyViT imports four helpers from timm (which requires torchvision). With a drop-path
     rate of 0 they reduce to a weight initialiser, a pair helper and a registry decorator, provided
     here for the import only (the drop-path class is subclassed but never built)."""
-    names = ("timm", "timm.models", "timm.models.layers", "timm.models.registry")
-    assert not any(n in sys.modules for n in names), "timm is not used by Maskloop"
-    shims = {n: types.ModuleType(n) for n in names}
-    shims["timm.models.layers"].DropPath = type("DropPath", (torch.nn.Module,), {})
-    shims["timm.models.layers"].to_2tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    shims["timm.models.layers"].trunc_normal_ = lambda t, std=1.0: torch.nn.init.trunc_normal_(t, std=std)
-    shims["timm.models.registry"].register_model = lambda fn: fn
-    sys.modules.update(shims)
-    try:
-        builders = _reference("build_sam", package="mobile_sam")
-    finally:
-        for n in names:
-            sys.modules.pop(n, None)
+    missing = {"timm": {}, "timm.models": {},
+               "timm.models.layers": {
+                   "DropPath": type("DropPath", (torch.nn.Module,), {}),
+                   "to_2tuple": lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v),
+                   "trunc_normal_": lambda t, std=1.0: torch.nn.init.trunc_normal_(t, std=std)},
+               "timm.models.registry": {"register_model": lambda fn: fn}}
+    builders = _reference_with(missing, "build_sam", package="mobile_sam")
     torch.manual_seed(0)
     reference = builders.build_sam_vit_t(checkpoint=None).eval()
     ours = build_model("vit_t").eval()
