@@ -39,8 +39,17 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 
 
-def make_fixtures(out: Path) -> str:
-    """Write decoder.onnx, decoder_multimask.onnx, emb_float16.bin and emb_int8.bin into ``out``; returns the model's description."""
+def make_fixtures(out: Path, max_few_points: int | None = None, decoder_dir: Path | None = None,
+                  quantize: bool = False) -> str:
+    """Write decoder.onnx, decoder_multimask.onnx, emb_float16.bin and emb_int8.bin into ``out``; returns
+    the model's description.
+
+    The decoders are exported with ``max_few_points`` (None: the export's default), or copied from
+    ``decoder_dir`` when given (to time an older export beside the current one); ``quantize`` exports
+    the int8 dynamically quantised decoders.
+    """
+    import shutil
+
     import torch
 
     from backend.services.embedding_format import encode_embedding
@@ -53,8 +62,15 @@ def make_fixtures(out: Path) -> str:
         model, what = build_sam("default", device="cpu"), f"trained default model ({DEFAULT_MODEL_PATH})"
     else:
         model, what = build_sam("lite", device="cpu"), "lite architecture, RANDOM weights (no models/default/model.pt)"
-    export_onnx_decoder(model, out / "decoder.onnx")
-    export_onnx_decoder(model, out / "decoder_multimask.onnx", return_single_mask=False)
+    if decoder_dir is not None:
+        for name in ("decoder.onnx", "decoder_multimask.onnx"):
+            shutil.copyfile(decoder_dir / name, out / name)
+        what += f"; decoders copied from {decoder_dir}"
+    else:
+        opts = {"quantize": quantize} if max_few_points is None else {"max_few_points": max_few_points,
+                                                                      "quantize": quantize}
+        export_onnx_decoder(model, out / "decoder.onnx", **opts)
+        export_onnx_decoder(model, out / "decoder_multimask.onnx", return_single_mask=False, **opts)
     h, w = 768, 1024
     yy, xx = np.mgrid[0:h, 0:w]
     image = np.zeros((h, w, 3), np.uint8)
@@ -123,6 +139,11 @@ def main() -> None:
     ap.add_argument("--dwell-ms", type=float, nargs=2, default=[100.0, 500.0],
                     help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
+    ap.add_argument("--max-few-points", type=int, default=None,
+                    help="export the decoders with this switch point (0: the usual order only; default: the export's)")
+    ap.add_argument("--quantize", action="store_true", help="time the int8 dynamically quantised decoders")
+    ap.add_argument("--decoder-dir", type=Path, default=None,
+                    help="time decoder.onnx and decoder_multimask.onnx from this folder instead of exporting them")
     args = ap.parse_args()
     if args.clicks < 1:
         sys.exit("--clicks must be at least 1")
@@ -134,7 +155,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fixtures = Path(tmp)
         t0 = time.perf_counter()
-        what = make_fixtures(fixtures)
+        what = make_fixtures(fixtures, args.max_few_points, args.decoder_dir, args.quantize)
         print(f"fixtures: {what}; built in {time.perf_counter() - t0:.1f} s")
         sizes = {d: (fixtures / f"emb_{d}.bin").stat().st_size for d in ("float16", "int8")}
         server, base = serve(dist, fixtures)

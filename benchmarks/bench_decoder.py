@@ -7,6 +7,11 @@ does not depend on the weights, only on the arch's prompt path (``lite_clicks`` 
 other arch has the plain SAM prompt encoder + decoder).
 
     .venv/bin/python benchmarks/bench_decoder.py [--runs 50] [--ort-threads 1] [--arch lite_clicks|lite]
+        [--points 1 6 12 13 16 20]
+
+``--points`` also times refine clicks (that many points plus the padding point, previous mask fed
+back) for the exported decoder in each order of the two-way attention: the usual one, the
+``few_tokens`` one, and the shipped file that switches between them at ``FEW_TOKENS_MAX_POINTS``.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ def main() -> None:
                         help="lite_clicks (the shipped default: decoder + prompt maps) or lite (plain SAM decoder)")
     parser.add_argument("--ort-threads", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--points", type=int, nargs="*", default=[],
+                        help="click counts for the per-order table of refine clicks (see above)")
     args = parser.parse_args()
 
     import torch
@@ -72,6 +79,35 @@ def main() -> None:
             if i >= 3:
                 times.append(time.perf_counter() - start)
     print(f"onnxruntime decoder (multimask, upsampled to {w}x{h}): {_percentiles(times)}")
+    if args.points:
+        _orders_table(model, embedding, (h, w), args.points, args.runs, args.ort_threads, rng)
+
+
+def _orders_table(model, embedding: np.ndarray, size: tuple[int, int], counts: list[int], runs: int, threads: int,
+                  rng: np.random.Generator) -> None:
+    """p50 of the single-mask decoder per click count, for each attention order (runs interleaved)."""
+    from workers.sam.onnx import FEW_TOKENS_MAX_POINTS, OnnxDecoder, export_onnx_decoder
+
+    h, w = size
+    with tempfile.TemporaryDirectory() as tmp:
+        orders = {"usual": 0, "few_tokens": 10_000,
+                  f"shipped (switch at {FEW_TOKENS_MAX_POINTS})": FEW_TOKENS_MAX_POINTS}
+        decoders = {name: OnnxDecoder(export_onnx_decoder(model, Path(tmp) / f"{n}.onnx", max_few_points=n), threads)
+                    for name, n in orders.items()}
+        print("refine clicks, single-mask decoder, p50 ms: " + " | ".join(orders))
+        for count in counts:
+            pts = np.stack([rng.uniform(0, w, count), rng.uniform(0, h, count)], axis=1)
+            feeds = OnnxDecoder.feeds(embedding, pts, (rng.random(count) < 0.7).astype(np.float32), size,
+                                      mask_input=rng.normal(size=(256, 256)).astype(np.float32))
+            times: dict[str, list[float]] = {name: [] for name in decoders}
+            for i in range(runs + 2):
+                for name, decoder in decoders.items():
+                    start = time.perf_counter()
+                    decoder.run(feeds)
+                    if i >= 2:
+                        times[name].append(time.perf_counter() - start)
+            row = " | ".join(f"{np.percentile(np.asarray(t) * 1000, 50):.1f}" for t in times.values())
+            print(f"  {count} clicks + padding ({count + 1} points): {row}")
 
 
 if __name__ == "__main__":

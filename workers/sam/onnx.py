@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,13 +32,62 @@ INPUT_NAMES = ["image_embeddings", "point_coords", "point_labels", "mask_input",
 OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks"]
 
 
-class DecoderForExport(nn.Module):
-    """The decoder path of ``Sam`` written with export-friendly ops (no Python branching on data)."""
+def _stack_as_tokens(x: torch.Tensor, net: nn.Sequential) -> torch.Tensor:
+    """Run a ``Conv 2×2/2 → LayerNorm2d → act → Conv 2×2/2 → LayerNorm2d → act → Conv 1×1`` stack (the
+    mask downscaling and the prompt maps) on B×C×4h×4w as matrix products in channel-last layout.
 
-    def __init__(self, model: Sam, return_single_mask: bool):
+    Returns tokens B×(h·w)×C_out in the row-major order of ``flatten(2).transpose(1, 2)``. The result
+    equals the stack's own output; only the memory layout differs, so LayerNorm runs over the last axis
+    and no 4-D transpose of a large map is needed.
+    """
+    conv1, ln1, act1, conv2, ln2, act2, conv3 = net
+    b, c, big_h, big_w = x.shape
+    h, w = big_h // 4, big_w // 4
+    # input pixel (4i + 2a + u, 4j + 2e + v): token (i, j), first-level offset (a, e), second-level (u, v)
+    x = x.reshape(b, c, h, 2, 2, w, 2, 2).permute(0, 2, 5, 3, 6, 1, 4, 7).reshape(b, h * w, 4, c * 4)
+    y = x @ conv1.weight.reshape(conv1.out_channels, -1).t() + conv1.bias
+    y = act1(F.layer_norm(y, (conv1.out_channels,), ln1.weight, ln1.bias, ln1.eps))
+    w2 = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.out_channels, -1)  # inputs ordered (a, e, channel)
+    y = y.reshape(b, h * w, -1) @ w2.t() + conv2.bias
+    y = act2(F.layer_norm(y, (conv2.out_channels,), ln2.weight, ln2.bias, ln2.eps))
+    return y @ conv3.weight.reshape(conv3.out_channels, -1).t() + conv3.bias
+
+
+def _masks_from_tokens(src: torch.Tensor, hyper_in: torch.Tensor, upscaling: nn.Sequential, h: int,
+                       w: int) -> torch.Tensor:
+    """``MaskDecoder``'s upscaling and hypernetwork product on image tokens B×(h·w)×C → B×K×4h×4w.
+
+    Each 2×2/2 transposed convolution is one matrix product whose outputs are the four sub-pixels of
+    a token; LayerNorm and GELU act per pixel, so the sub-pixels stay grouped under their token until
+    the K masks are computed and only those K maps are put in image order.
+    """
+    ct1, ln, act1, ct2, act2 = upscaling
+    b = src.shape[0]
+    c1, c2 = ct1.out_channels, ct2.out_channels
+    w1 = ct1.weight.permute(0, 2, 3, 1).reshape(ct1.in_channels, -1)  # outputs ordered (a, e, channel)
+    y = (src @ w1 + ct1.bias.repeat(4)).reshape(b, h * w, 4, c1)
+    y = act1(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+    w2 = ct2.weight.permute(0, 2, 3, 1).reshape(ct2.in_channels, -1)
+    y = act2(y @ w2 + ct2.bias.repeat(4)).reshape(b, h * w * 16, c2)
+    k = hyper_in.shape[1]
+    masks = y @ hyper_in.transpose(1, 2)  # B×(h·w·16)×K, rows (i, j, a, e, u, v)
+    masks = masks.reshape(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
+    return masks.reshape(b, k, 4 * h, 4 * w)
+
+
+class DecoderForExport(nn.Module):
+    """The decoder path of ``Sam`` written with export-friendly ops (no Python branching on data).
+
+    The graph keeps the image features as tokens (channel-last) from the prompt convolutions to the
+    masks: the same arithmetic as ``Sam``'s NCHW modules, several times fewer transposes and reductions
+    across channels, which is what onnxruntime (native and WebAssembly) spends its time on otherwise.
+    """
+
+    def __init__(self, model: Sam, return_single_mask: bool, few_tokens: bool = True):
         super().__init__()
         self.model = model
         self.return_single_mask = return_single_mask
+        self.few_tokens = few_tokens
         self.img_size = model.image_encoder.img_size if hasattr(model.image_encoder, "img_size") else 1024
 
     def _sparse(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -51,16 +101,28 @@ class DecoderForExport(nn.Module):
             emb = emb + pe.point_embeddings[k].weight * (lab == k)
         return emb
 
-    def _dense(self, mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> torch.Tensor:
+    def _dense_tokens(self, coords: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
+                      has_mask_input: torch.Tensor | None) -> torch.Tensor:
+        """The dense prompt embedding as tokens B×hw×C: the mask prompt (or no-mask embedding) plus,
+        for archs with ``PromptMaps`` (a fixed property of the model), the drawn clicks and box."""
         pe = self.model.prompt_encoder
-        downscaled = pe.mask_downscaling(mask_input)
-        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        return has_mask_input * downscaled + (1 - has_mask_input) * no_mask
+        dense = pe.no_mask_embed.weight.unsqueeze(0)  # 1×1×C
+        if mask_input is not None:
+            dense = has_mask_input * _stack_as_tokens(mask_input, pe.mask_downscaling) + (1 - has_mask_input) * dense
+        if pe.prompt_maps is not None:
+            dense = dense + _stack_as_tokens(pe.prompt_maps.render(coords, labels), pe.prompt_maps.net)
+        return dense
 
-    def _with_prompt_maps(self, dense: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Add the drawn clicks and box for archs that have ``PromptMaps`` (a fixed property of the model)."""
-        maps = self.model.prompt_encoder.prompt_maps
-        return dense if maps is None else dense + maps(coords, labels)
+    def _decode(self, image_embeddings: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Two-way transformer and heads → image tokens B×hw×C, hypernetwork weights B×4×C/8, IoU B×4."""
+        decoder = self.model.mask_decoder
+        keys = image_embeddings.flatten(2).transpose(1, 2) + dense
+        keys = keys.expand(sparse.shape[0], -1, -1)
+        key_pe = self.model.prompt_encoder.get_dense_pe().flatten(2).transpose(1, 2)
+        hs, src = decoder.transformer.forward_tokens(keys, key_pe, decoder.prompt_tokens(sparse), self.few_tokens)
+        hyper_in, scores = decoder.heads(hs)
+        return src, hyper_in, scores
 
     def _upscale(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
         masks = F.interpolate(masks, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
@@ -72,21 +134,22 @@ class DecoderForExport(nn.Module):
 
     def forward(self, image_embeddings, point_coords, point_labels, mask_input, has_mask_input, orig_im_size):
         sparse = self._sparse(point_coords, point_labels)
-        dense = self._with_prompt_maps(self._dense(mask_input, has_mask_input), point_coords, point_labels)
-        masks, scores = self.model.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings, image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+        dense = self._dense_tokens(point_coords, point_labels, mask_input, has_mask_input)
+        src, hyper_in, scores = self._decode(image_embeddings, sparse, dense)
         if self.return_single_mask:
             # Few points (one click + padding, or a box) are ambiguous: take the best of the three
             # multimask outputs. More points: the single-mask token. Done arithmetically so the
-            # exported graph has no data-dependent branch.
+            # exported graph has no data-dependent branch; only the chosen mask is computed.
             n = point_coords.shape[1]
             bias = torch.tensor([1000.0, 0.0, 0.0, 0.0], device=scores.device) * (n - 2.5)
             best = torch.argmax(scores + bias, dim=1)
-            masks = masks[torch.arange(masks.shape[0]), best].unsqueeze(1)
-            scores = scores[torch.arange(scores.shape[0]), best].unsqueeze(1)
+            rows = torch.arange(scores.shape[0])
+            hyper_in = hyper_in[rows, best].unsqueeze(1)
+            scores = scores[rows, best].unsqueeze(1)
         else:
-            masks, scores = masks[:, 1:], scores[:, 1:]
+            hyper_in, scores = hyper_in[:, 1:], scores[:, 1:]
+        h, w = self.model.prompt_encoder.image_embedding_size
+        masks = _masks_from_tokens(src, hyper_in, self.model.mask_decoder.output_upscaling, h, w)
         upscaled = self._upscale(masks, orig_im_size)
         return upscaled, scores, masks
 
@@ -103,14 +166,11 @@ class PromptBatchForExport(DecoderForExport):
         super().__init__(model, return_single_mask=False)
 
     def forward(self, image_embeddings, point_coords, point_labels):
-        pe = self.model.prompt_encoder
         sparse = self._sparse(point_coords, point_labels)
-        h, w = pe.image_embedding_size
-        dense = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(sparse.shape[0], -1, h, w)
-        dense = self._with_prompt_maps(dense, point_coords, point_labels)
-        return self.model.mask_decoder.predict_masks(
-            image_embeddings=image_embeddings, image_pe=pe.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense)
+        dense = self._dense_tokens(point_coords, point_labels, None, None)
+        src, hyper_in, scores = self._decode(image_embeddings, sparse, dense)
+        h, w = self.model.prompt_encoder.image_embedding_size
+        return _masks_from_tokens(src, hyper_in, self.model.mask_decoder.output_upscaling, h, w), scores
 
 
 def _atomic_onnx_export(module: nn.Module, args: tuple, path: Path, **kwargs) -> Path:
@@ -122,12 +182,87 @@ def _atomic_onnx_export(module: nn.Module, args: tuple, path: Path, **kwargs) ->
     return atomic_write(path, write)
 
 
+#: the exported decoder takes the ``few_tokens`` order while ``point_coords`` has at most this many
+#: points (padding and box corners included); past it the usual order is cheaper. In onnxruntime on a
+#: 2-core VM (``benchmarks/bench_decoder.py --points``) the two cost the same at about 12 points.
+FEW_TOKENS_MAX_POINTS = 11
+
+
+def _branch_on_points(few: onnx.ModelProto, full: onnx.ModelProto, max_points: int) -> onnx.ModelProto:
+    """One model that runs ``few``'s graph while ``point_coords`` has ≤ ``max_points`` points, else
+    ``full``'s: an ``If`` node whose branches read the shared inputs and weights from the outer graph.
+
+    Both graphs come from the same module, so they have the same inputs and outputs; weights with
+    identical bytes are stored once.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = {i.name for i in few.graph.input}
+    weights: dict[bytes, str] = {}
+    outer: list[onnx.TensorProto] = []
+
+    def branch(model: onnx.ModelProto, prefix: str) -> onnx.GraphProto:
+        graph = model.graph
+        renamed = {}
+        for init in graph.initializer:
+            key = init.data_type.to_bytes(4, "little") + bytes(str(list(init.dims)), "ascii") + numpy_helper.to_array(
+                init).tobytes()
+            if key not in weights:
+                weights[key] = f"w{len(weights)}"
+                copy = onnx.TensorProto()
+                copy.CopyFrom(init)
+                copy.name = weights[key]
+                outer.append(copy)
+            renamed[init.name] = weights[key]
+
+        def name(n: str) -> str:
+            return n if n in inputs or not n else renamed.get(n, prefix + n)
+
+        nodes = []
+        for node in graph.node:
+            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                raise ValueError(f"node {node.name} has a subgraph; the decoder export does not expect one")
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.name = prefix + node.name
+            copy.input[:] = [name(x) for x in node.input]
+            copy.output[:] = [name(x) for x in node.output]
+            nodes.append(copy)
+        outputs = []
+        for out in graph.output:
+            copy = onnx.ValueInfoProto()
+            copy.CopyFrom(out)
+            copy.name = name(out.name)
+            outputs.append(copy)
+        return helper.make_graph(nodes, prefix.strip("/"), [], outputs)
+
+    then_branch = branch(few, "few/")
+    else_branch = branch(full, "full/")
+    count = [
+        helper.make_node("Shape", ["point_coords"], ["num_points"], start=1, end=2),
+        helper.make_node("Constant", [], ["max_points"],
+                         value=helper.make_tensor("max_points", TensorProto.INT64, [1], [max_points])),
+        helper.make_node("LessOrEqual", ["num_points", "max_points"], ["few_points"]),
+        helper.make_node("If", ["few_points"], [o.name for o in few.graph.output], name="choose_order",
+                         then_branch=then_branch, else_branch=else_branch),
+    ]
+    graph = helper.make_graph(count, few.graph.name, list(few.graph.input), list(few.graph.output), outer)
+    merged = helper.make_model(graph, opset_imports=list(few.opset_import), producer_name="maskloop")
+    merged.ir_version = few.ir_version
+    onnx.checker.check_model(merged)
+    return merged
+
+
 def export_onnx_decoder(model: Sam, path: str | Path, *, return_single_mask: bool = True, opset: int = 17,
-                        quantize: bool = False) -> Path:
-    """Export the decoder of ``model`` to ``path`` (written atomically); returns the path."""
+                        quantize: bool = False, max_few_points: int = FEW_TOKENS_MAX_POINTS) -> Path:
+    """Export the decoder of ``model`` to ``path`` (written atomically); returns the path.
+
+    The file holds the decoder twice over the same weights, in the ``few_tokens`` order and in the
+    usual one, and picks by the number of points (``max_few_points``; 0 exports the usual order alone).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = DecoderForExport(model.cpu().eval(), return_single_mask).eval()
+    model = model.cpu().eval()
     c = model.prompt_encoder.embed_dim
     h, w = model.prompt_encoder.image_embedding_size
     dummy = (
@@ -140,14 +275,24 @@ def export_onnx_decoder(model: Sam, path: str | Path, *, return_single_mask: boo
     )
     kwargs = dict(input_names=INPUT_NAMES, output_names=OUTPUT_NAMES, opset_version=opset,
                   dynamic_axes={"point_coords": {1: "num_points"}, "point_labels": {1: "num_points"}})
-    if not quantize:
-        return _atomic_onnx_export(wrapper, dummy, path, **kwargs)
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".tmp-") as tmp:
-        float_path = _atomic_onnx_export(wrapper, dummy, Path(tmp) / "float.onnx", **kwargs)
-        quantize_dynamic(float_path, Path(tmp) / "q.onnx", weight_type=QuantType.QUInt8)
-        os.replace(Path(tmp) / "q.onnx", path)
+
+        def export(few_tokens: bool) -> Path:
+            out = _atomic_onnx_export(DecoderForExport(model, return_single_mask, few_tokens).eval(), dummy,
+                                      Path(tmp) / f"few{few_tokens}.onnx", **kwargs)
+            if quantize:  # each order on its own: the quantizer does not follow weights into If branches
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                quantize_dynamic(out, out.with_suffix(".q.onnx"), weight_type=QuantType.QUInt8)
+                out = out.with_suffix(".q.onnx")
+            return out
+
+        result = export(few_tokens=False)
+        if max_few_points > 0:
+            merged = _branch_on_points(onnx.load(export(few_tokens=True)), onnx.load(result), max_few_points)
+            result = Path(tmp) / "both.onnx"
+            onnx.save(merged, result)
+        os.replace(result, path)
     return path
 
 

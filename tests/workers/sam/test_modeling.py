@@ -239,6 +239,37 @@ def test_token_attention_matches_sdpa():
     torch.testing.assert_close(attn(q, k, v), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_short", [1, 7, 30])
+def test_token_attention_other_orders_equal_forward(n_short):
+    """few_queries / few_keys reorder the products; the result is forward's, for any length and gradients too."""
+    attn = _randomise(TokenAttention(32, num_heads=4, downsample_rate=2))
+    short = torch.randn(2, n_short, 32, requires_grad=True)
+    long_q, long_v = torch.randn(2, 50, 32), torch.randn(2, 50, 32)
+    torch.testing.assert_close(attn.few_queries(short, long_q, long_v), attn(short, long_q, long_v),
+                               rtol=1e-4, atol=1e-5)
+    short_v = torch.randn(2, n_short, 32)
+    torch.testing.assert_close(attn.few_keys(long_q, short, short_v), attn(long_q, short, short_v),
+                               rtol=1e-4, atol=1e-5)
+    grad_fast, = torch.autograd.grad(attn.few_keys(long_q, short, short_v).square().sum(), short)
+    grad_ref, = torch.autograd.grad(attn(long_q, short, short_v).square().sum(), short)
+    torch.testing.assert_close(grad_fast, grad_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_two_way_transformer_few_tokens_equals_forward():
+    model = build_model("lite").eval()
+    _randomise(model.mask_decoder)
+    transformer = model.mask_decoder.transformer
+    keys, pe, tokens = torch.randn(2, 64, 256), torch.randn(1, 64, 256), torch.randn(2, 9, 256)
+    with torch.no_grad():
+        ref = transformer.forward_tokens(keys, pe, tokens)
+        fast = transformer.forward_tokens(keys, pe, tokens, few_tokens=True)
+        nchw = transformer(keys.transpose(1, 2).reshape(2, 256, 8, 8), pe.transpose(1, 2).reshape(1, 256, 8, 8),
+                           tokens)
+    for a, b, c in zip(ref, fast, nchw):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(c, a)
+
+
 def test_mask_decoder_multimask_selection_and_batch_consistency():
     model = build_model("lite").eval()
     _randomise(model.mask_decoder)

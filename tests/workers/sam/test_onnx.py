@@ -179,3 +179,56 @@ def test_grid_batch_decoder_matches_torch_prompt_path(exported):
         t_low, t_scores = model.mask_decoder(emb, model.prompt_encoder.get_dense_pe(), sparse, dense, True)
     assert low.shape == (6, 3, 256, 256)
     assert float((low - t_low).abs().max()) < 1e-3 and float((scores - t_scores).abs().max()) < 1e-3
+
+
+def test_channel_last_stacks_equal_the_nchw_modules(exported):
+    """The export's token-layout convolution stacks and upscaling compute what the NCHW modules compute."""
+    from workers.sam.onnx import _masks_from_tokens, _stack_as_tokens
+
+    model = exported[0]
+    pe, decoder = model.prompt_encoder, model.mask_decoder
+    torch.manual_seed(1)
+    with torch.no_grad():
+        mask = torch.randn(2, 1, 256, 256)
+        ref = pe.mask_downscaling(mask).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(_stack_as_tokens(mask, pe.mask_downscaling), ref, rtol=1e-4, atol=1e-4)
+        src, hyper_in = torch.randn(2, 64 * 64, 256), torch.randn(2, 3, 32)
+        up = decoder.output_upscaling(src.transpose(1, 2).reshape(2, 256, 64, 64))
+        ref = (hyper_in @ up.flatten(2)).reshape(2, 3, 256, 256)
+        torch.testing.assert_close(_masks_from_tokens(src, hyper_in, decoder.output_upscaling, 64, 64), ref,
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_export_switches_order_by_point_count_and_matches_the_predictor(exported, tmp_path):
+    """Below and above FEW_TOKENS_MAX_POINTS the exported file (an If over two orders) gives SamPredictor's masks."""
+    from workers.sam.onnx import FEW_TOKENS_MAX_POINTS
+
+    model, single, multi, path = exported
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "If" in ops
+    plain = export_onnx_decoder(model, tmp_path / "plain.onnx", max_few_points=0)
+    assert "If" not in [n.op_type for n in onnx.load(str(plain)).graph.node]
+    rng = np.random.default_rng(11)
+    image = rng.integers(0, 255, (100, 140, 3), dtype=np.uint8)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    emb = predictor.get_image_embedding().numpy()
+    # points + one padding point: the last two counts are just past the switch
+    for clicks in (1, FEW_TOKENS_MAX_POINTS - 1, FEW_TOKENS_MAX_POINTS, FEW_TOKENS_MAX_POINTS + 5):
+        pts = rng.random((clicks, 2)) * [139, 99]
+        labels = rng.integers(0, 2, clicks)
+        prev = rng.standard_normal((1, 256, 256)).astype(np.float32) * 4
+        feeds = OnnxDecoder.feeds(emb, pts, labels, (100, 140), mask_input=prev)
+        for decoder, multimask in ((single, clicks == 1), (multi, True)):
+            if decoder is single and clicks == 1:
+                continue  # single-click selection is tested in test_onnx_matches_predictor_semantics
+            t_masks, t_scores, t_low = predictor.predict(point_coords=pts, point_labels=labels, mask_input=prev,
+                                                         multimask_output=multimask, return_logits=True)
+            masks, scores, low = decoder.run(feeds)
+            assert masks.shape[1] == t_masks.shape[0]
+            assert np.abs(masks[0] - t_masks).max() < 1e-3, clicks
+            assert np.abs(low[0] - t_low).max() < 1e-3
+            assert np.abs(scores[0] - t_scores).max() < 1e-4
+        p_masks, _, _ = OnnxDecoder(plain).run(feeds)
+        f_masks, _, _ = single.run(feeds)
+        assert np.abs(p_masks - f_masks).max() < 1e-3

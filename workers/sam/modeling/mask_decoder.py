@@ -53,9 +53,7 @@ class MaskDecoder(nn.Module):
                       dense_prompt_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """All 4 masks B×4×256×256 and IoU predictions B×4."""
         b = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1).to(sparse_prompt_embeddings.dtype)
-        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+        tokens = self.prompt_tokens(sparse_prompt_embeddings)
 
         if image_embeddings.shape[0] == b:
             src = image_embeddings
@@ -68,14 +66,24 @@ class MaskDecoder(nn.Module):
         _, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
+        hyper_in, iou_pred = self.heads(hs)
 
         src = src.transpose(1, 2).reshape(b, c, h, w)
         upscaled = self.output_upscaling(src)
-        hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :])
-                                for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
         bu, cu, hu, wu = upscaled.shape
         masks = (hyper_in @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
-        iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
+
+    def prompt_tokens(self, sparse_prompt_embeddings: torch.Tensor) -> torch.Tensor:
+        """The IoU and mask output tokens followed by the prompt tokens: B×(1 + 4 + T)×C."""
+        b = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1).to(sparse_prompt_embeddings.dtype)
+        return torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
+
+    def heads(self, hs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transformer token outputs B×T×C → hypernetwork weights B×4×(C/8) and IoU predictions B×4."""
+        mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens, :]
+        hyper_in = torch.stack([mlp(mask_tokens_out[:, i, :])
+                                for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
+        return hyper_in, self.iou_prediction_head(hs[:, 0, :])

@@ -110,8 +110,11 @@ class PromptMaps(nn.Module):
     def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """coords B×N×2 (frame pixels, N ≥ 1; pixel centres at +0.5 as for the point tokens), labels B×N
         → B×C×(map_size/4)×(map_size/4)."""
-        maps = render_prompt_maps(coords.float() + 0.5, labels, self.map_size, self.frame, self.sigma)
-        return self.net(maps)
+        return self.net(self.render(coords, labels))
+
+    def render(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The B×3×map_size×map_size maps that ``net`` reads (see ``render_prompt_maps``)."""
+        return render_prompt_maps(coords.float() + 0.5, labels, self.map_size, self.frame, self.sigma)
 
 
 class PromptEncoder(nn.Module):

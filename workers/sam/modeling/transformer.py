@@ -43,6 +43,49 @@ class Attention(nn.Module):
         b, h, n, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * d))
 
+    def _head_weights(self, proj: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """A projection's weight as heads×d×C and its bias as heads×d."""
+        d = self.internal_dim // self.num_heads
+        return proj.weight.reshape(self.num_heads, d, -1), proj.bias.reshape(self.num_heads, d)
+
+    def few_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``forward`` for a few queries over many keys, with the products taken in another order.
+
+        Each head's key projection is moved onto the queries (q·(W x + b) = (Wᵀq)·x + q·b) and its value
+        projection after the weighted sum (the softmax weights sum to 1, so the bias passes through), so
+        the keys and values are never projected: the work on the long side is heads × queries wide
+        instead of ``internal_dim``. The same result up to float rounding.
+        """
+        wk, bk = self._head_weights(self.k_proj)
+        wv, bv = self._head_weights(self.v_proj)
+        b, nq = q.shape[0], q.shape[1]
+        qh = self._split(self.q_proj(q))  # B×heads×Nq×d
+        q_in = (qh @ wk).reshape(b, -1, k.shape[-1])  # B×(heads·Nq)×C
+        logits = q_in @ k.transpose(1, 2) + (qh * bk[:, None, :]).sum(-1).reshape(b, -1, 1)
+        weights = torch.softmax(logits / math.sqrt(qh.shape[-1]), dim=-1)  # B×(heads·Nq)×Nk
+        pooled = (weights @ v).reshape(b, self.num_heads, nq, -1)  # B×heads×Nq×C
+        out = pooled @ wv.transpose(1, 2) + bv[:, None, :]  # B×heads×Nq×d
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.internal_dim))
+
+    def few_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``forward`` for many queries over a few keys, with the products taken in another order.
+
+        Each head's query projection is moved onto the keys and the output projection onto the
+        values, so the many queries are never projected: the work on the long side is heads × keys
+        wide instead of ``internal_dim``. The same result up to float rounding.
+        """
+        wq, bq = self._head_weights(self.q_proj)
+        b, nq, nk = q.shape[0], q.shape[1], k.shape[1]
+        d = self.internal_dim // self.num_heads
+        kh = self._split(self.k_proj(k))  # B×heads×Nk×d
+        vh = self._split(self.v_proj(v))
+        k_in = (kh @ wq).reshape(b, -1, q.shape[-1])  # B×(heads·Nk)×C
+        logits = q @ k_in.transpose(1, 2) + (kh * bq[:, None, :]).sum(-1).reshape(b, 1, -1)
+        weights = torch.softmax((logits / math.sqrt(d)).reshape(b, nq, self.num_heads, nk), dim=-1)
+        wo = self.out_proj.weight.reshape(-1, self.num_heads, d).permute(1, 2, 0)  # heads×d×C
+        v_out = (vh @ wo).reshape(b, -1, wo.shape[-1])  # B×(heads·Nk)×C
+        return weights.reshape(b, nq, -1) @ v_out + self.out_proj.bias
+
 
 class TwoWayAttentionBlock(nn.Module):
     """One layer of the two-way transformer (see module docstring)."""
@@ -62,8 +105,14 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor,
-                key_pe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """queries (tokens) B×T×C, keys (image) B×HW×C, with their positional terms → updated pair."""
+                key_pe: torch.Tensor, few_tokens: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """queries (tokens) B×T×C, keys (image) B×HW×C, with their positional terms → updated pair.
+
+        ``few_tokens`` runs the cross-attentions as ``Attention.few_queries``/``few_keys``: the same
+        result, cheaper while the heads × tokens are fewer than the attention's internal dimension.
+        """
+        to_image = self.cross_attn_token_to_image.few_queries if few_tokens else self.cross_attn_token_to_image
+        to_token = self.cross_attn_image_to_token.few_keys if few_tokens else self.cross_attn_image_to_token
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -73,13 +122,13 @@ class TwoWayAttentionBlock(nn.Module):
 
         q = queries + query_pe
         k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        queries = self.norm2(queries + to_image(q, k, keys))
 
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
         k = keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + to_token(k, q, queries))
         return queries, keys
 
 
@@ -100,15 +149,36 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor,
-                point_embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor,
+                few_tokens: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """image_embedding / image_pe: B×C×h×w; point_embedding: B×T×C → (tokens B×T×C, image B×hw×C)."""
-        keys = image_embedding.flatten(2).permute(0, 2, 1)
-        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        return self.forward_tokens(image_embedding.flatten(2).permute(0, 2, 1), image_pe.flatten(2).permute(0, 2, 1),
+                                   point_embedding, few_tokens)
+
+    def few_tokens_pay(self, num_tokens: int) -> bool:
+        """Whether the ``few_tokens`` order is the cheaper one for ``num_tokens`` tokens in eager torch.
+
+        Its work on the image side grows with heads × tokens where the usual order's is the internal
+        dimension; forward + backward on a 2-core CPU cost the same at about 1.5 × (24 tokens for the
+        SAM decoder: 8 heads, internal dimension 128).
+        """
+        internal = self.layers[0].cross_attn_token_to_image.internal_dim if self.layers else self.embedding_dim
+        return self.num_heads * num_tokens <= 1.5 * internal
+
+    def forward_tokens(self, keys: torch.Tensor, key_pe: torch.Tensor, point_embedding: torch.Tensor,
+                       few_tokens: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` with the image and its positional encoding already as tokens B×hw×C.
+
+        ``few_tokens`` (see ``TwoWayAttentionBlock.forward``) changes the cost, not the result; None
+        chooses by ``few_tokens_pay``.
+        """
+        if few_tokens is None:
+            few_tokens = self.few_tokens_pay(point_embedding.shape[1])
         queries = point_embedding
         for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, few_tokens)
         q = queries + point_embedding
         k = keys + key_pe
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        final = self.final_attn_token_to_image.few_queries if few_tokens else self.final_attn_token_to_image
+        queries = self.norm_final_attn(queries + final(q, k, keys))
         return queries, keys
