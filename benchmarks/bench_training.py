@@ -1,6 +1,11 @@
 """Benchmark: image-encoder latency (compact arch beside vit_b) and training throughput on this machine.
 
     .venv/bin/python benchmarks/bench_training.py --threads 2 --archs lite vit_b --train-steps 3
+    .venv/bin/python benchmarks/bench_training.py --archs lite --train-arch lite_clicks --train-steps 4 \
+        --attention-order usual auto usual auto
+
+``--attention-order`` times training with the decoder's two-way attention in the order torch picks
+per call (``auto``) or always in the usual one (``usual``), one run per value, in the given order.
 
 Prints measured numbers and the machine; never asserts on time.
 """
@@ -71,15 +76,22 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--iters", type=int, default=4)
+    parser.add_argument("--attention-order", nargs="+", choices=("auto", "usual"), default=["auto"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
     for arch in args.archs:
         print(f"image encoder {arch}: {encoder_seconds(arch, args.repeats):.3f} s/image (1024x1024, inference)")
     if args.train_steps > 0:
-        ips = training_throughput(args.train_arch, args.train_steps, args.batch_size, args.iters)
-        print(f"training {args.train_arch}: {ips:.3f} images/s (batch {args.batch_size}, "
-              f"{args.iters} interactive iterations per mask)")
+        from workers.sam.modeling.transformer import TwoWayTransformer
+
+        chosen_per_call = TwoWayTransformer.few_tokens_pay
+        for order in args.attention_order:
+            TwoWayTransformer.few_tokens_pay = chosen_per_call if order == "auto" else (lambda self, n: False)
+            ips = training_throughput(args.train_arch, args.train_steps, args.batch_size, args.iters)
+            print(f"training {args.train_arch}: {ips:.3f} images/s (batch {args.batch_size}, "
+                  f"{args.iters} interactive iterations per mask, attention order {order})")
+        TwoWayTransformer.few_tokens_pay = chosen_per_call
 
 
 if __name__ == "__main__":
