@@ -88,9 +88,11 @@ def make_fixtures(out: Path, max_few_points: int | None = None, decoder_dir: Pat
     return what
 
 
-def run_clicks(page, url: str, clicks: int, seed: int, dwell_ms: tuple[float, float] | None = None) -> dict:
+def run_clicks(page, url: str, clicks: int, seed: int, dwell_ms: tuple[float, float] | None = None,
+               right_share: float = 0.0) -> dict:
     """Click ``clicks`` times at random points; with ``dwell_ms`` the pointer first moves there (in 5
-    steps, like a hand) and rests a uniformly random time in that range before pressing."""
+    steps, like a hand) and rests a uniformly random time in that range before pressing. A share
+    ``right_share`` of the clicks, drawn at random, are right clicks (negative points in ``ahead``)."""
     page.goto(url)
     page.wait_for_function("window.bench && (window.bench.ready || window.bench.error)", timeout=120_000)
     state = page.evaluate("window.bench")
@@ -104,8 +106,9 @@ def run_clicks(page, url: str, clicks: int, seed: int, dwell_ms: tuple[float, fl
         if dwell_ms:
             page.mouse.move(x, y, steps=5)
             page.wait_for_timeout(dwell_ms[0] + rng.random() * (dwell_ms[1] - dwell_ms[0]))
-            page.mouse.down()
-            page.mouse.up()
+            button = "right" if rng.random() < right_share else "left"
+            page.mouse.down(button=button)
+            page.mouse.up(button=button)
         else:
             page.mouse.click(x, y)
         page.wait_for_function(f"window.bench.latencies.length >= {i + 1} || window.bench.error", timeout=30_000)
@@ -135,7 +138,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clicks", type=int, default=120)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--modes", nargs="+", default=["cold", "hover", "refine"], choices=["cold", "hover", "refine"])
+    ap.add_argument("--modes", nargs="+", default=["cold", "hover", "refine"],
+                    choices=["cold", "hover", "refine", "ahead"])
     ap.add_argument("--dwell-ms", type=float, nargs=2, default=[100.0, 500.0],
                     help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
@@ -170,8 +174,9 @@ def main() -> None:
                         page = browser.new_page(viewport={"width": 900, "height": 700})
                         url = (f"{base}/bench.html?model=/fixtures/decoder.onnx&multimask=/fixtures/decoder_multimask.onnx"
                                f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}")
-                        dwell = tuple(args.dwell_ms) if mode == "hover" else None
-                        st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell)
+                        dwell = tuple(args.dwell_ms) if mode in ("hover", "ahead") else None
+                        st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell,
+                                        right_share=0.5 if mode == "ahead" else 0.0)
                         what = f"{mode}" + (f" (dwell {dwell[0]:.0f}–{dwell[1]:.0f} ms)" if dwell else "")
                         print(f"[{what}] threads requested {threads}, used {st['threads']} "
                               f"(crossOriginIsolated={st['isolated']}, multimask={st['multimask']}): {summarize(st)}")

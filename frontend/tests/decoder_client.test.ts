@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { decoderThreads, DecoderClient, HOVER_REST_MS, samePoint, sortByIou } from "../src/decoder/client";
+import { decoderThreads, DecoderClient, HOVER_REST_MS, samePrompt, sortByIou, speculativeLabels } from "../src/decoder/client";
 import type { DecoderRequest, DecoderResponse, Prompt } from "../src/decoder/protocol";
 
 /** A stand-in for the decoder Web Worker: records requests; the test answers them one by one. */
@@ -158,6 +158,57 @@ describe("DecoderClient scheduling", () => {
     }
   });
 
+  it("answers a follow-up click with a decode made ahead for either label, only with the same mask input", async () => {
+    const { client, worker } = await readyClient();
+    const lowRes = new Float32Array(256 * 256);
+    const first = { x: 5, y: 5, label: 1 as const };
+    const ahead = (label: 0 | 1): Prompt => ({ points: [first, { x: 30, y: 40, label }], box: null });
+    for (const label of [0, 1] as const) {
+      const r = client.decodeLatest(ahead(label), lowRes, false);
+      await tick();
+      worker.answer(worker.decodes()[worker.decodes().length - 1].id, [0.1 + label]);
+      await r;
+    }
+    expect(worker.decodes()).toHaveLength(2);
+    expect(worker.decodes()[0].maskInput).not.toBeNull();
+    const neg = await client.decode({ points: [first, { x: 30.4, y: 39.7, label: 0 }], box: null }, lowRes, false);
+    const pos = await client.decode({ points: [first, { x: 30, y: 40, label: 1 }], box: null }, lowRes, false);
+    expect([neg.reused, neg.masks[0].iou, pos.reused, pos.masks[0].iou]).toEqual([true, 0.1, true, 1.1]);
+    expect(worker.decodes()).toHaveLength(2); // neither click decoded again
+    const other = client.decode({ points: [first, { x: 30, y: 40, label: 1 }], box: null }, lowRes.slice(), false);
+    await tick();
+    expect(worker.decodes()).toHaveLength(3); // another mask input (another state): decoded
+    worker.answer(worker.decodes()[2].id);
+    expect((await other).reused).toBe(false);
+  });
+
+  it("decodes ahead the likelier label first, then the other, and stops when the pointer or object changes", async () => {
+    const { client, worker } = await readyClient();
+    const mask = new Uint8Array([0, 1, 0, 0]); // 2×2: only (x 1, y 0) is inside
+    const base = { points: [{ x: 0.5, y: 0.5, label: 1 as const }], box: null, mask, lowRes: new Float32Array(256 * 256) };
+    const ahead = client.decodeAhead(base, { x: 1.2, y: 0.3 }, 2, () => true);
+    await tick();
+    expect(worker.decodes().map((d) => d.prompt.points[1].label)).toEqual([0]); // inside: negative first
+    worker.answer(worker.decodes()[0].id);
+    await tick();
+    expect(worker.decodes().map((d) => d.prompt.points[1].label)).toEqual([0, 1]);
+    worker.answer(worker.decodes()[1].id);
+    await ahead;
+    expect(worker.decodes()[1].maskInput).not.toBeNull();
+    const click = await client.decode({ points: [...base.points, { x: 1.2, y: 0.3, label: 1 }], box: null }, base.lowRes, false);
+    expect(click.reused).toBe(true);
+
+    let still = true;
+    const outside = client.decodeAhead(base, { x: 0.1, y: 1.6 }, 2, () => still);
+    await tick();
+    expect(worker.decodes()[2].prompt.points[1].label).toBe(1); // outside: positive first
+    still = false; // the pointer moved on
+    worker.answer(worker.decodes()[2].id);
+    await outside;
+    await tick();
+    expect(worker.decodes()).toHaveLength(3);
+  });
+
   it("forgets hover decodes when the embedding changes", async () => {
     const { client, worker } = await readyClient();
     await hoverDecoded(client, worker, click(10, 10));
@@ -179,12 +230,24 @@ describe("candidates", () => {
     expect(sortByIou([m(0.3), m(0.9), m(0.6)]).map((c) => c.iou)).toEqual([0.9, 0.6, 0.3]);
   });
 
-  it("treats only a lone positive point within the tolerance as the same click", () => {
-    expect(samePoint(click(5, 5), click(5.5, 4.6))).toBe(true);
-    expect(samePoint(click(5, 5), click(6, 5))).toBe(false);
-    expect(samePoint(click(5, 5), click(5, 5, 0))).toBe(false);
-    expect(samePoint(click(5, 5), { points: [{ x: 5, y: 5, label: 1 }], box: { x0: 0, y0: 0, x1: 9, y1: 9 } })).toBe(false);
-    expect(samePoint(click(5, 5), { points: [{ x: 5, y: 5, label: 1 }, { x: 9, y: 9, label: 1 }], box: null })).toBe(false);
+  it("treats a prompt as the same click only with the same earlier points, box and label, the new point within the tolerance", () => {
+    expect(samePrompt(click(5, 5), click(5.5, 4.6))).toBe(true);
+    expect(samePrompt(click(5, 5), click(6, 5))).toBe(false);
+    expect(samePrompt(click(5, 5), click(5, 5, 0))).toBe(false);
+    expect(samePrompt(click(5, 5), { points: [{ x: 5, y: 5, label: 1 }], box: { x0: 0, y0: 0, x1: 9, y1: 9 } })).toBe(false);
+    expect(samePrompt(click(5, 5), { points: [{ x: 5, y: 5, label: 1 }, { x: 9, y: 9, label: 1 }], box: null })).toBe(false);
+    const box = { x0: 0, y0: 0, x1: 9, y1: 9 };
+    const two = (x: number, label: 0 | 1, b = box): Prompt => ({ points: [{ x: 1, y: 1, label: 1 }, { x, y: 3, label }], box: b });
+    expect(samePrompt(two(4, 0), two(4.5, 0))).toBe(true);
+    expect(samePrompt(two(4, 0), two(4, 1))).toBe(false);
+    expect(samePrompt(two(4, 0), two(4, 0, { ...box, x1: 8 }))).toBe(false);
+    expect(samePrompt(two(4, 0), { ...two(4, 0), points: [{ x: 1.2, y: 1, label: 1 }, { x: 4, y: 3, label: 0 }] })).toBe(false);
+    expect(samePrompt({ points: [], box }, { points: [], box })).toBe(false); // a box alone is never a click
+  });
+
+  it("decodes a negative first inside the mask and a positive first outside it", () => {
+    expect(speculativeLabels(true)).toEqual([0, 1]);
+    expect(speculativeLabels(false)).toEqual([1, 0]);
   });
 });
 

@@ -79,6 +79,28 @@ def test_first_click_candidates_cycle(page, running_app, project, screenshots) -
     assert not page.page_errors, page.page_errors
 
 
+def test_follow_up_click_after_a_rest_is_decoded_ahead(page, running_app, project) -> None:  # noqa: ANN001
+    """While the pointer rests, both labels of the next click are decoded; the click then reuses one."""
+    ap.login_and_open(page, running_app, project)
+    ap.click(page, SIZE, 110, 110)
+    first = ap.current_mask(page)
+    x, y = next((x, y) for x, y in ((250, 200), (40, 200), (250, 40), (40, 40)) if not first[y, x])
+    before = page.evaluate("window.maskloop.ahead")
+    page.mouse.move(*image_to_client(page, SIZE, x, y), steps=4)
+    page.wait_for_function(f"window.maskloop.ahead >= {before + 2}", timeout=60_000)  # positive, then negative
+    decodes = page.evaluate("window.maskloop.decodes")
+    page.mouse.down(button="right")
+    page.mouse.up(button="right")
+    page.wait_for_function(f"window.maskloop.decodes > {decodes}", timeout=30_000)
+    last = page.evaluate("window.maskloop.lastClick")
+    assert last["reused"], f"the click was decoded again: {last}"
+    prompt = page.evaluate("window.maskloop.prompt()")
+    assert [p["label"] for p in prompt["points"]] == [1, 0]
+    assert abs(prompt["points"][1]["x"] - x) < 1.5 and abs(prompt["points"][1]["y"] - y) < 1.5
+    assert page.evaluate("window.maskloop.currentRle()") is not None
+    assert not page.page_errors, page.page_errors
+
+
 def _canvas_ratio(page) -> float:  # noqa: ANN001
     return page.evaluate("(() => { const c = document.getElementById('stage'); return c.width / c.getBoundingClientRect().width; })()")
 

@@ -7,7 +7,10 @@
  * - `hover`: the annotator's first click: mouse moves run hover previews, a click on the point the
  *   pointer rested on reuses that decode (finished or still running);
  * - `refine`: follow-up clicks: each click adds a point and feeds back the previous low-res logits
- *   (single-mask decoder), four points per object, then a fresh one.
+ *   (single-mask decoder), four points per object, then a fresh one;
+ * - `ahead`: `refine`'s objects, every click after a rest, as the annotator runs them: the first
+ *   click of an object previewed by hovers (as `hover`), the follow-ups decoded ahead while the
+ *   pointer rests (`DecoderClient.decodeAhead`, both labels, likelier first). A right click is negative.
  */
 import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
@@ -33,7 +36,7 @@ async function main(): Promise<void> {
   if (!model || !emb) throw new Error("bench.html needs ?model=<decoder.onnx>&embedding=<blob>[&multimask=<onnx>][&mode=cold|hover|refine]");
   const threads = Number(q.get("threads") ?? "1");
   const mode = (state.mode = q.get("mode") ?? "cold");
-  if (!["cold", "hover", "refine"].includes(mode)) throw new Error(`unknown mode ${mode}`);
+  if (!["cold", "hover", "refine", "ahead"].includes(mode)) throw new Error(`unknown mode ${mode}`);
   const status = document.getElementById("status")!;
   const el = document.getElementById("stage") as HTMLCanvasElement;
 
@@ -65,27 +68,39 @@ async function main(): Promise<void> {
 
   let points: PromptPoint[] = [];
   let lowRes: Float32Array | null = null;
+  let mask: Uint8Array | null = null;
+  const grouped = mode === "refine" || mode === "ahead";
   const draw = (r: DecodeResult): { mask: Uint8Array; ms: number } => {
     const best = sortByIou(r.masks)[0];
     const t = performance.now();
     canvas.points = r.prompt.points;
     canvas.setCurrentMask(best.mask, [30, 144, 255]);
     lowRes = best.lowRes;
+    mask = best.mask;
     return { mask: best.mask, ms: performance.now() - t };
   };
 
-  if (mode === "hover") {
+  let hoverSeq = 0;
+  const fresh = (): boolean => !grouped || points.length >= 4;
+  if (mode === "hover" || mode === "ahead") {
     el.addEventListener("mousemove", async (e) => {
       const p = canvas.eventToImage(e);
+      const seq = ++hoverSeq;
+      if (!fresh()) {
+        const base = { points, box: null, mask, lowRes };
+        await decoder.decodeAhead(base, p, w, () => seq === hoverSeq && base.points === points);
+        return;
+      }
       const r = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true);
       if (r) { state.hovers++; draw(r); }
     });
   }
+  el.addEventListener("contextmenu", (e) => e.preventDefault());
   el.addEventListener("mousedown", async (e) => {
     const t0 = e.timeStamp;
     const p = canvas.eventToImage(e);
-    if (mode !== "refine" || points.length >= 4) { points = []; lowRes = null; }
-    points = [...points, { x: p.x, y: p.y, label: 1 }];
+    if (fresh()) { points = []; lowRes = null; mask = null; }
+    points = [...points, { x: p.x, y: p.y, label: points.length && e.button === 2 ? 0 : 1 }];
     const r = await decoder.decode({ points, box: null }, lowRes, points.length === 1);
     const drawn = draw(r);
     state.latencies.push(performance.now() - t0);

@@ -4,10 +4,12 @@
  * or a click drops a hover that has not started, so previews follow the decoder's speed and a
  * click never waits behind a queue of stale previews). When decodes are slow (over
  * `HOVER_REST_MS`), a hover starts only once the pointer has rested that long, so points it merely
- * passes through never occupy the decoder. A first click on the point the pointer rested on reuses
- * that hover's decode, finished or still running, instead of decoding again.
+ * passes through never occupy the decoder. A click on the point the pointer rested on reuses that
+ * hover's decode, finished or still running, instead of decoding again: for a first click the hover
+ * is the visible preview; for a follow-up click the annotator decodes the prompt the click would
+ * make ahead of time, without showing it (`speculativeLabels`).
  */
-import type { DecodedMask, DecodeTimings, DecoderRequest, DecoderResponse, Prompt } from "./protocol";
+import type { DecodedMask, DecodeTimings, DecoderRequest, DecoderResponse, Prompt, PromptBox, PromptPoint } from "./protocol";
 
 type Pending = { resolve: (r: DecoderResponse) => void; reject: (e: Error) => void };
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
@@ -37,12 +39,34 @@ export function sortByIou(masks: DecodedMask[]): DecodedMask[] {
   return [...masks].sort((a, b) => b.iou - a.iou);
 }
 
-/** Can a decode of `hover` stand for the click `click`? Only a lone positive point without mask input. */
-export function samePoint(hover: Prompt, click: Prompt, tolerance = SAME_POINT_PX): boolean {
-  const [a] = hover.points, [b] = click.points;
-  return hover.points.length === 1 && click.points.length === 1 && !hover.box && !click.box
-    && a.label === 1 && b.label === 1 && Math.abs(a.x - b.x) <= tolerance && Math.abs(a.y - b.y) <= tolerance;
+/**
+ * Can a decode of `ahead` stand for `click`? The same box and the same points, except that the
+ * last point (the new click) may be up to `tolerance` away; its label must match.
+ */
+export function samePrompt(ahead: Prompt, click: Prompt, tolerance = SAME_POINT_PX): boolean {
+  const n = click.points.length;
+  if (n === 0 || ahead.points.length !== n) return false;
+  const [p, q] = [ahead.box, click.box];
+  if ((p === null) !== (q === null) || (p && q && (p.x0 !== q.x0 || p.y0 !== q.y0 || p.x1 !== q.x1 || p.y1 !== q.y1))) return false;
+  for (let i = 0; i < n - 1; i++) {
+    const [a, b] = [ahead.points[i], click.points[i]];
+    if (a.x !== b.x || a.y !== b.y || a.label !== b.label) return false;
+  }
+  const [a, b] = [ahead.points[n - 1], click.points[n - 1]];
+  return a.label === b.label && Math.abs(a.x - b.x) <= tolerance && Math.abs(a.y - b.y) <= tolerance;
 }
+
+/**
+ * The labels to decode ahead of a follow-up click at a point, most likely first: a click inside the
+ * current mask usually removes (negative), outside it usually adds (positive), as the evaluation's
+ * robot clicker does. The annotator decodes the first while the pointer rests, then the second.
+ */
+export function speculativeLabels(insideMask: boolean): [0 | 1, 0 | 1] {
+  return insideMask ? [0, 1] : [1, 0];
+}
+
+/** How many decodes made ahead of a click are kept for reuse (the two labels at the resting point). */
+const KEPT_AHEAD = 2;
 
 /**
  * WASM threads for the decoder on a machine with `cores` logical cores: every core up to 2, else
@@ -66,7 +90,8 @@ export class DecoderClient {
   private running = false;
   /** `run()` time of the last decode (ms) */
   lastRunMs = 0;
-  private lastHover: { key: string; prompt: Prompt; multimask: boolean; result: Promise<DecodeResult | null> } | null = null;
+  /** recent hover decodes a click may reuse, newest last */
+  private ahead: { key: string; prompt: Prompt; maskInput: Float32Array | null; multimask: boolean; result: Promise<DecodeResult | null> }[] = [];
   private embeddingKey = "";
   multimask = false;
   threads = 1;
@@ -109,19 +134,21 @@ export class DecoderClient {
   /** Hand an embedding (1×256×64×64) to the worker; `key` names it (image id + model version). */
   async setEmbedding(key: string, data: Float32Array, shape: number[], origSize: [number, number], inputSize: [number, number]): Promise<void> {
     const copy = data.slice();
-    this.lastHover = null;
+    this.ahead = [];
     await this.request({ type: "setEmbedding", key, data: copy, shape, origSize, inputSize }, [copy.buffer]);
     this.embeddingKey = key;
   }
 
   /**
-   * Decode a click now (ahead of any hover). A lone positive point without mask input reuses the
-   * hover decode of the same point when there is one; otherwise a waiting hover is dropped.
+   * Decode a click now (ahead of any hover). When a hover decoded the same prompt (`samePrompt`) with
+   * the same mask input (the same array) on this embedding, its result answers the click, finished
+   * or still running; otherwise a waiting hover is dropped.
    */
   async decode(prompt: Prompt, maskInput: Float32Array | null, multimask = false): Promise<DecodeResult> {
     const mm = multimask && this.multimask;
-    const hover = this.lastHover;
-    if (!maskInput && hover && hover.key === this.embeddingKey && hover.multimask === mm && samePoint(hover.prompt, prompt)) {
+    const hover = this.ahead.find((a) => a.key === this.embeddingKey && a.multimask === mm && a.maskInput === maskInput
+      && samePrompt(a.prompt, prompt));
+    if (hover) {
       const r = await hover.result.catch(() => null);
       if (r) return { ...r, reused: true };
     }
@@ -143,12 +170,32 @@ export class DecoderClient {
     const queue = (): void => {
       this.resting = null;
       this.hoverJob = job;
-      this.lastHover = maskInput ? null : { key: this.embeddingKey, prompt, multimask: mm, result };
+      this.ahead = [...this.ahead, { key: this.embeddingKey, prompt, maskInput, multimask: mm, result }].slice(-KEPT_AHEAD);
       void this.pump();
     };
     if (this.lastRunMs > HOVER_REST_MS) this.resting = { job, timer: setTimeout(queue, HOVER_REST_MS) };
     else queue();
     return result.catch(() => null);
+  }
+
+  /**
+   * With prompts on the object (`base`), decode what a click at `p` would make, so that the click
+   * reuses it (`decode`); nothing is shown. The likelier label first (`speculativeLabels`: negative
+   * inside `base.mask`, an H×W array `width` wide, positive outside), then the other, each only
+   * while `current()` says the pointer and the object are still as they were. Resolves to the
+   * number of decodes made.
+   */
+  async decodeAhead(base: { points: PromptPoint[]; box: PromptBox | null; mask: Uint8Array | null; lowRes: Float32Array | null },
+    p: { x: number; y: number }, width: number, current: () => boolean): Promise<number> {
+    const inside = !!base.mask && base.mask[Math.floor(p.y) * width + Math.floor(p.x)] > 0;
+    let made = 0;
+    for (const label of speculativeLabels(inside)) {
+      if (!current()) break;
+      const r = await this.decodeLatest({ points: [...base.points, { x: p.x, y: p.y, label }], box: base.box }, base.lowRes, false);
+      if (!r) break; // a newer hover or a click took the decoder first
+      made++;
+    }
+    return made;
   }
 
   private dropHover(): void {

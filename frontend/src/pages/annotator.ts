@@ -38,6 +38,8 @@ export interface AnnotatorDebug {
   prefetch: PrefetchState | null;
   /** the last click: ms from the mouse event to the mask drawn, and whether a hover decode answered it */
   lastClick: { ms: number; reused: boolean; decoderMs: number } | null;
+  /** decodes made ahead of follow-up clicks while the pointer rested */
+  ahead: number;
 }
 declare global { interface Window { maskloop?: AnnotatorDebug } }
 
@@ -73,7 +75,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
-    loads: [], prefetch: null, lastClick: null,
+    loads: [], prefetch: null, lastClick: null, ahead: 0,
   };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
@@ -479,7 +481,16 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     try { await runDecode(next, eventTime); } catch (err) { status.say(`Decoding failed: ${errorText(err)}`, "error"); } finally { clicking--; }
   }
 
+  /** counts hovers, so that a decode made ahead for an old pointer position does not queue another */
+  let hoverSeq = 0;
+
   async function hover(p: { x: number; y: number }): Promise<void> {
+    const seq = ++hoverSeq;
+    const s = history.state;
+    if (decoder && ready && !clicking && tool === "prompt" && (s.points.length || s.box)) {
+      debug.ahead += await decoder.decodeAhead(s, p, W(), () => seq === hoverSeq && !clicking && history.state === s && tool === "prompt");
+      return;
+    }
     const idle = (): boolean => !clicking && !history.state.points.length && !history.state.box && tool === "prompt";
     if (!decoder || !ready || !idle()) return;
     // the multimask decoder, like a first click, so that a click on this point can reuse the result
