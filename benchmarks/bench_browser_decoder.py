@@ -9,10 +9,13 @@ went (decoder ``run()``, post-processing in the worker, drawing, the rest = mess
 plus the embedding size on the wire for float16 and int8. Modes (see ``frontend/src/bench/bench.ts``):
 ``cold`` first click without a hover before it, ``hover`` first click after the pointer rested on the
 point for a random dwell (the annotator's hover preview decodes it meanwhile), ``refine`` follow-up
-clicks with the previous low-res mask fed back.
+clicks with the previous low-res mask fed back, ``ahead`` ``refine``'s clicks each after a random
+dwell, follow-ups decoded ahead while the pointer rests as the annotator does; their labels
+(``--ahead-labels``): ``buttons`` half right clicks (negative) drawn at random, ``mask`` negative
+inside the current mask and positive outside (the evaluation's robot clicker).
 Run: ``.venv/bin/python benchmarks/bench_browser_decoder.py [--clicks 120] [--threads 1 2]
-[--modes cold hover refine] [--dwell-ms 100 500]`` (``npm run build`` in ``frontend/`` first, or pass
-``--build``).
+[--modes cold hover refine ahead] [--ahead-labels buttons mask] [--dwell-ms 100 500]``
+(``npm run build`` in ``frontend/`` first, or pass ``--build``).
 """
 from __future__ import annotations
 
@@ -140,6 +143,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--modes", nargs="+", default=["cold", "hover", "refine"],
                     choices=["cold", "hover", "refine", "ahead"])
+    ap.add_argument("--ahead-labels", nargs="+", default=["buttons"], choices=["buttons", "mask"],
+                    help="ahead mode: how follow-up clicks get their label (one run per value)")
     ap.add_argument("--dwell-ms", type=float, nargs=2, default=[100.0, 500.0],
                     help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
@@ -170,14 +175,16 @@ def main() -> None:
                       f"{os.cpu_count()} CPUs (shared), Chromium {browser.version}")
                 print(f"embedding on the wire: float16 {sizes['float16']:,} B, int8 {sizes['int8']:,} B")
                 for threads in args.threads:
-                    for mode in args.modes:
+                    runs = [(m, lab) for m in args.modes for lab in (args.ahead_labels if m == "ahead" else ["buttons"])]
+                    for mode, labels in runs:
                         page = browser.new_page(viewport={"width": 900, "height": 700})
                         url = (f"{base}/bench.html?model=/fixtures/decoder.onnx&multimask=/fixtures/decoder_multimask.onnx"
-                               f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}")
+                               f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}&labels={labels}")
                         dwell = tuple(args.dwell_ms) if mode in ("hover", "ahead") else None
                         st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell,
-                                        right_share=0.5 if mode == "ahead" else 0.0)
-                        what = f"{mode}" + (f" (dwell {dwell[0]:.0f}–{dwell[1]:.0f} ms)" if dwell else "")
+                                        right_share=0.5 if mode == "ahead" and labels == "buttons" else 0.0)
+                        what = (f"{mode}" + (f", labels {labels}" if mode == "ahead" else "")
+                                + (f" (dwell {dwell[0]:.0f}–{dwell[1]:.0f} ms)" if dwell else ""))
                         print(f"[{what}] threads requested {threads}, used {st['threads']} "
                               f"(crossOriginIsolated={st['isolated']}, multimask={st['multimask']}): {summarize(st)}")
                         page.close()

@@ -10,7 +10,9 @@
  *   (single-mask decoder), four points per object, then a fresh one;
  * - `ahead`: `refine`'s objects, every click after a rest, as the annotator runs them: the first
  *   click of an object previewed by hovers (as `hover`), the follow-ups decoded ahead while the
- *   pointer rests (`DecoderClient.decodeAhead`, both labels, likelier first). A right click is negative.
+ *   pointer rests (`DecoderClient.decodeAhead`, both labels, likelier first). With `labels=buttons`
+ *   a right click is negative; with `labels=mask` a follow-up click is negative inside the current
+ *   mask and positive outside it (the evaluation's robot clicker: take out what is wrong, add what is missing).
  */
 import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
@@ -37,6 +39,8 @@ async function main(): Promise<void> {
   const threads = Number(q.get("threads") ?? "1");
   const mode = (state.mode = q.get("mode") ?? "cold");
   if (!["cold", "hover", "refine", "ahead"].includes(mode)) throw new Error(`unknown mode ${mode}`);
+  const labels = q.get("labels") ?? "buttons";
+  if (!["buttons", "mask"].includes(labels)) throw new Error(`unknown labels ${labels}`);
   const status = document.getElementById("status")!;
   const el = document.getElementById("stage") as HTMLCanvasElement;
 
@@ -100,7 +104,9 @@ async function main(): Promise<void> {
     const t0 = e.timeStamp;
     const p = canvas.eventToImage(e);
     if (fresh()) { points = []; lowRes = null; mask = null; }
-    points = [...points, { x: p.x, y: p.y, label: points.length && e.button === 2 ? 0 : 1 }];
+    const inside = mask !== null && mask[Math.floor(p.y) * w + Math.floor(p.x)] > 0;
+    const negative = points.length > 0 && (labels === "mask" ? inside : e.button === 2);
+    points = [...points, { x: p.x, y: p.y, label: negative ? 0 : 1 }];
     const r = await decoder.decode({ points, box: null }, lowRes, points.length === 1);
     const drawn = draw(r);
     state.latencies.push(performance.now() - t0);
