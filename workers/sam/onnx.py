@@ -205,8 +205,7 @@ def _branch_on_points(few: onnx.ModelProto, full: onnx.ModelProto, max_points: i
         graph = model.graph
         renamed = {}
         for init in graph.initializer:
-            key = init.data_type.to_bytes(4, "little") + bytes(str(list(init.dims)), "ascii") + numpy_helper.to_array(
-                init).tobytes()
+            key = f"{init.data_type}:{list(init.dims)}:".encode() + numpy_helper.to_array(init).tobytes()
             if key not in weights:
                 weights[key] = f"w{len(weights)}"
                 copy = onnx.TensorProto()

@@ -270,6 +270,20 @@ def test_two_way_transformer_few_tokens_equals_forward():
         torch.testing.assert_close(c, a)
 
 
+def test_few_tokens_order_under_autocast_keeps_the_usual_dtypes():
+    """Mixed precision (what training uses on a GPU; bfloat16 autocast here) runs the few-tokens order too."""
+    transformer = build_model("lite").eval().mask_decoder.transformer
+    keys, pe = torch.randn(1, 256, 256), torch.randn(1, 256, 256)
+    tokens = torch.randn(1, 7, 256, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast = transformer.forward_tokens(keys, pe, tokens, few_tokens=True)
+        ref = transformer.forward_tokens(keys, pe, tokens, few_tokens=False)
+    assert [t.dtype for t in fast] == [t.dtype for t in ref]
+    torch.testing.assert_close(fast[0].float(), ref[0].float(), rtol=0.05, atol=0.1)
+    fast[1].float().sum().backward()
+    assert tokens.grad is not None and torch.isfinite(tokens.grad).all()
+
+
 def test_mask_decoder_multimask_selection_and_batch_consistency():
     model = build_model("lite").eval()
     _randomise(model.mask_decoder)

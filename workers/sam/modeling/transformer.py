@@ -159,8 +159,8 @@ class TwoWayTransformer(nn.Module):
         """Whether the ``few_tokens`` order is the cheaper one for ``num_tokens`` tokens in eager torch.
 
         Its work on the image side grows with heads × tokens where the usual order's is the internal
-        dimension; forward + backward on a 2-core CPU cost the same at about 1.5 × (24 tokens for the
-        SAM decoder: 8 heads, internal dimension 128).
+        dimension; forward + backward on a 2-core CPU cost the same when heads × tokens is about 1.5 ×
+        the internal dimension (24 tokens for the SAM decoder: 8 heads, internal dimension 128).
         """
         internal = self.layers[0].cross_attn_token_to_image.internal_dim if self.layers else self.embedding_dim
         return self.num_heads * num_tokens <= 1.5 * internal
