@@ -242,7 +242,9 @@ describe("candidates", () => {
     expect(samePrompt(two(4, 0), two(4, 1))).toBe(false);
     expect(samePrompt(two(4, 0), two(4, 0, { ...box, x1: 8 }))).toBe(false);
     expect(samePrompt(two(4, 0), { ...two(4, 0), points: [{ x: 1.2, y: 1, label: 1 }, { x: 4, y: 3, label: 0 }] })).toBe(false);
-    expect(samePrompt({ points: [], box }, { points: [], box })).toBe(false); // a box alone is never a click
+    expect(samePrompt({ points: [], box }, { points: [], box: { ...box, x1: 9.5 } })).toBe(true); // a dragged box
+    expect(samePrompt({ points: [], box }, { points: [], box: { ...box, y0: 1 } })).toBe(false);
+    expect(samePrompt({ points: [], box: null }, { points: [], box: null })).toBe(false);
   });
 
   it("decodes a negative first inside the mask and a positive first outside it", () => {

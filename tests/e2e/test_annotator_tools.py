@@ -101,6 +101,26 @@ def test_follow_up_click_after_a_rest_is_decoded_ahead(page, running_app, projec
     assert not page.page_errors, page.page_errors
 
 
+def test_box_drag_previews_where_it_pauses_and_the_release_reuses_it(page, running_app, project) -> None:  # noqa: ANN001
+    ap.login_and_open(page, running_app, project)
+    before = page.evaluate("window.maskloop.boxPreviews")
+    a, b = image_to_client(page, SIZE, 60, 55), image_to_client(page, SIZE, 170, 170)
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move(b[0], b[1], steps=8)
+    page.wait_for_function(f"window.maskloop.boxPreviews > {before}", timeout=60_000)  # shown during the drag
+    assert page.evaluate("window.maskloop.currentRle()") is None, "a preview is not a mask to accept"
+    decodes = page.evaluate("window.maskloop.decodes")
+    page.mouse.up()
+    page.wait_for_function(f"window.maskloop.decodes > {decodes}", timeout=30_000)
+    last = page.evaluate("window.maskloop.lastClick")
+    assert last["reused"], f"the released box was decoded again: {last}"
+    box = page.evaluate("window.maskloop.prompt()")["box"]
+    assert [round(box[k]) for k in ("x0", "y0", "x1", "y1")] == [60, 55, 170, 170], box
+    assert page.evaluate("window.maskloop.currentRle()") is not None
+    assert not page.page_errors, page.page_errors
+
+
 def _canvas_ratio(page) -> float:  # noqa: ANN001
     return page.evaluate("(() => { const c = document.getElementById('stage'); return c.width / c.getBoundingClientRect().width; })()")
 

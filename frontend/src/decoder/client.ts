@@ -40,20 +40,24 @@ export function sortByIou(masks: DecodedMask[]): DecodedMask[] {
 }
 
 /**
- * Can a decode of `ahead` stand for `click`? The same box and the same points, except that the
- * last point (the new click) may be up to `tolerance` away; its label must match.
+ * Can a decode of `ahead` stand for `click`? The same points, except that the last one (the new
+ * click) may be up to `tolerance` away, with the same label; and no box on either, or boxes whose
+ * corners are that close (the box a drag ends with and the one decoded where it paused).
  */
 export function samePrompt(ahead: Prompt, click: Prompt, tolerance = SAME_POINT_PX): boolean {
   const n = click.points.length;
-  if (n === 0 || ahead.points.length !== n) return false;
+  if (ahead.points.length !== n || (n === 0 && !click.box)) return false;
+  const near = (a: number, b: number): boolean => Math.abs(a - b) <= tolerance;
   const [p, q] = [ahead.box, click.box];
-  if ((p === null) !== (q === null) || (p && q && (p.x0 !== q.x0 || p.y0 !== q.y0 || p.x1 !== q.x1 || p.y1 !== q.y1))) return false;
+  if ((p === null) !== (q === null)) return false;
+  if (p && q && !(near(p.x0, q.x0) && near(p.y0, q.y0) && near(p.x1, q.x1) && near(p.y1, q.y1))) return false;
   for (let i = 0; i < n - 1; i++) {
     const [a, b] = [ahead.points[i], click.points[i]];
     if (a.x !== b.x || a.y !== b.y || a.label !== b.label) return false;
   }
+  if (n === 0) return true;
   const [a, b] = [ahead.points[n - 1], click.points[n - 1]];
-  return a.label === b.label && Math.abs(a.x - b.x) <= tolerance && Math.abs(a.y - b.y) <= tolerance;
+  return a.label === b.label && near(a.x, b.x) && near(a.y, b.y);
 }
 
 /**

@@ -40,6 +40,8 @@ export interface AnnotatorDebug {
   lastClick: { ms: number; reused: boolean; decoderMs: number } | null;
   /** decodes made ahead of follow-up clicks while the pointer rested */
   ahead: number;
+  /** box masks shown while a box was being dragged */
+  boxPreviews: number;
 }
 declare global { interface Window { maskloop?: AnnotatorDebug } }
 
@@ -75,7 +77,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
-    loads: [], prefetch: null, lastClick: null, ahead: 0,
+    loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0,
   };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
@@ -484,6 +486,25 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   /** counts hovers, so that a decode made ahead for an old pointer position does not queue another */
   let hoverSeq = 0;
 
+  /** A dragged box from corner to corner, ordered and clamped to the image. */
+  function clampBox(b: { x0: number; y0: number; x1: number; y1: number }): NonNullable<Prompt["box"]> {
+    return { x0: Math.max(0, Math.min(b.x0, b.x1)), y0: Math.max(0, Math.min(b.y0, b.y1)), x1: Math.min(W(), Math.max(b.x0, b.x1)), y1: Math.min(H(), Math.max(b.y0, b.y1)) };
+  }
+
+  /**
+   * While a box is dragged, decode it where the pointer pauses (the decoder's hover rules) and show
+   * the mask under the box; releasing the drag there reuses that decode (DecoderClient.decode).
+   */
+  async function previewBox(box: NonNullable<Prompt["box"]>): Promise<void> {
+    const s = history.state;
+    if (!decoder || !ready || clicking) return;
+    const seq = ++hoverSeq;
+    const r = await decoder.decodeLatest({ points: s.points, box }, s.lowRes, false);
+    if (!r || seq !== hoverSeq || !canvas.dragBox || history.state !== s) return;
+    canvas.setCurrentMask(sortByIou(r.masks)[0].mask, color());
+    debug.boxPreviews++;
+  }
+
   async function hover(p: { x: number; y: number }): Promise<void> {
     const seq = ++hoverSeq;
     const s = history.state;
@@ -637,6 +658,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (down && down.button === 0 && Math.hypot(e.clientX - down.cx, e.clientY - down.cy) > 6) {
       canvas.dragBox = { x0: down.x, y0: down.y, x1: p.x, y1: p.y };
       canvas.requestDraw();
+      void previewBox(clampBox(canvas.dragBox));
       return;
     }
     if (!down && !spaceHeld && canvas.inside(p)) void hover(p);
@@ -654,9 +676,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const p = canvas.eventToImage(e);
     if (canvas.dragBox) {
       // from where the drag began to where it ended (possibly outside the canvas), clamped below
-      const b = { x0: start.x, y0: start.y, x1: p.x, y1: p.y };
       canvas.dragBox = null;
-      void addPrompt(null, { x0: Math.max(0, Math.min(b.x0, b.x1)), y0: Math.max(0, Math.min(b.y0, b.y1)), x1: Math.min(W(), Math.max(b.x0, b.x1)), y1: Math.min(H(), Math.max(b.y0, b.y1)) }, e.timeStamp);
+      void addPrompt(null, clampBox({ x0: start.x, y0: start.y, x1: p.x, y1: p.y }), e.timeStamp);
       return;
     }
     if (!canvas.inside(p) || start.button === 1) return;
