@@ -15,7 +15,7 @@
  *   mask and positive outside it (the evaluation's robot clicker: take out what is wrong, add what is missing).
  */
 import { AnnotationCanvas } from "../canvas/canvas";
-import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
+import { DecoderClient, insideMask, sortByIou, type DecodeResult } from "../decoder/client";
 import type { PromptPoint } from "../decoder/protocol";
 import { parseEmbedding } from "../embedding";
 
@@ -104,8 +104,7 @@ async function main(): Promise<void> {
     const t0 = e.timeStamp;
     const p = canvas.eventToImage(e);
     if (fresh()) { points = []; lowRes = null; mask = null; }
-    const inside = mask !== null && mask[Math.floor(p.y) * w + Math.floor(p.x)] > 0;
-    const negative = points.length > 0 && (labels === "mask" ? inside : e.button === 2);
+    const negative = points.length > 0 && (labels === "mask" ? insideMask(mask, w, p) : e.button === 2);
     points = [...points, { x: p.x, y: p.y, label: negative ? 0 : 1 }];
     const r = await decoder.decode({ points, box: null }, lowRes, points.length === 1);
     const drawn = draw(r);

@@ -65,8 +65,13 @@ export function samePrompt(ahead: Prompt, click: Prompt, tolerance = SAME_POINT_
  * current mask usually removes (negative), outside it usually adds (positive), as the evaluation's
  * robot clicker does. The annotator decodes the first while the pointer rests, then the second.
  */
-export function speculativeLabels(insideMask: boolean): [0 | 1, 0 | 1] {
-  return insideMask ? [0, 1] : [1, 0];
+export function speculativeLabels(inside: boolean): [0 | 1, 0 | 1] {
+  return inside ? [0, 1] : [1, 0];
+}
+
+/** Whether image point `p` lies inside `mask` (row-major, `width` wide; null: no mask). */
+export function insideMask(mask: Uint8Array | null, width: number, p: { x: number; y: number }): boolean {
+  return !!mask && mask[Math.floor(p.y) * width + Math.floor(p.x)] > 0;
 }
 
 /** How many decodes made ahead of a click are kept for reuse (the two labels at the resting point). */
@@ -191,9 +196,8 @@ export class DecoderClient {
    */
   async decodeAhead(base: { points: PromptPoint[]; box: PromptBox | null; mask: Uint8Array | null; lowRes: Float32Array | null },
     p: { x: number; y: number }, width: number, current: () => boolean): Promise<number> {
-    const inside = !!base.mask && base.mask[Math.floor(p.y) * width + Math.floor(p.x)] > 0;
     let made = 0;
-    for (const label of speculativeLabels(inside)) {
+    for (const label of speculativeLabels(insideMask(base.mask, width, p))) {
       if (!current()) break;
       const r = await this.decodeLatest({ points: [...base.points, { x: p.x, y: p.y, label }], box: base.box }, base.lowRes, false);
       if (!r) break; // a newer hover or a click took the decoder first
