@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from browser.serve import serve  # noqa: E402
 
+from backend.services.mask_refine import RefineParams  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -81,6 +83,9 @@ def make_fixtures(out: Path, max_few_points: int | None = None, decoder_dir: Pat
     image[..., 1] = (yy * 255 // h).astype(np.uint8)
     image[((xx - 400) ** 2 + (yy - 300) ** 2) < 120 ** 2] = (240, 200, 40)
     image[500:700, 600:900] = (30, 60, 220)
+    from PIL import Image
+
+    Image.fromarray(image).save(out / "image.png")  # the page's guide when masks are refined
     predictor = SamPredictor(model)
     predictor.set_image(image)
     feats = predictor.features.cpu().numpy()
@@ -124,7 +129,8 @@ def summarize(st: dict) -> str:
     fresh = ~reused
     rest = lat[fresh] - run[fresh] - post[fresh] - draw[fresh]
     parts = (f"click→mask drawn p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms over {len(lat)} clicks; "
-             f"decoder run() p50 {pct(run, 50):.1f} ms, worker post {pct(post, 50):.1f} ms, draw {pct(draw, 50):.1f} ms")
+             f"decoder run() p50 {pct(run, 50):.1f} ms, worker post {pct(post, 50):.1f} ms "
+             f"(of it refinement {pct(st['refineMs'], 50):.1f}), draw {pct(draw, 50):.1f} ms")
     if fresh.any():
         parts += f", messages+waiting {pct(rest, 50):.1f} ms (p50 of fresh decodes)"
     if reused.any():
@@ -148,6 +154,9 @@ def main() -> None:
     ap.add_argument("--dwell-ms", type=float, nargs=2, default=[100.0, 500.0],
                     help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
+    ap.add_argument("--refine", nargs="+", default=["guided"], choices=["guided", "none"],
+                    help="refine masks with the image as the annotator does (the server's default settings), "
+                         "or not; several values run each")
     ap.add_argument("--max-few-points", type=int, default=None,
                     help="export the decoders with this switch point (0: the usual order only; default: the export's)")
     ap.add_argument("--quantize", action="store_true", help="time the int8 dynamically quantised decoders")
@@ -175,15 +184,20 @@ def main() -> None:
                       f"{os.cpu_count()} CPUs (shared), Chromium {browser.version}")
                 print(f"embedding on the wire: float16 {sizes['float16']:,} B, int8 {sizes['int8']:,} B")
                 for threads in args.threads:
-                    runs = [(m, lab) for m in args.modes for lab in (args.ahead_labels if m == "ahead" else ["buttons"])]
-                    for mode, labels in runs:
+                    runs = [(m, lab, ref) for m in args.modes
+                            for lab in (args.ahead_labels if m == "ahead" else ["buttons"]) for ref in args.refine]
+                    for mode, labels, refine in runs:
                         page = browser.new_page(viewport={"width": 900, "height": 700})
                         url = (f"{base}/bench.html?model=/fixtures/decoder.onnx&multimask=/fixtures/decoder_multimask.onnx"
-                               f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}&labels={labels}")
+                               f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}&labels={labels}"
+                               f"&image=/fixtures/image.png")
+                        if refine == "guided":
+                            p = RefineParams()
+                            url += f"&refine={p.work_size},{p.radius},{p.eps}"
                         dwell = tuple(args.dwell_ms) if mode in ("hover", "ahead") else None
                         st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell,
                                         right_share=0.5 if mode == "ahead" and labels == "buttons" else 0.0)
-                        what = (f"{mode}" + (f", labels {labels}" if mode == "ahead" else "")
+                        what = (f"{mode}" + (f", labels {labels}" if mode == "ahead" else "") + f", refine {refine}"
                                 + (f" (dwell {dwell[0]:.0f}–{dwell[1]:.0f} ms)" if dwell else ""))
                         print(f"[{what}] threads requested {threads}, used {st['threads']} "
                               f"(crossOriginIsolated={st['isolated']}, multimask={st['multimask']}): {summarize(st)}")

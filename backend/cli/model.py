@@ -112,6 +112,9 @@ def eval_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     decoder: str = typer.Option("auto", "--decoder", help="auto, torch or onnx: how prompts are decoded "
                                 "(auto: the browser's ONNX decoder in onnxruntime on a CPU)."),
+    refine: str = typer.Option("guided", "--refine", help="guided, none or both: refine the model's masks with "
+                               "the image as the browser does (guided filter); both reports the model with "
+                               "and without it."),
 ) -> None:
     """Interactive evaluation (robot clicker, NoC@85/90, mIoU curve) of a model beside GrabCut."""
     _setup(threads)
@@ -125,8 +128,11 @@ def eval_command(
         _fail("nothing to evaluate: --model none and --baseline none")
     if decoder not in ("auto", "torch", "onnx"):
         _fail(f"unknown decoder {decoder!r}: expected auto, torch or onnx")
+    if refine not in ("guided", "none", "both"):
+        _fail(f"unknown refinement {refine!r}: expected guided, none or both")
     import torch
 
+    from backend.services.mask_refine import NO_REFINE, RefineParams, refine_predictor
     from workers.evaluation import GrabCutSegmenter, evaluate
     from workers.evaluation.interactive import iter_dataset_samples, load_predictor
     from workers.evaluation.report import headline, plot_miou_curves, write_json_report
@@ -137,9 +143,15 @@ def eval_command(
         names = _split_names(dataset, split)
         if model != "none":
             predictor = load_predictor(model, decoder=decoder)
-            count, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
-            with torch.inference_mode():
-                results["model"] = evaluate(predictor, samples, max_clicks=max_clicks, progress=True, total=count)
+            runs = {"model": RefineParams() if refine != "none" else NO_REFINE}
+            if refine == "both":
+                runs["model_unrefined"] = NO_REFINE
+            for key, params in runs.items():
+                count, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
+                with torch.inference_mode():
+                    results[key] = evaluate(refine_predictor(predictor, params), samples, max_clicks=max_clicks,
+                                            progress=True, total=count)
+                results[key]["refine"] = params.to_dict()
         if baseline == "grabcut" and baseline_report is not None:
             results["grabcut"] = _load_baseline(baseline_report, results.get("model"))
         elif baseline == "grabcut":

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Mixed precision for the worker's image encoder and automatic-mask decoding, on CUDA only
     # (ignored on a CPU): none keeps float32 (exact, the default), fp16 / bf16 run under autocast.
     autocast: Literal["none", "fp16", "bf16"] = "none"
+    # Edge-aware refinement of every decoded mask (backend/services/mask_refine.py), announced to the
+    # browser with the model and applied by the evaluation and the simulated annotators: guided | none.
+    mask_refine: Literal["guided", "none"] = "guided"
 
     # Upload guards.
     max_upload_bytes: int = 50 * 1024 * 1024

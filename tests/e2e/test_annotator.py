@@ -46,6 +46,9 @@ def test_annotate_accept_reload(page, running_app, project, screenshots) -> None
     _click(page, 110, 110)
     first = _current_mask(page)
     assert first.shape == (H, W)
+    # the server announces the guided-filter refinement with the model: the page refines every mask
+    assert page.evaluate("window.maskloop.refined") is True
+    assert page.evaluate("window.maskloop.lastClick.refineMs") > 0
     drawn = tinted_mask(page, (W, H))
     assert first.sum() > 0, "the decoder returned an empty mask for the first click"
     assert iou(drawn, first) > 0.9, "the canvas does not show the mask the decoder returned"

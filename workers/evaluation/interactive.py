@@ -179,14 +179,21 @@ def load_predictor(model_or_checkpoint: Any, device: str = "cpu", decoder: str =
 
 def evaluate_model(model_or_checkpoint: Any, dataset_dir: str | Path, names: list[str] | None = None,
                    max_clicks: int = 20, max_images: int | None = None, *, progress: bool = False,
-                   skip_bad: bool = False, decoder: str = "auto") -> dict[str, Any]:
+                   skip_bad: bool = False, decoder: str = "auto", refine: Any = None) -> dict[str, Any]:
     """Evaluate a model (object, checkpoint path or 'default') on a dataset directory (or a subset).
 
     ``decoder`` as in ``load_predictor`` (default: onnxruntime on a CPU, as the browser decodes).
+    ``refine``: a ``RefineParams`` for the masks (default: the installation's, ``MASKLOOP_MASK_REFINE``,
+    which is what the browser applies), so the numbers describe the masks annotators get.
     """
     import torch
 
-    predictor = load_predictor(model_or_checkpoint, decoder=decoder)
+    from backend.services.mask_refine import configured_refine, refine_predictor
+
+    params = configured_refine() if refine is None else refine
+    predictor = refine_predictor(load_predictor(model_or_checkpoint, decoder=decoder), params)
     count, samples = iter_dataset_samples(dataset_dir, names, skip_bad=skip_bad, max_images=max_images)
     with torch.inference_mode():
-        return evaluate(predictor, samples, max_clicks=max_clicks, progress=progress, total=count)
+        result = evaluate(predictor, samples, max_clicks=max_clicks, progress=progress, total=count)
+    result["refine"] = params.to_dict()
+    return result

@@ -19,10 +19,11 @@ from typing import Any, Callable
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from backend.services.mask_refine import RefineParams
 from workers.evaluation.metrics import summarize
 from workers.simulation.api_client import MaskloopClient
 from workers.simulation.robot import CostModel, OnnxDecoderSession, annotate_instance
-from workers.training.data import read_mask, scan_dataset, split_dataset
+from workers.training.data import read_image, read_mask, scan_dataset, split_dataset
 
 log = logging.getLogger(__name__)
 _CATEGORY = re.compile(r"^(?P<category>[a-z_ ]+?)\d+_")
@@ -134,7 +135,8 @@ class DecoderCache:
                 if single is None:
                     raise RuntimeError(f"model version {model_version_id} has no decoder.onnx")
                 multi = self.client.decoder_bytes(model_version_id, "multimask")
-                self._sessions[model_version_id] = OnnxDecoderSession(single, multi)
+                refine = RefineParams.from_dict(self.client.get(f"/models/{model_version_id}").get("refine"))
+                self._sessions[model_version_id] = OnnxDecoderSession(single, multi, refine)
             return self._sessions[model_version_id]
 
 
@@ -228,6 +230,7 @@ class Simulation:
         out = {"masks": 0, "clicks": 0, "seconds": 0.0, "prefill_seen": 0, "prefill_accepted": 0,
                "reached": 0, "decode_seconds": 0.0, "decodes": 0}
         remaining = list(range(len(gt.masks)))
+        refiner = decoder.refiner(read_image(gt.path), header) if remaining else None
         if stage == "semi_automatic":
             for ann in client.get(f"/images/{image['id']}/annotations"):
                 if ann["source"] != "semi_auto":
@@ -245,7 +248,7 @@ class Simulation:
                     client.post(f"/annotations/{ann['id']}/reject")
         for i in remaining:
             res = annotate_instance(decoder, emb, header, gt.masks[i], iou_target=cfg.iou_target,
-                                    max_clicks=cfg.max_clicks)
+                                    max_clicks=cfg.max_clicks, refiner=refiner)
             # A mask the model never got right is finished with the brush: the stored mask is the
             # annotator's (ground truth) and costs the touch-up time.
             final = res.mask if res.reached_target else gt.masks[i]
@@ -398,8 +401,9 @@ class Simulation:
             emb, header, _ = self.admin.fetch_embedding(image_id, timeout=self.cfg.job_timeout)
             if str(header.model_version) != str(mv):
                 raise RuntimeError(f"held-out embedding is of model {header.model_version}, expected {mv}")
+            refiner = decoder.refiner(read_image(self.gt[name].path), header)
             for gt in self.gt[name].masks:
-                res = annotate_instance(decoder, emb, header, gt, iou_target=1.01, max_clicks=k_max)
+                res = annotate_instance(decoder, emb, header, gt, iou_target=1.01, max_clicks=k_max, refiner=refiner)
                 # A perfect mask ends the clicking early: it keeps its IoU for the remaining clicks.
                 ious = res.ious + [res.ious[-1] if res.ious else 0.0] * (k_max - len(res.ious))
                 curves.append(ious)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.services.embedding_format import EmbeddingHeader
+from backend.services.mask_refine import NO_REFINE, GuidedRefiner, RefineParams
 from workers.evaluation.clicker import iou, next_click
 from workers.sam.onnx import OnnxDecoder
 
@@ -52,9 +53,17 @@ class MaskOutcome:
 class OnnxDecoderSession:
     """The project's ONNX decoders (web-demo contract), single-mask and optional multimask."""
 
-    def __init__(self, decoder_bytes: bytes, multimask_bytes: bytes | None = None):
+    def __init__(self, decoder_bytes: bytes, multimask_bytes: bytes | None = None, refine: RefineParams = NO_REFINE):
         self.single = OnnxDecoder(decoder_bytes)
         self.multi = OnnxDecoder(multimask_bytes) if multimask_bytes else None
+        # how the browser refines this model's masks (GET /models/{id} → refine)
+        self.refine = refine
+
+    def refiner(self, image: np.ndarray, header: EmbeddingHeader) -> GuidedRefiner | None:
+        """The per-image refinement the browser would build, or None (refinement off, or sizes differ)."""
+        if self.refine.method != "guided" or tuple(image.shape[:2]) != tuple(header.orig_size):
+            return None
+        return GuidedRefiner(image, self.refine)
 
     def decode(
         self,
@@ -80,8 +89,12 @@ def annotate_instance(
     *,
     iou_target: float = 0.85,
     max_clicks: int = 20,
+    refiner: GuidedRefiner | None = None,
 ) -> MaskOutcome:
-    """Click on ``gt`` (bool H×W) until the decoded mask reaches ``iou_target`` or the budget."""
+    """Click on ``gt`` (bool H×W) until the decoded mask reaches ``iou_target`` or the budget.
+
+    With a ``refiner`` every decoded mask is refined with the image, as the browser does.
+    """
     pred = np.zeros_like(gt, dtype=bool)
     clicked = np.zeros_like(gt, dtype=bool)
     points: list[tuple[float, float]] = []
@@ -103,7 +116,7 @@ def annotate_instance(
         )
         decode_seconds += time.perf_counter() - t0
         j = int(np.argmax(scores))
-        pred = masks[j] > 0.0
+        pred = refiner.refine(masks[j]) if refiner is not None else masks[j] > 0.0
         low_res = lows[j]
         ious.append(iou(gt, pred))
         if ious[-1] > best[0]:

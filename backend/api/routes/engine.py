@@ -7,11 +7,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import select
 
-from backend.api.deps import CurrentUser, SessionDep, StorageDep, image_for_user
+from backend.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep, image_for_user
+from backend.core.config import Settings
 from backend.core.errors import NotFound, Unprocessable
 from backend.db.models import ModelVersion
 from backend.schemas.engine import ModelVersionPublic
 from backend.services.embedding_jobs import enqueue_image_embedding
+from backend.services.mask_refine import RefineParams
 from backend.storage import BlobNotFound, keys
 
 router = APIRouter(tags=["models"])
@@ -49,23 +51,24 @@ def get_embedding(image_id: int, request: Request, session: SessionDep, storage:
     return Response(data, media_type="application/octet-stream", headers=headers)
 
 
-def _public(mv: ModelVersion) -> ModelVersionPublic:
+def _public(mv: ModelVersion, settings: Settings) -> ModelVersionPublic:
     out = ModelVersionPublic.model_validate(mv)
     out.has_multimask_decoder = bool(mv.decoder_multimask_key)
+    out.refine = RefineParams(method=settings.mask_refine).to_dict()
     return out
 
 
 @router.get("/models", response_model=list[ModelVersionPublic])
-def list_models(session: SessionDep, _: CurrentUser) -> list[ModelVersionPublic]:
-    return [_public(mv) for mv in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
+def list_models(session: SessionDep, settings: SettingsDep, _: CurrentUser) -> list[ModelVersionPublic]:
+    return [_public(mv, settings) for mv in session.scalars(select(ModelVersion).order_by(ModelVersion.id))]
 
 
 @router.get("/models/{model_version_id}", response_model=ModelVersionPublic)
-def get_model(model_version_id: int, session: SessionDep, _: CurrentUser) -> ModelVersionPublic:
+def get_model(model_version_id: int, session: SessionDep, settings: SettingsDep, _: CurrentUser) -> ModelVersionPublic:
     mv = session.get(ModelVersion, model_version_id)
     if mv is None:
         raise NotFound(f"model version {model_version_id} not found")
-    return _public(mv)
+    return _public(mv, settings)
 
 
 def _decoder(session, storage, model_version_id: int, multimask: bool) -> FileResponse:

@@ -1,4 +1,5 @@
 /** Types of the REST API contract (docs/api.md), as the backend's pydantic schemas return them. */
+import type { RefineParams } from "../decoder/refine";
 
 export type Role = "admin" | "annotator";
 export type Stage = "assisted_manual" | "semi_automatic" | "fully_automatic";
@@ -36,6 +37,8 @@ export interface AnnotationCreate {
 export interface ModelVersion {
   id: number; name: string; arch: string; parent_id: number | null; round_id: number | null;
   metrics: Record<string, unknown> | null; created_at: string; has_multimask_decoder?: boolean;
+  /** how decoded masks are refined with the image (absent: plain threshold) */
+  refine?: RefineParams | null;
 }
 export interface Round {
   id: number; project_id: number; status: "queued" | "running" | "succeeded" | "failed" | "promoted" | "discarded";

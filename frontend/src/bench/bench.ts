@@ -17,17 +17,20 @@
 import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, insideMask, sortByIou, type DecodeResult } from "../decoder/client";
 import type { PromptPoint } from "../decoder/protocol";
+import { imagePixels, type RefineParams } from "../decoder/refine";
 import { parseEmbedding } from "../embedding";
 
 interface BenchState {
   ready: boolean; error: string | null; mode: string; threads: number; embeddingBytes: number; isolated: boolean; multimask: boolean;
   /** per click: event → mask drawn; worker run(); worker post-processing; drawing; answered by a hover decode */
   latencies: number[]; decodeMs: number[]; postMs: number[]; drawMs: number[]; reused: boolean[]; maskPixels: number[];
+  /** per click: of the worker's post-processing, the edge-aware refinement (0 when off) */
+  refineMs: number[]; refined: boolean;
   hovers: number;
 }
 const state: BenchState = {
   ready: false, error: null, mode: "cold", threads: 0, embeddingBytes: 0, isolated: self.crossOriginIsolated, multimask: false,
-  latencies: [], decodeMs: [], postMs: [], drawMs: [], reused: [], maskPixels: [], hovers: 0,
+  latencies: [], decodeMs: [], postMs: [], drawMs: [], reused: [], maskPixels: [], refineMs: [], refined: false, hovers: 0,
 };
 (window as unknown as { bench: BenchState }).bench = state;
 
@@ -54,17 +57,33 @@ async function main(): Promise<void> {
   await decoder.init(model, q.get("multimask"), threads);
   state.threads = decoder.threads;
   state.multimask = decoder.multimask;
-  await decoder.setEmbedding("bench", embedding.data, embedding.header.shape, embedding.header.orig_size, embedding.header.input_size);
-
   const canvas = new AnnotationCanvas(el);
-  const img = new OffscreenCanvas(w, h);
-  const ictx = img.getContext("2d")!;
-  const grad = ictx.createLinearGradient(0, 0, w, h);
-  grad.addColorStop(0, "#345");
-  grad.addColorStop(1, "#9ab");
-  ictx.fillStyle = grad;
-  ictx.fillRect(0, 0, w, h);
+  let img: CanvasImageSource;
+  const imageUrl = q.get("image");
+  if (imageUrl) {
+    const r = await fetch(imageUrl);
+    if (!r.ok) throw new Error(`image ${imageUrl}: HTTP ${r.status}`);
+    img = await createImageBitmap(await r.blob());
+  } else {
+    const off = new OffscreenCanvas(w, h);
+    const ictx = off.getContext("2d")!;
+    const grad = ictx.createLinearGradient(0, 0, w, h);
+    grad.addColorStop(0, "#345");
+    grad.addColorStop(1, "#9ab");
+    ictx.fillStyle = grad;
+    ictx.fillRect(0, 0, w, h);
+    img = off;
+  }
   canvas.setImage(img, w, h);
+  // `refine=WORK,RADIUS,EPS` refines every mask with the image, as the annotator does
+  const refineSpec = q.get("refine");
+  let guide: { rgba: Uint8ClampedArray; params: RefineParams } | null = null;
+  if (refineSpec) {
+    const [work, radius, eps] = refineSpec.split(",").map(Number);
+    guide = { rgba: imagePixels(img, w, h), params: { method: "guided", work_size: work, radius, eps } };
+  }
+  state.refined = guide !== null;
+  await decoder.setEmbedding("bench", embedding.data, embedding.header.shape, embedding.header.orig_size, embedding.header.input_size, guide);
 
   // warm-up so the first measured click does not pay for WASM compilation
   await decoder.decode({ points: [{ x: w / 2, y: h / 2, label: 1 }], box: null }, null, true);
@@ -111,6 +130,7 @@ async function main(): Promise<void> {
     state.latencies.push(performance.now() - t0);
     state.decodeMs.push(r.timings.run);
     state.postMs.push(r.timings.post);
+    state.refineMs.push(r.timings.refine);
     state.drawMs.push(drawn.ms);
     state.reused.push(r.reused);
     state.maskPixels.push(drawn.mask.reduce((a, b) => a + b, 0));

@@ -10,6 +10,7 @@
  * make ahead of time, without showing it (`speculativeLabels`).
  */
 import type { DecodedMask, DecodeTimings, DecoderRequest, DecoderResponse, Prompt, PromptBox, PromptPoint } from "./protocol";
+import type { RefineParams } from "./refine";
 
 type Pending = { resolve: (r: DecoderResponse) => void; reject: (e: Error) => void };
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
@@ -141,10 +142,13 @@ export class DecoderClient {
   }
 
   /** Hand an embedding (1×256×64×64) to the worker; `key` names it (image id + model version). */
-  async setEmbedding(key: string, data: Float32Array, shape: number[], origSize: [number, number], inputSize: [number, number]): Promise<void> {
+  async setEmbedding(key: string, data: Float32Array, shape: number[], origSize: [number, number], inputSize: [number, number],
+    guide: { rgba: Uint8ClampedArray; params: RefineParams } | null = null): Promise<void> {
     const copy = data.slice();
     this.ahead = [];
-    await this.request({ type: "setEmbedding", key, data: copy, shape, origSize, inputSize }, [copy.buffer]);
+    const transfer: Transferable[] = [copy.buffer];
+    if (guide) transfer.push(guide.rgba.buffer as ArrayBuffer);
+    await this.request({ type: "setEmbedding", key, data: copy, shape, origSize, inputSize, guide }, transfer);
     this.embeddingKey = key;
   }
 

@@ -9,12 +9,15 @@ import * as ort from "onnxruntime-web/wasm";
 import { buildFeeds, LOW_RES } from "./feeds";
 import { logitsToMask } from "./masks";
 import type { DecodedMask, DecoderRequest, DecoderResponse } from "./protocol";
+import { GuidedRefiner } from "./refine";
 
 interface Loaded {
   key: string;
   origSize: [number, number];
   inputSize: [number, number];
   tensors: { image_embeddings: ort.Tensor; orig_im_size: ort.Tensor };
+  /** edge-aware refinement with the image, when the page sent it */
+  refiner: GuidedRefiner | null;
 }
 
 let single: ort.InferenceSession | null = null;
@@ -65,12 +68,18 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   const ious = iou.data as Float32Array;
   const result: DecodedMask[] = [];
   const n = LOW_RES * LOW_RES;
+  const refiner = embedding.refiner && embedding.refiner.width === width && embedding.refiner.height === height
+    ? embedding.refiner : null;
+  let refineMs = 0;
   for (let k = 0; k < count; k++) {
-    result.push({ mask: logitsToMask(logits, height, width, k), lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k] });
+    const tr = performance.now();
+    const mask = refiner ? refiner.refine(logits, k) : logitsToMask(logits, height, width, k);
+    if (refiner) refineMs += performance.now() - tr;
+    result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k] });
   }
   for (const t of Object.values(out)) t.dispose();
   const t2 = performance.now();
-  return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1 } };
+  return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
 }
 
 self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
@@ -92,6 +101,8 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
           image_embeddings: new ort.Tensor("float32", req.data, req.shape),
           orig_im_size: new ort.Tensor("float32", new Float32Array(req.origSize), [2]),
         },
+        refiner: req.guide && req.guide.params.method === "guided"
+          ? new GuidedRefiner(req.guide.rgba, req.origSize[1], req.origSize[0], req.guide.params) : null,
       };
       reply({ id: req.id, type: "embeddingSet" });
     } else {

@@ -1,4 +1,5 @@
 /** Typed messages between the page and the decoder Web Worker; every request carries an id. */
+import type { RefineParams } from "./refine";
 
 export interface PromptPoint { x: number; y: number; /** 1 positive, 0 negative */ label: 0 | 1 }
 export interface PromptBox { x0: number; y0: number; x1: number; y1: number }
@@ -9,6 +10,8 @@ export type DecoderRequest =
   | {
       id: number; type: "setEmbedding"; key: string; data: Float32Array; shape: number[];
       origSize: [number, number]; inputSize: [number, number];
+      /** the image's RGBA pixels (orig size) and how to refine masks with them; null: plain threshold */
+      guide: { rgba: Uint8ClampedArray; params: RefineParams } | null;
     }
   | {
       id: number; type: "decode"; key: string; prompt: Prompt;
@@ -28,8 +31,10 @@ export interface DecodedMask {
 export interface DecodeTimings {
   /** onnxruntime-web `session.run()` */
   run: number;
-  /** thresholding the logits and copying the outputs for transfer */
+  /** thresholding (or refining) the logits and copying the outputs for transfer */
   post: number;
+  /** of `post`, the edge-aware refinement (0 without it) */
+  refine: number;
 }
 
 export type DecoderResponse =

@@ -11,6 +11,7 @@ import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
 import { parseColor } from "../decoder/masks";
 import type { Prompt, PromptPoint } from "../decoder/protocol";
+import { imagePixels, type RefineParams } from "../decoder/refine";
 import { errorText, h, mount, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
 import { decodeRle, encodeRle } from "../rle";
@@ -37,16 +38,20 @@ export interface AnnotatorDebug {
   loads: { imageId: number; prefetched: boolean; ms: number }[];
   prefetch: PrefetchState | null;
   /** the last click: ms from the mouse event to the mask drawn, and whether a hover decode answered it */
-  lastClick: { ms: number; reused: boolean; decoderMs: number } | null;
+  lastClick: { ms: number; reused: boolean; decoderMs: number; refineMs: number } | null;
   /** decodes made ahead of follow-up clicks while the pointer rested */
   ahead: number;
   /** box masks shown while a box was being dragged */
   boxPreviews: number;
+  /** whether the current image's masks are refined with its pixels (edge-aware) */
+  refined: boolean;
 }
 declare global { interface Window { maskloop?: AnnotatorDebug } }
 
 let decoder: DecoderClient | null = null;
 let decoderModel = -1;
+/** how the current model's masks are refined with the image (from GET /models/{id}), or none */
+let refineParams: RefineParams | null = null;
 
 export async function annotatorPage(root: HTMLElement, projectId: number, go: (path: string) => void): Promise<void> {
   const status = statusLine();
@@ -77,7 +82,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
-    loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0,
+    loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0, refined: false,
   };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
@@ -390,8 +395,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       const mv = await api.getModel(modelVersionId);
       await decoder.init(api.decoderUrl(modelVersionId, false), mv.has_multimask_decoder ? api.decoderUrl(modelVersionId, true) : null);
       decoderModel = modelVersionId;
+      refineParams = mv.refine && mv.refine.method === "guided" ? mv.refine : null;
     }
-    await decoder.setEmbedding(`${image.id}:${modelVersionId}`, emb.data, emb.header.shape, emb.header.orig_size, emb.header.input_size);
+    // The worker refines every decoded mask with the image's pixels (edge-aware, as the server says).
+    const [oh, ow] = emb.header.orig_size;
+    const sameSize = bitmap.width === ow && bitmap.height === oh;
+    const guide = refineParams && sameSize ? { rgba: imagePixels(bitmap, ow, oh), params: refineParams } : null;
+    debug.refined = guide !== null;
+    await decoder.setEmbedding(`${image.id}:${modelVersionId}`, emb.data, emb.header.shape, emb.header.orig_size, emb.header.input_size, guide);
     ready = debug.ready = true;
     startedAt = null;
     clicks = 0;
@@ -468,8 +479,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     edit(withCandidate({ ...state, points: r.prompt.points, mask: ranked[0].mask, lowRes: ranked[0].lowRes, iou: ranked[0].iou, candidates, candidate: 0 }, 0));
     show(history.state);
     const ms = performance.now() - eventTime;
-    debug.lastClick = { ms, reused: r.reused, decoderMs: r.timings.run };
-    timing.textContent = `click → mask ${ms.toFixed(0)} ms${r.reused ? " (answered by the hover preview's decode)" : ""}; decoder run ${r.timings.run.toFixed(0)} ms`;
+    debug.lastClick = { ms, reused: r.reused, decoderMs: r.timings.run, refineMs: r.timings.refine };
+    timing.textContent = `click → mask ${ms.toFixed(0)} ms${r.reused ? " (answered by the hover preview's decode)" : ""}; decoder run ${r.timings.run.toFixed(0)} ms`
+      + (r.timings.refine ? `, edge refinement ${r.timings.refine.toFixed(0)} ms` : "");
   }
 
   async function addPrompt(point: PromptPoint | null, box: Prompt["box"], eventTime: number): Promise<void> {

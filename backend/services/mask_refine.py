@@ -1,0 +1,204 @@
+"""Edge-aware refinement of decoded masks: a guided filter with the image as guide.
+
+The decoder predicts masks at 256×256 per 1024 px (about 2.5 original pixels per logit on a 640 px
+photo) from 64×64 image tokens, so its edges are smooth curves that cut across the object's real
+outline. The guided filter (He, Sun and Tang, 2010) fits, in every window, the mask probability as a
+linear function of the pixel colours and averages those fits, so the output follows the image's edges
+wherever the colours allow it. It needs no training and costs a few box filters.
+
+It runs on a working grid (the image block-averaged by an integer factor so the long side is at
+most ``work_size``), and the averaged linear coefficients are interpolated back to full resolution
+and applied to the full-resolution colours, as in the "fast guided filter". Everything that depends
+only on the image (block means, window statistics of the colours, their inverse covariances) is
+computed once per image by ``GuidedRefiner``; a click costs the block means of the logits, box filters
+of the grid's probabilities, a 3×3 product per grid cell, more box filters, and the final
+interpolation (along rows, then between rows) with a dot product per pixel.
+
+The browser runs the same arithmetic (``frontend/src/decoder/refine.ts``); the evaluation and the
+simulated annotators use this module, so their numbers describe what annotators see. numpy only
+(no torch), so the API side could use it too.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RefineParams:
+    """How masks are refined; ``method`` "guided" or "none".
+
+    ``work_size``: long side of the working grid (the image is block-averaged by
+    ``ceil(long_side / work_size)``); ``radius``: window radius on that grid (so the radius in original
+    pixels grows with the image); ``eps``: regularisation (larger = smoother, less edge-following).
+    Chosen on 40 train-split images of coco-mval (``benchmarks/bench_refine.py``).
+    """
+
+    method: str = "guided"
+    work_size: int = 320
+    radius: int = 12
+    eps: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.method not in ("guided", "none"):
+            raise ValueError(f"unknown mask refinement {self.method!r}: use 'guided' or 'none'")
+        if self.work_size < 8 or self.radius < 1 or not self.eps > 0:
+            raise ValueError("mask refinement needs work_size >= 8, radius >= 1 and eps > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> RefineParams:
+        if not data:
+            return cls(method="none")
+        known = {k: data[k] for k in ("method", "work_size", "radius", "eps") if k in data}
+        return cls(**known)
+
+
+NO_REFINE = RefineParams(method="none")
+
+
+def configured_refine() -> RefineParams:
+    """The refinement this installation applies (``MASKLOOP_MASK_REFINE``: guided | none)."""
+    from backend.core.config import get_settings
+
+    return RefineParams(method=get_settings().mask_refine)
+
+
+def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
+    """Mean over the (2r+1)² window around every cell, the window clipped to the grid (axes 0, 1)."""
+    out = x
+    for axis in (1, 0):  # along rows, then down columns (as the browser's boxMean)
+        n = out.shape[axis]
+        c = np.cumsum(out, axis=axis)
+        zero = np.zeros_like(np.take(c, [0], axis=axis))
+        c = np.concatenate([zero, c], axis=axis)  # c[i] = sum of the first i cells
+        hi = np.minimum(np.arange(n) + r + 1, n)
+        lo = np.maximum(np.arange(n) - r, 0)
+        shape = [1] * out.ndim
+        shape[axis] = n
+        out = (np.take(c, hi, axis=axis) - np.take(c, lo, axis=axis)) / (hi - lo).reshape(shape)
+    return out
+
+
+def _block_mean(x: np.ndarray, s: int) -> np.ndarray:
+    """Average s×s blocks (axes 0, 1); blocks cut by the border average their own pixels."""
+    if s == 1:
+        return x.astype(np.float64)
+    h, w = x.shape[:2]
+    gh, gw = -(-h // s), -(-w // s)
+    pad = [(0, gh * s - h), (0, gw * s - w)] + [(0, 0)] * (x.ndim - 2)
+    sums = np.pad(x.astype(np.float64), pad).reshape(gh, s, gw, s, *x.shape[2:]).sum(axis=(1, 3))
+    rows = np.minimum(np.arange(1, gh + 1) * s, h) - np.arange(gh) * s
+    cols = np.minimum(np.arange(1, gw + 1) * s, w) - np.arange(gw) * s
+    counts = np.outer(rows, cols).astype(np.float64)
+    return sums / counts.reshape(gh, gw, *([1] * (x.ndim - 2)))
+
+
+def _interp_axis(n_full: int, n_grid: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps (lower index, upper index, upper weight) from grid cells to full pixels.
+
+    Pixel i's centre lies at grid coordinate (i + 0.5) / s − 0.5, clamped to [0, n_grid − 1].
+    """
+    pos = np.clip((np.arange(n_full) + 0.5) / s - 0.5, 0.0, n_grid - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n_grid - 1)
+    return lo, hi, pos - lo
+
+
+class GuidedRefiner:
+    """Per-image state of the guided filter; ``refine(logits)`` → bool mask of the image's size."""
+
+    def __init__(self, image: np.ndarray, params: RefineParams = RefineParams()):
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"the guide must be an H×W×3 RGB image, got shape {image.shape}")
+        if params.method != "guided":
+            raise ValueError("GuidedRefiner needs method='guided'")
+        self.params = params
+        h, w = image.shape[:2]
+        self.size = (h, w)
+        self.scale = max(1, math.ceil(max(h, w) / params.work_size))
+        # full resolution, for the last step; float32 as in the browser (that pass is memory-bound)
+        self.image = image.astype(np.float32) / np.float32(255.0)
+        guide = _block_mean(self.image, self.scale)  # gh×gw×3
+        r = params.radius
+        self.guide = guide
+        self.mean_i = _box_mean(guide, r)
+        cov = np.empty(guide.shape[:2] + (3, 3))
+        for a in range(3):
+            for b in range(a, 3):
+                v = _box_mean(guide[..., a] * guide[..., b], r) - self.mean_i[..., a] * self.mean_i[..., b]
+                cov[..., a, b] = v
+                cov[..., b, a] = v
+        cov += params.eps * np.eye(3)
+        self.inv_cov = np.linalg.inv(cov)
+        self.rows = _interp_axis(h, guide.shape[0], self.scale)
+        self.cols = _interp_axis(w, guide.shape[1], self.scale)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Refined foreground probability (not clipped) at full resolution from full-size logits."""
+        if logits.shape != self.size:
+            raise ValueError(f"logits {logits.shape} do not match the image {self.size}")
+        r = self.params.radius
+        # the probability of each grid cell: the sigmoid of its block's mean logit
+        p = 1.0 / (1.0 + np.exp(-np.clip(_block_mean(logits, self.scale), -40.0, 40.0)))
+        mean_p = _box_mean(p, r)
+        cov_ip = _box_mean(self.guide * p[..., None], r) - self.mean_i * mean_p[..., None]
+        a = np.einsum("hwij,hwj->hwi", self.inv_cov, cov_ip)
+        b = mean_p - np.einsum("hwi,hwi->hw", a, self.mean_i)
+        coef = np.concatenate([_box_mean(a, r), _box_mean(b, r)[..., None]], axis=-1)  # gh×gw×4
+        (r0, r1, wr), (c0, c1, wc) = self.rows, self.cols
+        # along every grid row to each column, then between rows (the browser's order)
+        rows = coef[:, c0] + wc[None, :, None] * (coef[:, c1] - coef[:, c0])
+        full = rows[r0] + wr[:, None, None] * (rows[r1] - rows[r0])
+        image = self.image.astype(np.float64)
+        return (full[..., 0] * image[..., 0] + full[..., 1] * image[..., 1] + full[..., 2] * image[..., 2]
+                + full[..., 3])
+
+    def refine(self, logits: np.ndarray) -> np.ndarray:
+        """The refined mask; when refinement would erase a mask the decoder found (an object thinner than
+        the window, in colours the window cannot tell apart), the decoder's own mask is kept."""
+        refined = self.probabilities(logits) > 0.5
+        if not refined.any():
+            return logits > 0
+        return refined
+
+
+class RefinedPredictor:
+    """Wraps a predictor (``SamPredictor``, ``OnnxPredictor``) so its masks come out refined.
+
+    Scores and low-resolution logits pass through unchanged (the decoder is fed its own logits back).
+    """
+
+    def __init__(self, predictor, params: RefineParams = RefineParams()):
+        self.predictor = predictor
+        self.params = params
+        self.refiner: GuidedRefiner | None = None
+        self.name = getattr(predictor, "name", type(predictor).__name__)
+
+    def __getattr__(self, name):  # model, mask_threshold, ... of the wrapped predictor
+        return getattr(self.predictor, name)
+
+    def set_image(self, image: np.ndarray, *args, **kwargs) -> None:
+        self.predictor.set_image(image, *args, **kwargs)
+        self.refiner = GuidedRefiner(image, self.params)
+
+    def predict(self, *args, return_logits: bool = False, **kwargs):
+        if self.refiner is None:
+            raise RuntimeError("call set_image before predict")
+        logits, scores, low_res = self.predictor.predict(*args, return_logits=True, **kwargs)
+        logits = np.asarray(logits)
+        masks = np.stack([self.refiner.refine(m) for m in logits])
+        if return_logits:  # ±1 "logits" of the refined masks, so a caller thresholding at 0 gets them
+            return np.where(masks, 1.0, -1.0).astype(np.float32), scores, low_res
+        return masks, scores, low_res
+
+
+def refine_predictor(predictor, params: RefineParams | None):
+    """``predictor`` wrapped with refinement, or as it is when ``params`` says none."""
+    if params is None or params.method == "none":
+        return predictor
+    return RefinedPredictor(predictor, params)

@@ -1,0 +1,236 @@
+/**
+ * Edge-aware refinement of decoded masks: the guided filter with the image as guide, the same
+ * arithmetic as `backend/services/mask_refine.py` (which the evaluation and the simulated annotators
+ * run), in float64. The image-only statistics are computed once per image (`GuidedRefiner`); a
+ * decode then costs box filters on a working grid of at most `work_size` cells on the long side and
+ * one bilinear pass at full resolution.
+ */
+
+/** How far from one half a grid cell's bound must stay to decide its pixels without arithmetic. */
+const SURE_MARGIN = 1e-3;
+
+export interface RefineParams {
+  method: "guided" | "none";
+  work_size: number;
+  radius: number;
+  eps: number;
+}
+
+/** The RGBA pixels of an image at its own size (the guide the worker refines masks with). */
+export function imagePixels(source: CanvasImageSource, width: number, height: number): Uint8ClampedArray {
+  const c = new OffscreenCanvas(width, height);
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  if (!ctx) throw new Error("no 2D canvas context to read the image's pixels");
+  ctx.drawImage(source, 0, 0, width, height);
+  return ctx.getImageData(0, 0, width, height).data;
+}
+
+/** Mean over the (2r+1)² window of each cell of an h×w grid (window clipped to the grid). */
+export function boxMean(x: Float64Array, h: number, w: number, r: number): Float64Array {
+  // down the columns with a running window sum per column, then along the rows the same way
+  const tmp = new Float64Array(x.length);
+  const acc = new Float64Array(w);
+  for (let y = 0; y < Math.min(r, h); y++) for (let j = 0, o = y * w; j < w; j++) acc[j] += x[o + j];
+  for (let y = 0; y < h; y++) {
+    const add = y + r, drop = y - r - 1;
+    if (add < h) for (let j = 0, o = add * w; j < w; j++) acc[j] += x[o + j];
+    if (drop >= 0) for (let j = 0, o = drop * w; j < w; j++) acc[j] -= x[o + j];
+    const inv = 1 / (Math.min(y + r + 1, h) - Math.max(y - r, 0));
+    for (let j = 0, o = y * w; j < w; j++) tmp[o + j] = acc[j] * inv;
+  }
+  const out = new Float64Array(x.length);
+  for (let y = 0; y < h; y++) {
+    const o = y * w;
+    let sum = 0;
+    for (let i = 0; i < Math.min(r, w); i++) sum += tmp[o + i];
+    for (let i = 0; i < w; i++) {
+      if (i + r < w) sum += tmp[o + i + r];
+      if (i - r - 1 >= 0) sum -= tmp[o + i - r - 1];
+      out[o + i] = sum / (Math.min(i + r + 1, w) - Math.max(i - r, 0));
+    }
+  }
+  return out;
+}
+
+/** Bilinear taps from grid cells to full pixels: pixel i sits at grid coordinate (i + 0.5)/s − 0.5, clamped. */
+function taps(nFull: number, nGrid: number, s: number): { lo: Int32Array; hi: Int32Array; wt: Float64Array } {
+  const lo = new Int32Array(nFull), hi = new Int32Array(nFull), wt = new Float64Array(nFull);
+  for (let i = 0; i < nFull; i++) {
+    const pos = Math.min(Math.max((i + 0.5) / s - 0.5, 0), nGrid - 1);
+    const l = Math.floor(pos);
+    lo[i] = l;
+    hi[i] = Math.min(l + 1, nGrid - 1);
+    wt[i] = pos - l;
+  }
+  return { lo, hi, wt };
+}
+
+export class GuidedRefiner {
+  readonly width: number;
+  readonly height: number;
+  readonly scale: number;
+  readonly gw: number;
+  readonly gh: number;
+  private readonly r: number;
+  /** full-resolution colours in [0, 1], RGB interleaved (float32: the last pass is memory-bound) */
+  private readonly image: Float32Array;
+  /** block-mean colours on the grid and their window means, one plane per channel */
+  private readonly guide: Float64Array[];
+  private readonly meanI: Float64Array[];
+  /** inverse of (window covariance + eps·I), 9 per cell, row-major */
+  private readonly invCov: Float64Array;
+  /** grid cell of each full-resolution column and row */
+  private readonly cellX: Int32Array;
+  private readonly cellY: Int32Array;
+  /** how many full pixels each grid cell averages */
+  private readonly counts: Float64Array;
+  private readonly rows: ReturnType<typeof taps>;
+  private readonly cols: ReturnType<typeof taps>;
+  /** runs of columns with the same two grid columns: (first x, end x, lower cell, upper cell) each */
+  private readonly colRuns: Int32Array;
+
+  /** `rgba`: the image's pixels (RGBA, row-major, `width`×`height`, e.g. from `getImageData`). */
+  constructor(rgba: Uint8ClampedArray | Uint8Array, width: number, height: number, params: RefineParams) {
+    if (params.method !== "guided") throw new Error("GuidedRefiner needs method 'guided'");
+    if (rgba.length !== width * height * 4) throw new Error(`the guide has ${rgba.length} bytes, not ${width}×${height}×4`);
+    this.width = width;
+    this.height = height;
+    this.r = params.radius;
+    const s = (this.scale = Math.max(1, Math.ceil(Math.max(width, height) / params.work_size)));
+    const gw = (this.gw = Math.ceil(width / s));
+    const gh = (this.gh = Math.ceil(height / s));
+    this.cellX = Int32Array.from({ length: width }, (_, x) => Math.floor(x / s));
+    this.cellY = Int32Array.from({ length: height }, (_, y) => Math.floor(y / s));
+    const n = width * height, m = gw * gh, r = this.r;
+    this.image = new Float32Array(n * 3);
+    for (let i = 0; i < n * 3; i++) this.image[i] = rgba[(i / 3 | 0) * 4 + (i % 3)] / 255;
+    this.counts = new Float64Array(m);
+    for (let gy = 0; gy < gh; gy++) {
+      const rowsIn = Math.min((gy + 1) * s, height) - gy * s;
+      for (let gx = 0; gx < gw; gx++) this.counts[gy * gw + gx] = rowsIn * (Math.min((gx + 1) * s, width) - gx * s);
+    }
+    this.guide = [0, 1, 2].map((c) => this.blockMean(this.image, 3, c));
+    this.meanI = this.guide.map((g) => boxMean(g, gh, gw, r));
+    const pairs: [number, number][] = [[0, 0], [0, 1], [0, 2], [1, 1], [1, 2], [2, 2]];
+    const cov = pairs.map(([a, b]) => {
+      const prod = new Float64Array(m);
+      for (let i = 0; i < m; i++) prod[i] = this.guide[a][i] * this.guide[b][i];
+      const mean = boxMean(prod, gh, gw, r);
+      for (let i = 0; i < m; i++) mean[i] -= this.meanI[a][i] * this.meanI[b][i];
+      return mean;
+    });
+    this.invCov = new Float64Array(m * 9);
+    for (let i = 0; i < m; i++) {
+      const a = cov[0][i] + params.eps, b = cov[1][i], c = cov[2][i];
+      const d = cov[3][i] + params.eps, e = cov[4][i], f = cov[5][i] + params.eps;
+      // symmetric 3×3 [[a b c] [b d e] [c e f]]: inverse by cofactors
+      const A = d * f - e * e, B = c * e - b * f, C = b * e - c * d;
+      const det = a * A + b * B + c * C;
+      const D = a * f - c * c, E = b * c - a * e, F = a * d - b * b;
+      const inv = this.invCov, k = i * 9;
+      inv[k] = A / det; inv[k + 1] = B / det; inv[k + 2] = C / det;
+      inv[k + 3] = B / det; inv[k + 4] = D / det; inv[k + 5] = E / det;
+      inv[k + 6] = C / det; inv[k + 7] = E / det; inv[k + 8] = F / det;
+    }
+    this.rows = taps(height, gh, s);
+    this.cols = taps(width, gw, s);
+    const runs: number[] = [];
+    for (let x = 0; x < width; x++) {
+      const k = runs.length - 4;
+      if (k >= 0 && runs[k + 2] === this.cols.lo[x] && runs[k + 3] === this.cols.hi[x]) runs[k + 1] = x + 1;
+      else runs.push(x, x + 1, this.cols.lo[x], this.cols.hi[x]);
+    }
+    this.colRuns = Int32Array.from(runs);
+  }
+
+  /** Average s×s blocks of channel `channel` of a full-resolution array with `stride` values per pixel. */
+  private blockMean(src: Float32Array, stride: number, channel: number, offset = 0): Float64Array {
+    const { width, height, gw, cellX, cellY } = this;
+    const out = new Float64Array(gw * this.gh);
+    for (let y = 0; y < height; y++) {
+      const row = cellY[y] * gw;
+      for (let x = 0, i = offset + y * width * stride + channel; x < width; x++, i += stride) out[row + cellX[x]] += src[i];
+    }
+    for (let g = 0; g < out.length; g++) out[g] /= this.counts[g];
+    return out;
+  }
+
+  /**
+   * Refined mask (1 inside) from the decoder's full-size logits of mask `index` in a 1×C×H×W
+   * output: the filtered foreground probability above one half.
+   */
+  refine(logits: Float32Array, index = 0): Uint8Array {
+    const { width, height, gw, gh, r } = this;
+    const n = width * height, m = gw * gh;
+    const [g0, g1, g2] = this.guide, [m0, m1, m2] = this.meanI;
+    // each grid cell's probability: the sigmoid of its block's mean logit
+    const p = this.blockMean(logits, 1, 0, index * n);
+    const ip = [new Float64Array(m), new Float64Array(m), new Float64Array(m)];
+    for (let i = 0; i < m; i++) {
+      const v = 1 / (1 + Math.exp(-Math.min(Math.max(p[i], -40), 40)));
+      p[i] = v;
+      ip[0][i] = g0[i] * v; ip[1][i] = g1[i] * v; ip[2][i] = g2[i] * v;
+    }
+    const mp = boxMean(p, gh, gw, r);
+    const mip = ip.map((x) => boxMean(x, gh, gw, r));
+    const a0 = new Float64Array(m), a1 = new Float64Array(m), a2 = new Float64Array(m), b = new Float64Array(m);
+    const inv = this.invCov;
+    for (let i = 0; i < m; i++) {
+      const c0 = mip[0][i] - m0[i] * mp[i], c1 = mip[1][i] - m1[i] * mp[i], c2 = mip[2][i] - m2[i] * mp[i];
+      const k = i * 9;
+      const x0 = inv[k] * c0 + inv[k + 1] * c1 + inv[k + 2] * c2;
+      const x1 = inv[k + 3] * c0 + inv[k + 4] * c1 + inv[k + 5] * c2;
+      const x2 = inv[k + 6] * c0 + inv[k + 7] * c1 + inv[k + 8] * c2;
+      a0[i] = x0; a1[i] = x1; a2[i] = x2;
+      b[i] = mp[i] - (x0 * m0[i] + x1 * m1[i] + x2 * m2[i]);
+    }
+    const ma = [boxMean(a0, gh, gw, r), boxMean(a1, gh, gw, r), boxMean(a2, gh, gw, r), boxMean(b, gh, gw, r)];
+    // A pixel's coefficients blend those of its four nearest grid cells, so when each of the four
+    // keeps a·I + b below (above) one half for every colour in the unit cube, so does the pixel:
+    // such pixels (most of them, away from the mask's edge) need no arithmetic. The margin is far
+    // above rounding, so the result is the same as computing every pixel.
+    const side = new Int8Array(m);
+    for (let i = 0; i < m; i++) {
+      let lo = ma[3][i], hi = lo;
+      for (let c = 0; c < 3; c++) { const a = ma[c][i]; if (a < 0) lo += a; else hi += a; }
+      side[i] = hi < 0.5 - SURE_MARGIN ? -1 : lo > 0.5 + SURE_MARGIN ? 1 : 0;
+    }
+    const out = new Uint8Array(n);
+    let inside = 0;
+    const { lo: r0, hi: r1, wt: wr } = this.rows;
+    const { wt: wc } = this.cols;
+    const runs = this.colRuns;
+    const img = this.image;
+    const [A0, A1, A2, B] = ma;
+    for (let y = 0; y < height; y++) {
+      const t = r0[y] * gw, bt = r1[y] * gw, v = wr[y], row = y * width;
+      // columns come in runs that share their two grid columns: decide a run at once when it can be
+      for (let k = 0; k < runs.length; k += 4) {
+        const x0 = runs[k], x1 = runs[k + 1], ta = t + runs[k + 2], tb = t + runs[k + 3];
+        const ba = bt + runs[k + 2], bb = bt + runs[k + 3];
+        const sd = side[ta];
+        if (sd !== 0 && side[tb] === sd && side[ba] === sd && side[bb] === sd) {
+          if (sd > 0) { out.fill(1, row + x0, row + x1); inside += x1 - x0; }
+          continue;
+        }
+        for (let x = x0; x < x1; x++) {
+          // along the two grid rows to this column, then between the rows (as the Python side)
+          const u = wc[x], o = (row + x) * 3;
+          let top = A0[ta] + u * (A0[tb] - A0[ta]), bottom = A0[ba] + u * (A0[bb] - A0[ba]);
+          let q = (top + v * (bottom - top)) * img[o];
+          top = A1[ta] + u * (A1[tb] - A1[ta]); bottom = A1[ba] + u * (A1[bb] - A1[ba]);
+          q += (top + v * (bottom - top)) * img[o + 1];
+          top = A2[ta] + u * (A2[tb] - A2[ta]); bottom = A2[ba] + u * (A2[bb] - A2[ba]);
+          q += (top + v * (bottom - top)) * img[o + 2];
+          top = B[ta] + u * (B[tb] - B[ta]); bottom = B[ba] + u * (B[bb] - B[ba]);
+          q += top + v * (bottom - top);
+          if (q > 0.5) { out[row + x] = 1; inside++; }
+        }
+      }
+    }
+    // when refinement would erase a mask the decoder found (an object thinner than the window, in
+    // colours the window cannot tell apart), the decoder's own mask is kept (as the Python side)
+    if (inside === 0) for (let i = 0; i < n; i++) out[i] = logits[index * n + i] > 0 ? 1 : 0;
+    return out;
+  }
+}

@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest";
+import fixture from "./fixtures/refine_cases.json";
+import { boxMean, GuidedRefiner, type RefineParams } from "../src/decoder/refine";
+
+const bytes = (b64: string): Uint8Array => Uint8Array.from(Buffer.from(b64, "base64"));
+
+describe("guided refinement (same arithmetic as backend/services/mask_refine.py)", () => {
+  for (const c of fixture.cases) {
+    it(`matches the Python refinement on a ${c.height}×${c.width} image (work ${c.params.work_size}, r ${c.params.radius}${c.erased ? ", erased speck kept" : ""})`, () => {
+      const rgba = new Uint8ClampedArray(bytes(c.rgba));
+      const raw = bytes(c.logits);
+      const logits = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+      const want = bytes(c.mask), tie = bytes(c.tie);
+      const refiner = new GuidedRefiner(rgba, c.width, c.height, c.params as RefineParams);
+      const n = c.width * c.height;
+      for (let k = 0; k < 2; k++) {
+        const got = refiner.refine(logits, k);
+        let wrong = 0;
+        for (let i = 0; i < n; i++) if (!tie[k * n + i] && got[i] !== want[k * n + i]) wrong++;
+        expect(wrong).toBe(0);
+        // the refinement moved pixels (it is not the plain threshold), except where it would have
+        // erased the decoder's mask: then that mask is kept
+        let moved = 0;
+        for (let i = 0; i < n; i++) if (got[i] !== (logits[k * n + i] > 0 ? 1 : 0)) moved++;
+        if (c.erased) expect(moved).toBe(0);
+        else expect(moved).toBeGreaterThan(0);
+        expect(got.some((v) => v === 1)).toBe(true);
+      }
+    });
+  }
+
+  it("box means clip the window at the border", () => {
+    // 1×4 grid, radius 1: [1,2,3,4] → [(1+2)/2, (1+2+3)/3, (2+3+4)/3, (3+4)/2]
+    expect(Array.from(boxMean(Float64Array.from([1, 2, 3, 4]), 1, 4, 1))).toEqual([1.5, 2, 3, 3.5]);
+    expect(Array.from(boxMean(Float64Array.from([1, 2, 3, 4]), 4, 1, 1))).toEqual([1.5, 2, 3, 3.5]);
+  });
+
+  it("rejects a guide of the wrong size", () => {
+    const params: RefineParams = { method: "guided", work_size: 16, radius: 2, eps: 0.01 };
+    expect(() => new GuidedRefiner(new Uint8ClampedArray(10), 3, 3, params)).toThrow(/3×3×4/);
+  });
+});

@@ -1,0 +1,88 @@
+"""Write frontend/tests/fixtures/refine_cases.json: the guided-filter refinement of
+``backend/services/mask_refine.py`` on small synthetic images, for the browser's copy to match.
+
+    .venv/bin/python scripts/make_refine_fixture.py            # (re)write the fixture
+    .venv/bin/python scripts/make_refine_fixture.py --check    # exit 1 when it is out of date
+
+``tests/backend/test_mask_refine.py`` runs the check, and ``frontend/tests/refine.test.ts`` runs
+``frontend/src/decoder/refine.ts`` on the same inputs: so the two implementations cannot drift apart.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIXTURE = ROOT / "frontend" / "tests" / "fixtures" / "refine_cases.json"
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode()
+
+
+def make_cases() -> list[dict]:
+    from backend.services.mask_refine import RefineParams
+
+    cases = []
+    # (height, width, work_size, radius, eps): block-averaged with partial border blocks, and full resolution
+    for h, w, work, radius, eps in [(41, 53, 16, 2, 0.01), (30, 22, 64, 3, 0.02), (64, 48, 20, 1, 0.005)]:
+        rng = np.random.default_rng(h * 1000 + w)
+        yy, xx = np.mgrid[0:h, 0:w]
+        inside = (yy - h * 0.45) ** 2 / (h * 0.3) ** 2 + (xx - w * 0.55) ** 2 / (w * 0.28) ** 2 < 1
+        image = np.where(inside[..., None], [200, 60, 40], [40, 90, 160]).astype(np.float64)
+        image = np.clip(image + rng.normal(0, 18, image.shape), 0, 255).astype(np.uint8)
+        # smooth logits of a shifted, too-round ellipse: what a low-resolution decoder gives
+        logits = (1 - ((yy - h * 0.5) ** 2 / (h * 0.33) ** 2 + (xx - w * 0.5) ** 2 / (w * 0.3) ** 2)) * 6
+        logits = np.stack([logits, -logits + 2]).astype(np.float32)  # two candidates, as a multimask output
+        params = RefineParams(work_size=work, radius=radius, eps=eps)
+        cases.append(_case(image, logits, params))
+    # a speck the window cannot keep on a flat image: refinement would erase it, the decoder's mask stays
+    rng = np.random.default_rng(7)
+    image = np.clip(128 + rng.normal(0, 3, (24, 30, 3)), 0, 255).astype(np.uint8)
+    logits = np.full((2, 24, 30), -4.0, np.float32)
+    logits[:, 10:12, 14:16] = 0.5
+    cases.append(_case(image, logits, RefineParams(work_size=16, radius=3, eps=0.01), erased=True))
+    return cases
+
+
+def _case(image: np.ndarray, logits: np.ndarray, params, erased: bool = False) -> dict:
+    from backend.services.mask_refine import GuidedRefiner
+
+    h, w = image.shape[:2]
+    refiner = GuidedRefiner(image, params)
+    probs = np.stack([refiner.probabilities(m) for m in logits])
+    masks = np.stack([refiner.refine(m) for m in logits])
+    assert erased == (not (probs > 0.5).any()), "the erased case must be erased, the others not"
+    rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=-1)
+    return {
+        "height": h, "width": w, "params": params.to_dict(), "erased": erased,
+        "rgba": _b64(rgba), "logits": _b64(logits),
+        "mask": _b64(masks.astype(np.uint8)),
+        # pixels this close to the threshold may go either way in another float order
+        "tie": _b64((np.abs(probs - 0.5) < 1e-6).astype(np.uint8)),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare with the committed fixture instead of writing it")
+    args = ap.parse_args()
+    text = json.dumps({"cases": make_cases()}, indent=1) + "\n"
+    if args.check:
+        if not FIXTURE.is_file() or FIXTURE.read_text() != text:
+            print(f"{FIXTURE} is out of date: run scripts/make_refine_fixture.py", file=sys.stderr)
+            return 1
+        return 0
+    FIXTURE.write_text(text)
+    print(f"wrote {FIXTURE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Edge-aware refinement of decoded masks (backend/services/mask_refine.py)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.services.mask_refine import (
+    NO_REFINE,
+    GuidedRefiner,
+    RefinedPredictor,
+    RefineParams,
+    _box_mean,
+    refine_predictor,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def _scene(h: int = 120, w: int = 160, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A textured background with a star-shaped object of another colour; returns (image, object mask)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    angle = np.arctan2(yy - h / 2, xx - w / 2)
+    radius = np.hypot(yy - h / 2, xx - w / 2)
+    obj = radius < (h * 0.3) * (1 + 0.3 * np.sin(5 * angle))
+    image = np.where(obj[..., None], [220, 180, 40], [40, 70, 150]).astype(np.float64)
+    image += rng.normal(0, 12, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), obj
+
+
+def _coarse_logits(obj: np.ndarray, shift: int = 3) -> np.ndarray:
+    """What a low-resolution decoder gives: the object blurred to a blob, shifted a little."""
+    import cv2
+
+    blob = cv2.GaussianBlur(obj.astype(np.float32), (0, 0), 6)
+    blob = np.roll(blob, (shift, -shift), axis=(0, 1))
+    return (blob - 0.5) * 12
+
+
+def test_refinement_follows_the_image_edges():
+    image, obj = _scene()
+    logits = _coarse_logits(obj)
+    plain = logits > 0
+    for params in (RefineParams(), RefineParams(work_size=64, radius=3), RefineParams(work_size=512, radius=8)):
+        refined = GuidedRefiner(image, params).refine(logits)
+        assert refined.shape == obj.shape and refined.dtype == bool
+        assert _iou(refined, obj) > _iou(plain, obj) + 0.05, (params, _iou(refined, obj), _iou(plain, obj))
+
+
+def test_refinement_keeps_a_mask_that_already_follows_the_edges():
+    image, obj = _scene(seed=1)
+    logits = np.where(obj, 8.0, -8.0).astype(np.float32)
+    refined = GuidedRefiner(image, RefineParams()).refine(logits)
+    assert _iou(refined, obj) > 0.97
+
+
+def test_box_mean_clips_the_window_at_the_border():
+    x = np.arange(1, 5, dtype=np.float64).reshape(1, 4)
+    np.testing.assert_allclose(_box_mean(x, 1), [[1.5, 2, 3, 3.5]])
+    np.testing.assert_allclose(_box_mean(x.T, 1), [[1.5], [2], [3], [3.5]])
+
+
+def test_params_and_bad_input_are_checked():
+    with pytest.raises(ValueError, match="unknown mask refinement"):
+        RefineParams(method="crf")
+    with pytest.raises(ValueError, match="radius"):
+        RefineParams(radius=0)
+    assert RefineParams.from_dict(None) == NO_REFINE
+    assert RefineParams.from_dict(RefineParams(radius=5).to_dict()) == RefineParams(radius=5)
+    image, _ = _scene()
+    with pytest.raises(ValueError, match="H×W×3"):
+        GuidedRefiner(image[..., 0])
+    with pytest.raises(ValueError, match="do not match the image"):
+        GuidedRefiner(image).refine(np.zeros((10, 10), np.float32))
+    with pytest.raises(ValueError, match="method='guided'"):
+        GuidedRefiner(image, NO_REFINE)
+
+
+class _CoarsePredictor:
+    """A predictor whose masks are the coarse logits of one known object (the scene's decoder stand-in)."""
+
+    def __init__(self, logits: np.ndarray):
+        self.logits = logits
+
+    def set_image(self, image):
+        self.image = image
+
+    def predict(self, point_coords=None, point_labels=None, box=None, mask_input=None, multimask_output=True,
+                return_logits=False):
+        masks = np.stack([self.logits] * (3 if multimask_output else 1))
+        low = np.zeros((len(masks), 256, 256), np.float32)
+        return (masks if return_logits else masks > 0), np.array([0.5] * len(masks)), low
+
+
+def test_refined_predictor_refines_masks_and_passes_scores_and_logits_through():
+    image, obj = _scene()
+    inner = _CoarsePredictor(_coarse_logits(obj))
+    assert refine_predictor(inner, NO_REFINE) is inner
+    wrapped = refine_predictor(inner, RefineParams())
+    assert isinstance(wrapped, RefinedPredictor)
+    with pytest.raises(RuntimeError, match="set_image"):
+        wrapped.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]))
+    wrapped.set_image(image)
+    masks, scores, low = wrapped.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]))
+    assert masks.shape == (3,) + obj.shape and masks.dtype == bool
+    assert _iou(masks[0], obj) > _iou(inner.logits > 0, obj) + 0.05
+    assert scores.tolist() == [0.5] * 3 and low.shape == (3, 256, 256)
+    logits, _, _ = wrapped.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]),
+                                   multimask_output=False, return_logits=True)
+    np.testing.assert_array_equal(logits[0] > 0, masks[0])
+
+
+def test_browser_fixture_is_up_to_date():
+    """frontend/tests/refine.test.ts checks the browser's copy against this fixture."""
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_refine_fixture.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
