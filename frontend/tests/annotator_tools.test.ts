@@ -6,7 +6,7 @@ import { isProposal, nextProposal, type ListedObject } from "../src/annotator/ob
 import { predictNextImage, Prefetcher } from "../src/annotator/prefetch";
 import { maskToRgba } from "../src/decoder/masks";
 
-const cand = (iou: number, fill: number) => ({ mask: new Uint8Array(4).fill(fill), lowRes: new Float32Array(2).fill(iou), iou });
+const cand = (iou: number, fill: number) => ({ mask: new Uint8Array(4).fill(fill), lowRes: new Float32Array(2).fill(iou), iou, decodeId: 1, index: 0, refined: true });
 
 describe("candidate cycling", () => {
   it("shows the chosen candidate and wraps around both ways", () => {

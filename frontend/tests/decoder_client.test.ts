@@ -16,8 +16,9 @@ class FakeWorker {
   }
   /** answer the request `id` as the worker would, with K masks whose ious are given */
   answer(id: number, ious = [0.5], runMs = 1): void {
-    const masks = ious.map((iou) => ({ mask: new Uint8Array(4), lowRes: new Float32Array(256 * 256), iou }));
-    this.onmessage?.({ data: { id, type: "decoded", masks, width: 2, height: 2, ms: runMs, timings: { run: runMs, post: 0 } } } as MessageEvent<DecoderResponse>);
+    const masks = ious.map((iou, index) => ({ mask: new Uint8Array(4), lowRes: new Float32Array(256 * 256), iou, decodeId: id, index,
+      refined: index === 0 }));
+    this.onmessage?.({ data: { id, type: "decoded", masks, width: 2, height: 2, ms: runMs, timings: { run: runMs, post: 0, refine: 0 } } } as MessageEvent<DecoderResponse>);
   }
   answerPlain(id: number, type: "ready" | "embeddingSet"): void {
     const data = type === "ready" ? { id, type, multimask: true, threads: 1 } : { id, type };
@@ -40,6 +41,16 @@ async function readyClient(): Promise<{ client: DecoderClient; worker: FakeWorke
   return { client, worker };
 }
 
+/** Each test of the enclosing describe gets a FakeWorker for the Worker global. */
+function useFakeWorker(): void {
+  beforeEach(() => {
+    vi.stubGlobal("Worker", FakeWorker);
+    vi.stubGlobal("location", { href: "http://localhost/annotate/1" });
+    vi.stubGlobal("self", { crossOriginIsolated: false });
+  });
+  afterEach(() => { vi.unstubAllGlobals(); });
+}
+
 /** A hover preview of `prompt` that the worker has answered. */
 async function hoverDecoded(client: DecoderClient, worker: FakeWorker, prompt: Prompt): Promise<void> {
   const hover = client.decodeLatest(prompt, null, true);
@@ -49,12 +60,7 @@ async function hoverDecoded(client: DecoderClient, worker: FakeWorker, prompt: P
 }
 
 describe("DecoderClient scheduling", () => {
-  beforeEach(() => {
-    vi.stubGlobal("Worker", FakeWorker);
-    vi.stubGlobal("location", { href: "http://localhost/annotate/1" });
-    vi.stubGlobal("self", { crossOriginIsolated: false });
-  });
-  afterEach(() => { vi.unstubAllGlobals(); });
+  useFakeWorker();
 
   it("runs one decode at a time and lets a newer hover replace one that has not started", async () => {
     const { client, worker } = await readyClient();
@@ -224,9 +230,49 @@ describe("DecoderClient scheduling", () => {
   });
 });
 
+describe("refining candidates on demand", () => {
+  useFakeWorker();
+
+  it("asks the worker for a candidate left unrefined and writes the refined mask into it", async () => {
+    const { client, worker } = await readyClient();
+    const d = client.decode(click(1, 1), null, true);
+    await tick();
+    worker.answer(worker.decodes()[0].id, [0.9, 0.4, 0.2]);
+    const r = await d;
+    const other = r.masks[1];
+    expect(other.refined).toBe(false);
+    const held = other.mask; // the annotator's states hold this array
+    const pending = client.refineCandidate(other);
+    const req = worker.requests[worker.requests.length - 1];
+    expect(req).toMatchObject({ type: "refineCandidate", key: "img:1", decodeId: other.decodeId, index: 1 });
+    worker.onmessage?.({ data: { id: req.id, type: "refinedMask", mask: Uint8Array.from([1, 0, 0, 1]), ms: 3 } } as MessageEvent<DecoderResponse>);
+    expect(await pending).toBe(true);
+    expect(Array.from(held)).toEqual([1, 0, 0, 1]);
+    expect(other.refined).toBe(true);
+    // refined already: no second request
+    const count = worker.requests.length;
+    expect(await client.refineCandidate(other)).toBe(true);
+    expect(worker.requests.length).toBe(count);
+  });
+
+  it("keeps the mask as it was when the worker no longer holds the decode", async () => {
+    const { client, worker } = await readyClient();
+    const d = client.decode(click(1, 1), null, true);
+    await tick();
+    worker.answer(worker.decodes()[0].id, [0.9, 0.4]);
+    const other = (await d).masks[1];
+    const pending = client.refineCandidate(other);
+    const req = worker.requests[worker.requests.length - 1];
+    worker.onmessage?.({ data: { id: req.id, type: "error", message: "decode 3 is no longer held" } } as MessageEvent<DecoderResponse>);
+    expect(await pending).toBe(false);
+    expect(Array.from(other.mask)).toEqual([0, 0, 0, 0]);
+    expect(other.refined).toBe(false);
+  });
+});
+
 describe("candidates", () => {
   it("orders the decoder's candidates by predicted IoU, best first", () => {
-    const m = (iou: number) => ({ mask: new Uint8Array(1), lowRes: new Float32Array(1), iou });
+    const m = (iou: number) => ({ mask: new Uint8Array(1), lowRes: new Float32Array(1), iou, decodeId: 1, index: 0, refined: true });
     expect(sortByIou([m(0.3), m(0.9), m(0.6)]).map((c) => c.iou)).toEqual([0.9, 0.6, 0.3]);
   });
 

@@ -43,8 +43,12 @@ def test_first_click_candidates_cycle(page, running_app, project, screenshots) -
     assert page.locator("#candidates").is_visible()
     assert "1/3" in page.locator("#cand-info").inner_text() and f"{ious[0]:.2f}" in page.locator("#cand-info").inner_text()
 
+    assert c["refined"][0], "the candidate shown first comes refined"
     page.keyboard.press("Tab")
     assert _candidates(page)["index"] == 1
+    # the others are refined (edge-aware) when first shown: wait for it, then take their masks again
+    page.wait_for_function("window.maskloop.candidates().refined[1]", timeout=30_000)
+    masks[1] = ap.decode_rle(_candidates(page)["rles"][1])
     assert np.array_equal(ap.current_mask(page), masks[1])
     info = page.locator("#cand-info").inner_text()
     assert "2/3" in info and f"{ious[1]:.2f}" in info
@@ -59,6 +63,8 @@ def test_first_click_candidates_cycle(page, running_app, project, screenshots) -
     assert _candidates(page)["index"] == 0
     page.click("#cand-prev")
     assert _candidates(page)["index"] == 2
+    page.wait_for_function("window.maskloop.candidates().refined[2]", timeout=30_000)
+    masks[2] = ap.decode_rle(_candidates(page)["rles"][2])
     assert np.array_equal(ap.current_mask(page), masks[2])
 
     page.keyboard.press("1")

@@ -242,5 +242,23 @@ export class DecoderClient {
     }
   }
 
+  /**
+   * Refine a candidate the worker left unrefined (see `DecodedMask.refined`), in place: its `mask`
+   * array gets the refined mask, so every state holding it shows it. False when it cannot be done
+   * (the worker no longer holds that decode, e.g. another image was loaded); the mask stays as it was.
+   */
+  async refineCandidate(m: DecodedMask): Promise<boolean> {
+    if (m.refined) return true;
+    try {
+      const r = await this.request({ type: "refineCandidate", key: this.embeddingKey, decodeId: m.decodeId, index: m.index });
+      if (r.type !== "refinedMask" || r.mask.length !== m.mask.length) return false;
+      m.mask.set(r.mask);
+      m.refined = true;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   terminate(): void { this.worker.terminate(); }
 }

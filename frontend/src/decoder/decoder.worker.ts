@@ -23,6 +23,9 @@ interface Loaded {
 let single: ort.InferenceSession | null = null;
 let multi: ort.InferenceSession | null = null;
 let embedding: Loaded | null = null;
+/** logits of recent multimask decodes whose other candidates may still be refined on demand */
+const held: { decodeId: number; key: string; logits: Float32Array }[] = [];
+const HELD = 3;
 const noMask = {
   mask_input: new ort.Tensor("float32", new Float32Array(LOW_RES * LOW_RES), [1, 1, LOW_RES, LOW_RES]),
   has_mask_input: new ort.Tensor("float32", new Float32Array([0]), [1]),
@@ -71,11 +74,21 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   const refiner = embedding.refiner && embedding.refiner.width === width && embedding.refiner.height === height
     ? embedding.refiner : null;
   let refineMs = 0;
+  // Of several candidates only the one shown first (highest predicted IoU) is refined now; the
+  // others keep the plain threshold until the page asks (Tab), from the logits held here.
+  let best = 0;
+  for (let k = 1; k < count; k++) if (ious[k] > ious[best]) best = k;
   for (let k = 0; k < count; k++) {
     const tr = performance.now();
-    const mask = refiner ? refiner.refine(logits, k) : logitsToMask(logits, height, width, k);
-    if (refiner) refineMs += performance.now() - tr;
-    result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k] });
+    const now = refiner !== null && k === best;
+    const mask = now ? refiner.refine(logits, k) : logitsToMask(logits, height, width, k);
+    if (now) refineMs += performance.now() - tr;
+    result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k], decodeId: req.id, index: k,
+      refined: refiner === null || now });
+  }
+  if (refiner && count > 1) {
+    held.push({ decodeId: req.id, key: req.key, logits });
+    if (held.length > HELD) held.shift();
   }
   for (const t of Object.values(out)) t.dispose();
   const t2 = performance.now();
@@ -94,7 +107,15 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
         try { multi = await createSession(req.multimaskUrl); } catch { multi = null; }
       }
       reply({ id: req.id, type: "ready", multimask: multi !== null, threads: ort.env.wasm.numThreads ?? 1 });
+    } else if (req.type === "refineCandidate") {
+      const h = held.find((x) => x.decodeId === req.decodeId && x.key === req.key);
+      const refiner = embedding?.key === req.key ? embedding.refiner : null;
+      if (!h || !refiner) throw new Error(`decode ${req.decodeId} is no longer held for refinement`);
+      const t0 = performance.now();
+      const mask = refiner.refine(h.logits, req.index);
+      reply({ id: req.id, type: "refinedMask", mask, ms: performance.now() - t0 }, [mask.buffer]);
     } else if (req.type === "setEmbedding") {
+      held.length = 0;
       embedding = {
         key: req.key, origSize: req.origSize, inputSize: req.inputSize,
         tensors: {

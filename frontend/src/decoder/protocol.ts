@@ -17,6 +17,10 @@ export type DecoderRequest =
       id: number; type: "decode"; key: string; prompt: Prompt;
       /** previous 1×1×256×256 low-res logits, or null on the first click */
       maskInput: Float32Array | null; multimask: boolean;
+    }
+  | {
+      /** refine a candidate the worker left unrefined (`DecodedMask.refined` false) */
+      id: number; type: "refineCandidate"; key: string; decodeId: number; index: number;
     };
 
 export interface DecodedMask {
@@ -25,6 +29,14 @@ export interface DecodedMask {
   /** 256×256 logits to feed back as mask_input */
   lowRes: Float32Array;
   iou: number;
+  /** the worker's request id of the decode and this candidate's index in its output */
+  decodeId: number;
+  index: number;
+  /**
+   * false for the other candidates of a multimask decode when masks are refined: only the best
+   * (highest predicted IoU) is refined at once, the others on demand (`DecoderClient.refineCandidate`)
+   */
+  refined: boolean;
 }
 
 /** Where a decode's time went inside the worker (milliseconds). */
@@ -45,4 +57,5 @@ export type DecoderResponse =
       /** candidates in the decoder's order (use `sortByIou` to show the best first) */
       masks: DecodedMask[]; width: number; height: number; ms: number; timings: DecodeTimings;
     }
+  | { id: number; type: "refinedMask"; mask: Uint8Array; ms: number }
   | { id: number; type: "error"; message: string };

@@ -32,7 +32,7 @@ export interface AnnotatorDebug {
   /** the prompts of the object being edited, in image pixels */
   prompt: () => { points: PromptPoint[]; box: Prompt["box"] };
   /** candidates of the current first click: which one is shown, their predicted IoUs (shown order) and RLEs */
-  candidates: () => { index: number; ious: number[]; rles: Rle[] } | null;
+  candidates: () => { index: number; ious: number[]; rles: Rle[]; refined: boolean[] } | null;
   view: () => { scale: number; offsetX: number; offsetY: number };
   /** every image opened: whether it came from the prefetch, and ms from lease to ready */
   loads: { imageId: number; prefetched: boolean; ms: number }[];
@@ -143,6 +143,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (!s.candidates || s.candidates.length < 2) return false;
     history.replace(withCandidate(s, s.candidate + step));
     show(history.state);
+    const shown = history.state.candidates?.[history.state.candidate];
+    if (shown && !shown.refined && decoder) {
+      // only the best candidate comes refined; this one is refined now and redrawn when it is
+      void decoder.refineCandidate(shown).then((ok) => {
+        if (ok && history.state.mask === shown.mask) show(history.state);
+      });
+    }
     return true;
   }
 
@@ -628,7 +635,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   debug.candidates = () => {
     const s = history.state;
     if (!s.candidates) return null;
-    return { index: s.candidate, ious: s.candidates.map((c) => c.iou), rles: s.candidates.map((c) => encodeRle(c.mask, H(), W())) };
+    return { index: s.candidate, ious: s.candidates.map((c) => c.iou), rles: s.candidates.map((c) => encodeRle(c.mask, H(), W())),
+      refined: s.candidates.map((c) => c.refined) };
   };
 
   // mouse: left click = point, drag = box; Space+drag or middle-drag = pan; wheel = zoom
