@@ -112,9 +112,9 @@ def eval_command(
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
     decoder: str = typer.Option("auto", "--decoder", help="auto, torch or onnx: how prompts are decoded "
                                 "(auto: the browser's ONNX decoder in onnxruntime on a CPU)."),
-    refine: str = typer.Option("guided", "--refine", help="guided, none or both: refine the model's masks with "
-                               "the image as the browser does (guided filter); both reports the model with "
-                               "and without it."),
+    refine: str = typer.Option("auto", "--refine", help="auto, guided, none or both: refine the model's masks "
+                               "with the image as the browser does (guided filter); auto follows "
+                               "MASKLOOP_MASK_REFINE (default guided); both reports the model with and without it."),
 ) -> None:
     """Interactive evaluation (robot clicker, NoC@85/90, mIoU curve) of a model beside GrabCut."""
     _setup(threads)
@@ -128,11 +128,11 @@ def eval_command(
         _fail("nothing to evaluate: --model none and --baseline none")
     if decoder not in ("auto", "torch", "onnx"):
         _fail(f"unknown decoder {decoder!r}: expected auto, torch or onnx")
-    if refine not in ("guided", "none", "both"):
-        _fail(f"unknown refinement {refine!r}: expected guided, none or both")
+    if refine not in ("auto", "guided", "none", "both"):
+        _fail(f"unknown refinement {refine!r}: expected auto, guided, none or both")
     import torch
 
-    from backend.services.mask_refine import NO_REFINE, RefineParams, refine_predictor
+    from backend.services.mask_refine import NO_REFINE, RefineParams, configured_refine, refine_predictor
     from workers.evaluation import GrabCutSegmenter, evaluate
     from workers.evaluation.interactive import iter_dataset_samples, load_predictor
     from workers.evaluation.report import headline, plot_miou_curves, write_json_report
@@ -143,7 +143,8 @@ def eval_command(
         names = _split_names(dataset, split)
         if model != "none":
             predictor = load_predictor(model, decoder=decoder)
-            runs = {"model": RefineParams() if refine != "none" else NO_REFINE}
+            chosen = configured_refine() if refine == "auto" else RefineParams() if refine != "none" else NO_REFINE
+            runs = {"model": chosen}
             if refine == "both":
                 runs["model_unrefined"] = NO_REFINE
             for key, params in runs.items():

@@ -79,6 +79,29 @@ def test_eval_grabcut_baseline_writes_report_and_plot(tmp_path):
     assert json.loads((tmp_path / "f" / "eval.json").read_text())["results"]["grabcut"] == grabcut
 
 
+def test_eval_reports_the_model_with_and_without_refinement(tmp_path):
+    import torch
+
+    from workers.sam.build import build_sam, save_checkpoint
+
+    root = _dataset(tmp_path / "d")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "lite.pt"
+    save_checkpoint(build_sam("lite", device="cpu"), ckpt, "lite")
+    base = ["eval", "--model", str(ckpt), "--dataset", str(root), "--baseline", "none", "--max-clicks", "2",
+            "--decoder", "torch"]
+    bad = runner.invoke(app, base + ["--out", str(tmp_path / "x"), "--refine", "crf"])
+    assert bad.exit_code == 2 and "unknown refinement 'crf'" in bad.output
+    out = tmp_path / "e"
+    result = runner.invoke(app, base + ["--out", str(out), "--refine", "both"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "eval.json").read_text())["results"]
+    assert set(results) == {"model", "model_unrefined"}
+    assert results["model"]["refine"]["method"] == "guided"
+    assert results["model_unrefined"]["refine"]["method"] == "none"
+    assert all(len(r["miou_curve"]) == 2 for r in results.values())
+
+
 def test_cli_import_does_not_load_torch():
     code = "import sys, backend.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

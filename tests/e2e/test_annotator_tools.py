@@ -48,7 +48,9 @@ def test_first_click_candidates_cycle(page, running_app, project, screenshots) -
     assert _candidates(page)["index"] == 1
     # the others are refined (edge-aware) when first shown: wait for it, then take their masks again
     page.wait_for_function("window.maskloop.candidates().refined[1]", timeout=30_000)
-    masks[1] = ap.decode_rle(_candidates(page)["rles"][1])
+    unrefined, masks[1] = masks[1], ap.decode_rle(_candidates(page)["rles"][1])
+    # refined from the logits the worker held: an object the decoder found does not vanish
+    assert masks[1].any() or not unrefined.any(), "the refined candidate lost the decoder's mask"
     assert np.array_equal(ap.current_mask(page), masks[1])
     info = page.locator("#cand-info").inner_text()
     assert "2/3" in info and f"{ious[1]:.2f}" in info

@@ -90,7 +90,8 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
     held.push({ decodeId: req.id, key: req.key, logits });
     if (held.length > HELD) held.shift();
   }
-  for (const t of Object.values(out)) t.dispose();
+  // the held logits stay with their tensor: it is left to the garbage collector, not disposed
+  for (const t of Object.values(out)) if (!(t === masks && refiner && count > 1)) t.dispose();
   const t2 = performance.now();
   return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
 }
