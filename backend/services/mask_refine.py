@@ -21,7 +21,7 @@ simulated annotators use this module, so their numbers describe what annotators 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -54,8 +54,7 @@ class RefineParams:
     def from_dict(cls, data: dict | None) -> RefineParams:
         if not data:
             return cls(method="none")
-        known = {k: data[k] for k in ("method", "work_size", "radius", "eps") if k in data}
-        return cls(**known)
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 NO_REFINE = RefineParams(method="none")

@@ -86,12 +86,13 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
     result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k], decodeId: req.id, index: k,
       refined: refiner === null || now });
   }
-  if (refiner && count > 1) {
+  const hold = refiner !== null && count > 1;
+  if (hold) {
     held.push({ decodeId: req.id, key: req.key, logits });
     if (held.length > HELD) held.shift();
   }
   // the held logits stay with their tensor: it is left to the garbage collector, not disposed
-  for (const t of Object.values(out)) if (!(t === masks && refiner && count > 1)) t.dispose();
+  for (const t of Object.values(out)) if (!(hold && t === masks)) t.dispose();
   const t2 = performance.now();
   return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
 }

@@ -6,6 +6,8 @@
  * one bilinear pass at full resolution.
  */
 
+import { logitsToMask } from "./masks";
+
 /** How far from one half a grid cell's bound must stay to decide its pixels without arithmetic. */
 const SURE_MARGIN = 1e-3;
 
@@ -230,7 +232,7 @@ export class GuidedRefiner {
     }
     // when refinement would erase a mask the decoder found (an object thinner than the window, in
     // colours the window cannot tell apart), the decoder's own mask is kept (as the Python side)
-    if (inside === 0) for (let i = 0; i < n; i++) out[i] = logits[index * n + i] > 0 ? 1 : 0;
+    if (inside === 0) return logitsToMask(logits, height, width, index);
     return out;
   }
 }
