@@ -5,7 +5,7 @@ refinement setting, on the same images, and prints NoC@85/90, mIoU after 1/3/5/1
 milliseconds the refinement adds per click (numpy, this machine).
 
     .venv/bin/python benchmarks/bench_refine.py --split train --max-images 40 \
-        --settings 256,8,0.01 320,10,0.01 256,6,0.01
+        --settings 320,12,0.01,0 320,12,0.01,3 320,12,0.01,3,16,3
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ def main() -> None:
     ap.add_argument("--split", default="train", help="train | val | all (tune on train, confirm on val)")
     ap.add_argument("--max-images", type=int, default=40)
     ap.add_argument("--max-clicks", type=int, default=20)
-    ap.add_argument("--settings", nargs="*", default=["256,8,0.01"],
-                    help="refinements to compare, each WORK_SIZE,RADIUS,EPS")
+    ap.add_argument("--settings", nargs="*", default=["320,12,0.01,0", "320,12,0.01,3"],
+                    help="refinements to compare, each WORK_SIZE,RADIUS,EPS[,COLOUR[,BINS[,CLIP]]] "
+                         "(colour weight 0 = no colour term; omitted parts take RefineParams' defaults)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unrefined decoder")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -43,9 +44,13 @@ def main() -> None:
     base = load_predictor(args.model)
     runs: list[tuple[str, object]] = [] if args.no_baseline else [("decoder alone", base)]
     for spec in args.settings:
-        work, radius, eps = spec.split(",")
-        params = RefineParams(work_size=int(work), radius=int(radius), eps=float(eps))
-        runs.append((f"guided {work}/{radius}/{eps}", RefinedPredictor(base, params)))
+        parts = spec.split(",")
+        if not 3 <= len(parts) <= 6:
+            ap.error(f"--settings {spec!r}: expected WORK_SIZE,RADIUS,EPS[,COLOUR[,BINS[,CLIP]]]")
+        names_types = [("work_size", int), ("radius", int), ("eps", float), ("colour", float),
+                       ("colour_bins", int), ("colour_clip", float)]
+        params = RefineParams(**{name: kind(v) for (name, kind), v in zip(names_types, parts)})
+        runs.append((f"guided {'/'.join(parts)}", RefinedPredictor(base, params)))
 
     print(f"{args.model} on {args.max_images} {args.split} images of {args.dataset}, {args.max_clicks} clicks")
     print(f"{'setting':24s} {'NoC@85':>7s} {'NoC@90':>7s}  mIoU@1   @3     @5     @10    @20    mean  refine ms/click")

@@ -30,8 +30,10 @@ def make_cases() -> list[dict]:
     from backend.services.mask_refine import RefineParams
 
     cases = []
-    # (height, width, work_size, radius, eps): block-averaged with partial border blocks, and full resolution
-    for h, w, work, radius, eps in [(41, 53, 16, 2, 0.01), (30, 22, 64, 3, 0.02), (64, 48, 20, 1, 0.005)]:
+    # (height, width, work_size, radius, eps, colour, bins): block-averaged with partial border blocks, and
+    # full resolution; with the colour term (two bin counts) and without it
+    for h, w, work, radius, eps, colour, bins in [(41, 53, 16, 2, 0.01, 3.0, 16), (30, 22, 64, 3, 0.02, 2.0, 8),
+                                                  (64, 48, 20, 1, 0.005, 3.0, 16), (41, 53, 16, 2, 0.01, 0.0, 16)]:
         rng = np.random.default_rng(h * 1000 + w)
         yy, xx = np.mgrid[0:h, 0:w]
         inside = (yy - h * 0.45) ** 2 / (h * 0.3) ** 2 + (xx - w * 0.55) ** 2 / (w * 0.28) ** 2 < 1
@@ -40,7 +42,7 @@ def make_cases() -> list[dict]:
         # smooth logits of a shifted, too-round ellipse: what a low-resolution decoder gives
         logits = (1 - ((yy - h * 0.5) ** 2 / (h * 0.33) ** 2 + (xx - w * 0.5) ** 2 / (w * 0.3) ** 2)) * 6
         logits = np.stack([logits, -logits + 2]).astype(np.float32)  # two candidates, as a multimask output
-        params = RefineParams(work_size=work, radius=radius, eps=eps)
+        params = RefineParams(work_size=work, radius=radius, eps=eps, colour=colour, colour_bins=bins)
         cases.append(_case(image, logits, params))
     # a speck the window cannot keep on a flat image: refinement would erase it, the decoder's mask stays
     rng = np.random.default_rng(7)

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Edge-aware refinement of every decoded mask (backend/services/mask_refine.py), announced to the
     # browser with the model and applied by the evaluation and the simulated annotators: guided | none.
     mask_refine: Literal["guided", "none"] = "guided"
+    # Weight of the refinement's colour term (inside/outside colour histograms); 0 keeps the edges only.
+    mask_refine_colour: float = Field(3.0, ge=0.0, le=20.0)
 
     # Upload guards.
     max_upload_bytes: int = 50 * 1024 * 1024

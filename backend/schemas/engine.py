@@ -35,7 +35,8 @@ class ModelVersionPublic(ORMModel):
     round_id: int | None
     metrics: dict[str, Any] | None
     has_multimask_decoder: bool = False
-    # how clients refine decoded masks (backend/services/mask_refine.py: method, work_size, radius, eps)
+    # how clients refine decoded masks (backend/services/mask_refine.py: method, work_size, radius, eps,
+    # colour, colour_bins, colour_clip)
     refine: dict[str, Any] | None = None
     created_at: datetime
 

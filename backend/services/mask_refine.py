@@ -6,6 +6,13 @@ outline. The guided filter (He, Sun and Tang, 2010) fits, in every window, the m
 linear function of the pixel colours and averages those fits, so the output follows the image's edges
 wherever the colours allow it. It needs no training and costs a few box filters.
 
+Before the filter, a colour term moves each grid cell's logit by how much likelier its colour is
+inside the decoder's mask than outside it (the log-ratio of two colour histograms of the image, the
+foreground weighted by the decoder's probability and the background by its complement, as in
+GrabCut's colour models). The decoder's masks often stop short of an object's far parts or spill into
+a neighbour; where the object's colours differ from its surroundings the colour term pulls the mask's
+uncertain cells the right way. The term is clipped, so it cannot overrule a confident decoder.
+
 It runs on a working grid (the image block-averaged by an integer factor so the long side is at
 most ``work_size``), and the averaged linear coefficients are interpolated back to full resolution
 and applied to the full-resolution colours, as in the "fast guided filter". Everything that depends
@@ -32,20 +39,27 @@ class RefineParams:
 
     ``work_size``: long side of the working grid (the image is block-averaged by
     ``ceil(long_side / work_size)``); ``radius``: window radius on that grid (so the radius in original
-    pixels grows with the image); ``eps``: regularisation (larger = smoother, less edge-following).
-    Chosen on 40 train-split images of coco-mval (``benchmarks/bench_refine.py``).
+    pixels grows with the image); ``eps``: regularisation (larger = smoother, less edge-following);
+    ``colour``: weight of the colour term added to the logits (0 turns it off); ``colour_bins``:
+    histogram bins per RGB channel; ``colour_clip``: bound on the colour log-likelihood ratio. Chosen
+    on train-split images of coco-mval (``benchmarks/bench_refine.py``).
     """
 
     method: str = "guided"
     work_size: int = 320
     radius: int = 12
     eps: float = 0.01
+    colour: float = 3.0
+    colour_bins: int = 16
+    colour_clip: float = 3.0
 
     def __post_init__(self) -> None:
         if self.method not in ("guided", "none"):
             raise ValueError(f"unknown mask refinement {self.method!r}: use 'guided' or 'none'")
         if self.work_size < 8 or self.radius < 1 or not self.eps > 0:
             raise ValueError("mask refinement needs work_size >= 8, radius >= 1 and eps > 0")
+        if self.colour < 0 or not 2 <= self.colour_bins <= 64 or not self.colour_clip > 0:
+            raise ValueError("mask refinement needs colour >= 0, 2 <= colour_bins <= 64 and colour_clip > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,10 +75,16 @@ NO_REFINE = RefineParams(method="none")
 
 
 def configured_refine() -> RefineParams:
-    """The refinement this installation applies (``MASKLOOP_MASK_REFINE``: guided | none)."""
+    """The refinement this installation applies (``MASKLOOP_MASK_REFINE``: guided | none, and
+    ``MASKLOOP_MASK_REFINE_COLOUR``: the colour term's weight)."""
     from backend.core.config import get_settings
 
-    return RefineParams(method=get_settings().mask_refine)
+    return settings_refine(get_settings())
+
+
+def settings_refine(settings) -> RefineParams:
+    """The refinement a settings object describes."""
+    return RefineParams(method=settings.mask_refine, colour=settings.mask_refine_colour)
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -95,6 +115,27 @@ def _block_mean(x: np.ndarray, s: int) -> np.ndarray:
     cols = np.minimum(np.arange(1, gw + 1) * s, w) - np.arange(gw) * s
     counts = np.outer(rows, cols).astype(np.float64)
     return sums / counts.reshape(gh, gw, *([1] * (x.ndim - 2)))
+
+
+def _colour_bins(image: np.ndarray, s: int, bins: int) -> np.ndarray:
+    """The colour histogram bin of every grid cell, from its block's exact integer channel sums.
+
+    Bin of a channel: floor(sum · bins / (255 · count)), clamped to bins − 1; integer arithmetic, so the
+    browser's copy gets the very same bins (a float mean could land either side of a bin edge).
+    """
+    h, w = image.shape[:2]
+    gh, gw = -(-h // s), -(-w // s)
+    pad = [(0, gh * s - h), (0, gw * s - w), (0, 0)]
+    sums = np.pad(image.astype(np.int64), pad).reshape(gh, s, gw, s, 3).sum(axis=(1, 3))
+    rows = np.minimum(np.arange(1, gh + 1) * s, h) - np.arange(gh) * s
+    cols = np.minimum(np.arange(1, gw + 1) * s, w) - np.arange(gw) * s
+    counts = np.outer(rows, cols).astype(np.int64)[..., None]
+    q = np.minimum(sums * bins // (255 * counts), bins - 1)
+    return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _interp_axis(n_full: int, n_grid: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,6 +175,8 @@ class GuidedRefiner:
                 cov[..., b, a] = v
         cov += params.eps * np.eye(3)
         self.inv_cov = np.linalg.inv(cov)
+        # colour histogram bin of each grid cell, for the colour term
+        self.bins = _colour_bins(image, self.scale, params.colour_bins).ravel() if params.colour > 0 else None
         self.rows = _interp_axis(h, guide.shape[0], self.scale)
         self.cols = _interp_axis(w, guide.shape[1], self.scale)
 
@@ -142,8 +185,11 @@ class GuidedRefiner:
         if logits.shape != self.size:
             raise ValueError(f"logits {logits.shape} do not match the image {self.size}")
         r = self.params.radius
-        # the probability of each grid cell: the sigmoid of its block's mean logit
-        p = 1.0 / (1.0 + np.exp(-np.clip(_block_mean(logits, self.scale), -40.0, 40.0)))
+        # the probability of each grid cell: the sigmoid of its block's mean logit (plus the colour term)
+        z = np.clip(_block_mean(logits, self.scale), -40.0, 40.0)
+        if self.bins is not None:
+            z = z + self.params.colour * self.colour_term(_sigmoid(z))
+        p = _sigmoid(z)
         mean_p = _box_mean(p, r)
         cov_ip = _box_mean(self.guide * p[..., None], r) - self.mean_i * mean_p[..., None]
         a = np.einsum("hwij,hwj->hwi", self.inv_cov, cov_ip)
@@ -156,6 +202,22 @@ class GuidedRefiner:
         image = self.image.astype(np.float64)
         return (full[..., 0] * image[..., 0] + full[..., 1] * image[..., 1] + full[..., 2] * image[..., 2]
                 + full[..., 3])
+
+    def colour_term(self, fg: np.ndarray) -> np.ndarray:
+        """Per grid cell, log P(colour | inside) − log P(colour | outside), clipped to ±colour_clip.
+
+        ``fg``: the decoder's probability per grid cell. The two histograms count every cell's bin
+        with weight fg and 1 − fg; one pseudo-count per bin keeps unseen colours neutral. Sums run in
+        cell order, as in the browser, so both sides round alike.
+        """
+        k = self.params.colour_bins ** 3
+        fg = fg.ravel()
+        hist_in = np.bincount(self.bins, weights=fg, minlength=k)
+        hist_out = np.bincount(self.bins, weights=1.0 - fg, minlength=k)
+        total_in, total_out = np.cumsum(fg)[-1], np.cumsum(1.0 - fg)[-1]
+        ratio = np.log((hist_in + 1.0) / (total_in + k)) - np.log((hist_out + 1.0) / (total_out + k))
+        c = self.params.colour_clip
+        return np.clip(ratio, -c, c)[self.bins].reshape(self.guide.shape[:2])
 
     def refine(self, logits: np.ndarray) -> np.ndarray:
         """The refined mask; when refinement would erase a mask the decoder found (an object thinner than

@@ -62,6 +62,42 @@ def test_refinement_keeps_a_mask_that_already_follows_the_edges():
     assert _iou(refined, obj) > 0.97
 
 
+def test_colour_term_pulls_uncertain_cells_of_the_object_colour_in_and_keeps_confident_ones():
+    """The decoder is sure of the object's left half and unsure (logit −1.5) of its right half; a second
+    object of the same colour far away has confident logits −10. The colour term takes the right half
+    in and leaves the far object out; without it the guided filter alone cannot reach that far."""
+    h, w = 80, 160
+    rng = np.random.default_rng(3)
+    obj = np.zeros((h, w), bool)
+    obj[30:50, 10:110] = True
+    twin = np.zeros((h, w), bool)
+    twin[30:50, 130:150] = True
+    image = np.where((obj | twin)[..., None], [200, 60, 40], [40, 90, 160]).astype(np.float64)
+    image = np.clip(image + rng.normal(0, 10, image.shape), 0, 255).astype(np.uint8)
+    logits = np.full((h, w), -6.0, np.float32)
+    logits[obj] = -1.5
+    logits[30:50, 10:60] = 6.0
+    logits[twin] = -10.0
+    plain = GuidedRefiner(image, RefineParams(work_size=160, radius=2, colour=0)).refine(logits)
+    coloured = GuidedRefiner(image, RefineParams(work_size=160, radius=2, colour=3)).refine(logits)
+    assert _iou(plain, obj) < 0.6
+    assert _iou(coloured, obj) > 0.95, _iou(coloured, obj)
+    assert not (coloured & twin).any()
+
+
+def test_colour_bins_come_from_exact_block_sums():
+    from backend.services.mask_refine import _colour_bins
+
+    image = np.zeros((3, 3, 3), np.uint8)
+    image[..., 0] = 255  # red channel at the top bin, green at 0, blue one value below a bin edge in a 2×2 block
+    image[:2, :2, 2] = [[16, 16], [16, 15]]  # mean 15.75: 15.75 · 16 / 255 < 1
+    image[2, :, 2] = 17
+    bins = _colour_bins(image, 2, 16)
+    assert bins.shape == (2, 2)
+    assert bins[0, 0] == (15 * 16 + 0) * 16 + 0
+    assert bins[1, 0] == (15 * 16 + 0) * 16 + 1  # 17 · 16 / 255 ≥ 1
+
+
 def test_box_mean_clips_the_window_at_the_border():
     x = np.arange(1, 5, dtype=np.float64).reshape(1, 4)
     np.testing.assert_allclose(_box_mean(x, 1), [[1.5, 2, 3, 3.5]])
@@ -73,6 +109,10 @@ def test_params_and_bad_input_are_checked():
         RefineParams(method="crf")
     with pytest.raises(ValueError, match="radius"):
         RefineParams(radius=0)
+    with pytest.raises(ValueError, match="colour_bins"):
+        RefineParams(colour_bins=1)
+    with pytest.raises(ValueError, match="colour"):
+        RefineParams(colour=-1)
     assert RefineParams.from_dict(None) == NO_REFINE
     assert RefineParams.from_dict(RefineParams(radius=5).to_dict()) == RefineParams(radius=5)
     image, _ = _scene()

@@ -53,13 +53,15 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
     models = c.get("/api/v1/models", headers=api.admin).json()
     assert [(m["name"], m["arch"]) for m in models] == [("default", "lite")]
     # how clients refine this model's masks: the installation's setting (MASKLOOP_MASK_REFINE)
-    assert models[0]["refine"] == {"method": "guided", "work_size": 320, "radius": 12, "eps": 0.01}
+    assert models[0]["refine"] == {"method": "guided", "work_size": 320, "radius": 12, "eps": 0.01,
+                                   "colour": 3.0, "colour_bins": 16, "colour_clip": 3.0}
     settings = c.app.state.settings
-    settings.mask_refine = "none"
+    settings.mask_refine, settings.mask_refine_colour = "none", 0.5
     try:
-        assert c.get(f"/api/v1/models/{models[0]['id']}", headers=api.admin).json()["refine"]["method"] == "none"
+        refine = c.get(f"/api/v1/models/{models[0]['id']}", headers=api.admin).json()["refine"]
+        assert (refine["method"], refine["colour"]) == ("none", 0.5)
     finally:
-        settings.mask_refine = "guided"
+        settings.mask_refine, settings.mask_refine_colour = "guided", 3.0
     # its evaluation's headline numbers, the model's and the baseline's apart, without per-sample lists
     assert models[0]["metrics"] == {"split": "val", "heldout": {"noc@85": 17.6, "miou@1": 0.25},
                                     "baseline_grabcut": {"noc@85": 11.1, "miou@1": 0.16}}

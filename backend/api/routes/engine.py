@@ -13,7 +13,7 @@ from backend.core.errors import NotFound, Unprocessable
 from backend.db.models import ModelVersion
 from backend.schemas.engine import ModelVersionPublic
 from backend.services.embedding_jobs import enqueue_image_embedding
-from backend.services.mask_refine import RefineParams
+from backend.services.mask_refine import settings_refine
 from backend.storage import BlobNotFound, keys
 
 router = APIRouter(tags=["models"])
@@ -54,7 +54,7 @@ def get_embedding(image_id: int, request: Request, session: SessionDep, storage:
 def _public(mv: ModelVersion, settings: Settings) -> ModelVersionPublic:
     out = ModelVersionPublic.model_validate(mv)
     out.has_multimask_decoder = bool(mv.decoder_multimask_key)
-    out.refine = RefineParams(method=settings.mask_refine).to_dict()
+    out.refine = settings_refine(settings).to_dict()
     return out
 
 

@@ -75,12 +75,15 @@ async function main(): Promise<void> {
     img = off;
   }
   canvas.setImage(img, w, h);
-  // `refine=WORK,RADIUS,EPS` refines every mask with the image, as the annotator does
+  // `refine=WORK,RADIUS,EPS[,COLOUR,BINS,CLIP]` refines every mask with the image, as the annotator does
   const refineSpec = q.get("refine");
   let guide: { rgba: Uint8ClampedArray; params: RefineParams } | null = null;
   if (refineSpec) {
-    const [work, radius, eps] = refineSpec.split(",").map(Number);
-    guide = { rgba: imagePixels(img, w, h), params: { method: "guided", work_size: work, radius, eps } };
+    const [work, radius, eps, colour = 0, bins = 16, clip = 3] = refineSpec.split(",").map(Number);
+    guide = {
+      rgba: imagePixels(img, w, h),
+      params: { method: "guided", work_size: work, radius, eps, colour, colour_bins: bins, colour_clip: clip },
+    };
   }
   state.refined = guide !== null;
   await decoder.setEmbedding("bench", embedding.data, embedding.header.shape, embedding.header.orig_size, embedding.header.input_size, guide);

@@ -3,7 +3,9 @@
  * arithmetic as `backend/services/mask_refine.py` (which the evaluation and the simulated annotators
  * run), in float64. The image-only statistics are computed once per image (`GuidedRefiner`); a
  * decode then costs box filters on a working grid of at most `work_size` cells on the long side and
- * one bilinear pass at full resolution.
+ * one bilinear pass at full resolution. Before the filter, a colour term (two colour histograms of
+ * the image, inside and outside the decoder's mask) moves each grid cell's logit towards the side
+ * its colour belongs to.
  */
 
 import { logitsToMask } from "./masks";
@@ -16,6 +18,10 @@ export interface RefineParams {
   work_size: number;
   radius: number;
   eps: number;
+  /** weight of the colour term (0 or absent: off), bins per RGB channel, bound on the log-ratio */
+  colour?: number;
+  colour_bins?: number;
+  colour_clip?: number;
 }
 
 /** The RGBA pixels of an image at its own size (the guide the worker refines masks with). */
@@ -90,6 +96,11 @@ export class GuidedRefiner {
   private readonly cols: ReturnType<typeof taps>;
   /** runs of columns with the same two grid columns: (first x, end x, lower cell, upper cell) each */
   private readonly colRuns: Int32Array;
+  /** the colour term's weight, bins per channel, clip, and each grid cell's histogram bin (or null: off) */
+  private readonly colour: number;
+  private readonly colourBins: number;
+  private readonly colourClip: number;
+  private readonly cellBin: Int32Array | null;
 
   /** `rgba`: the image's pixels (RGBA, row-major, `width`×`height`, e.g. from `getImageData`). */
   constructor(rgba: Uint8ClampedArray | Uint8Array, width: number, height: number, params: RefineParams) {
@@ -112,6 +123,10 @@ export class GuidedRefiner {
       for (let gx = 0; gx < gw; gx++) this.counts[gy * gw + gx] = rowsIn * (Math.min((gx + 1) * s, width) - gx * s);
     }
     this.guide = [0, 1, 2].map((c) => this.blockMean(this.image, 3, c));
+    this.colour = params.colour ?? 0;
+    this.colourBins = params.colour_bins ?? 16;
+    this.colourClip = params.colour_clip ?? 3;
+    this.cellBin = this.colour > 0 ? this.binCells(rgba) : null;
     this.meanI = this.guide.map((g) => boxMean(g, gh, gw, r));
     const pairs: [number, number][] = [[0, 0], [0, 1], [0, 2], [1, 1], [1, 2], [2, 2]];
     const cov = pairs.map(([a, b]) => {
@@ -158,6 +173,52 @@ export class GuidedRefiner {
   }
 
   /**
+   * Each grid cell's colour histogram bin from its block's exact integer channel sums:
+   * floor(sum · bins / (255 · count)) per channel, clamped (integers, so Python gets the same bins).
+   */
+  private binCells(rgba: Uint8ClampedArray | Uint8Array): Int32Array {
+    const { width, height, gw, gh, cellX, cellY } = this;
+    const bins = this.colourBins, m = gw * gh;
+    const sums = new Float64Array(m * 3);
+    for (let y = 0; y < height; y++) {
+      const row = cellY[y] * gw;
+      for (let x = 0, i = y * width * 4; x < width; x++, i += 4) {
+        const g = (row + cellX[x]) * 3;
+        sums[g] += rgba[i]; sums[g + 1] += rgba[i + 1]; sums[g + 2] += rgba[i + 2];
+      }
+    }
+    const out = new Int32Array(m);
+    for (let g = 0; g < m; g++) {
+      const d = 255 * this.counts[g];
+      const q = (c: number) => Math.min(Math.floor((sums[g * 3 + c] * bins) / d), bins - 1);
+      out[g] = (q(0) * bins + q(1)) * bins + q(2);
+    }
+    return out;
+  }
+
+  /**
+   * Adds the colour term to the grid's logits `z` in place: colour × clip(log P(bin | inside) −
+   * log P(bin | outside)), the histograms weighted by the decoder's probability and its complement,
+   * one pseudo-count per bin (as `colour_term` in Python, sums in cell order).
+   */
+  private addColourTerm(z: Float64Array, bin: Int32Array): void {
+    const k = this.colourBins ** 3, m = z.length, c = this.colourClip;
+    const hin = new Float64Array(k), hout = new Float64Array(k);
+    let tin = 0, tout = 0;
+    for (let i = 0; i < m; i++) {
+      const fg = 1 / (1 + Math.exp(-z[i]));
+      hin[bin[i]] += fg; hout[bin[i]] += 1 - fg;
+      tin += fg; tout += 1 - fg;
+    }
+    const ratio = new Float64Array(k);
+    for (let b = 0; b < k; b++) {
+      const v = Math.log((hin[b] + 1) / (tin + k)) - Math.log((hout[b] + 1) / (tout + k));
+      ratio[b] = Math.min(Math.max(v, -c), c);
+    }
+    for (let i = 0; i < m; i++) z[i] += this.colour * ratio[bin[i]];
+  }
+
+  /**
    * Refined mask (1 inside) from the decoder's full-size logits of mask `index` in a 1×C×H×W
    * output: the filtered foreground probability above one half.
    */
@@ -165,11 +226,13 @@ export class GuidedRefiner {
     const { width, height, gw, gh, r } = this;
     const n = width * height, m = gw * gh;
     const [g0, g1, g2] = this.guide, [m0, m1, m2] = this.meanI;
-    // each grid cell's probability: the sigmoid of its block's mean logit
+    // each grid cell's probability: the sigmoid of its block's mean logit (plus the colour term)
     const p = this.blockMean(logits, 1, 0, index * n);
+    for (let i = 0; i < m; i++) p[i] = Math.min(Math.max(p[i], -40), 40);
+    if (this.cellBin) this.addColourTerm(p, this.cellBin);
     const ip = [new Float64Array(m), new Float64Array(m), new Float64Array(m)];
     for (let i = 0; i < m; i++) {
-      const v = 1 / (1 + Math.exp(-Math.min(Math.max(p[i], -40), 40)));
+      const v = 1 / (1 + Math.exp(-p[i]));
       p[i] = v;
       ip[0][i] = g0[i] * v; ip[1][i] = g1[i] * v; ip[2][i] = g2[i] * v;
     }
