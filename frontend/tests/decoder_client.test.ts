@@ -233,6 +233,22 @@ describe("DecoderClient scheduling", () => {
 describe("refining candidates on demand", () => {
   useFakeWorker();
 
+  it("switches refinement in the worker and drops decodes made with the old setting", async () => {
+    const { client, worker } = await readyClient();
+    await hoverDecoded(client, worker, click(5, 5));
+    const set = client.setRefine(false);
+    const req = worker.requests[worker.requests.length - 1];
+    expect(req).toMatchObject({ type: "setRefine", enabled: false });
+    worker.onmessage?.({ data: { id: req.id, type: "refineSet", enabled: false } } as MessageEvent<DecoderResponse>);
+    await set;
+    // the hover's decode was refined: the click at the same place is decoded again, not reused
+    const d = client.decode(click(5, 5), null, true);
+    await tick();
+    expect(worker.decodes()).toHaveLength(2);
+    worker.answer(worker.decodes()[1].id);
+    expect((await d).reused).toBe(false);
+  });
+
   it("asks the worker for a candidate left unrefined and writes the refined mask into it", async () => {
     const { client, worker } = await readyClient();
     const d = client.decode(click(1, 1), null, true);

@@ -139,6 +139,38 @@ def test_failed_save_survives_reload_and_expired_login(page, running_app, projec
     assert stored[-1]["label_id"] == project["labels"][0]["id"]
 
 
+def test_snap_to_image_switches_off_and_is_remembered(page, running_app, project) -> None:  # noqa: ANN001
+    _login_and_open(page, running_app, project)
+    toggle = page.locator("#snap")
+    assert page.locator("#snap-toggle").is_visible() and toggle.is_checked()
+    _click(page, 110, 110)
+    assert page.evaluate("window.maskloop.refined") is True
+    assert page.evaluate("window.maskloop.lastClick.refineMs") > 0
+    snapped = _current_mask(page)
+
+    # G switches snapping off: the same first click now gives the decoder's own mask
+    page.keyboard.press("Escape")
+    page.keyboard.press("g")
+    page.wait_for_function("window.maskloop.refined === false", timeout=10_000)
+    assert not toggle.is_checked()
+    assert "Snapping is off" in page.locator("#status").inner_text()
+    _click(page, 110, 110)
+    assert page.evaluate("window.maskloop.lastClick.refineMs") == 0
+    plain = _current_mask(page)
+    assert plain.sum() > 0 and (plain != snapped).any(), "switching snapping off did not change the mask"
+
+    # the choice survives a reload; the checkbox switches it back on
+    page.reload()
+    _wait_ready(page)
+    assert page.evaluate("window.maskloop.refined") is False and not toggle.is_checked()
+    toggle.click()
+    page.wait_for_function("window.maskloop.refined === true", timeout=10_000)
+    _click(page, 110, 110)
+    assert page.evaluate("window.maskloop.lastClick.refineMs") > 0
+    assert (_current_mask(page) == snapped).all()
+    assert not page.page_errors, page.page_errors
+
+
 def test_admin_console_screenshot(page, running_app, project, screenshots) -> None:  # noqa: ANN001
     ap.log_in(page, running_app)
     page.wait_for_selector("button.annotate")

@@ -153,6 +153,16 @@ export class DecoderClient {
   }
 
   /**
+   * Switch the refinement of masks with the image on or off (it applies only when `setEmbedding` got
+   * the image). Decodes made ahead with the old setting are dropped, so no click reuses them.
+   */
+  async setRefine(enabled: boolean): Promise<void> {
+    this.ahead = [];
+    this.dropHover();
+    await this.request({ type: "setRefine", enabled });
+  }
+
+  /**
    * Decode a click now (ahead of any hover). When a hover decoded the same prompt (`samePrompt`) with
    * the same mask input (the same array) on this embedding, its result answers the click, finished
    * or still running; otherwise a waiting hover is dropped.

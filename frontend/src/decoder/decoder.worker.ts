@@ -23,6 +23,8 @@ interface Loaded {
 let single: ort.InferenceSession | null = null;
 let multi: ort.InferenceSession | null = null;
 let embedding: Loaded | null = null;
+/** the page's switch: refine masks with the image (when it sent the image) or not; kept across images */
+let refineOn = true;
 /** logits of recent multimask decodes whose other candidates may still be refined on demand */
 const held: { decodeId: number; key: string; logits: Float32Array }[] = [];
 const HELD = 3;
@@ -71,7 +73,7 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   const ious = iou.data as Float32Array;
   const result: DecodedMask[] = [];
   const n = LOW_RES * LOW_RES;
-  const refiner = embedding.refiner && embedding.refiner.width === width && embedding.refiner.height === height
+  const refiner = refineOn && embedding.refiner && embedding.refiner.width === width && embedding.refiner.height === height
     ? embedding.refiner : null;
   let refineMs = 0;
   // Of several candidates only the one shown first (highest predicted IoU) is refined now; the
@@ -111,11 +113,15 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       reply({ id: req.id, type: "ready", multimask: multi !== null, threads: ort.env.wasm.numThreads ?? 1 });
     } else if (req.type === "refineCandidate") {
       const h = held.find((x) => x.decodeId === req.decodeId && x.key === req.key);
-      const refiner = embedding?.key === req.key ? embedding.refiner : null;
+      const refiner = refineOn && embedding?.key === req.key ? embedding.refiner : null;
       if (!h || !refiner) throw new Error(`decode ${req.decodeId} is no longer held for refinement`);
       const t0 = performance.now();
       const mask = refiner.refine(h.logits, req.index);
       reply({ id: req.id, type: "refinedMask", mask, ms: performance.now() - t0 }, [mask.buffer]);
+    } else if (req.type === "setRefine") {
+      refineOn = req.enabled;
+      held.length = 0; // held logits were kept for refining: with refinement off nothing asks for them
+      reply({ id: req.id, type: "refineSet", enabled: refineOn });
     } else if (req.type === "setEmbedding") {
       held.length = 0;
       embedding = {

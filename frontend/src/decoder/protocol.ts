@@ -21,6 +21,10 @@ export type DecoderRequest =
   | {
       /** refine a candidate the worker left unrefined (`DecodedMask.refined` false) */
       id: number; type: "refineCandidate"; key: string; decodeId: number; index: number;
+    }
+  | {
+      /** refine masks with the image (when the page sent it) or return the decoder's own masks */
+      id: number; type: "setRefine"; enabled: boolean;
     };
 
 export interface DecodedMask {
@@ -52,6 +56,7 @@ export interface DecodeTimings {
 export type DecoderResponse =
   | { id: number; type: "ready"; multimask: boolean; threads: number }
   | { id: number; type: "embeddingSet" }
+  | { id: number; type: "refineSet"; enabled: boolean }
   | {
       id: number; type: "decoded";
       /** candidates in the decoder's order (use `sortByIou` to show the best first) */

@@ -52,6 +52,10 @@ let decoder: DecoderClient | null = null;
 let decoderModel = -1;
 /** how the current model's masks are refined with the image (from GET /models/{id}), or none */
 let refineParams: RefineParams | null = null;
+/** whether the current image's pixels went to the decoder worker for refinement */
+let guideSent = false;
+/** localStorage key of the annotator's "snap to image" switch */
+const SNAP_KEY = "maskloop.snap";
 
 export async function annotatorPage(root: HTMLElement, projectId: number, go: (path: string) => void): Promise<void> {
   const status = statusLine();
@@ -65,16 +69,23 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const skipBtn = h("button", { id: "skip", title: "give this image to another annotator (S)", onclick: () => void skipImage() }, "Skip (S)");
+  // snapping masks to the image (the refinement the server announces): on unless the annotator
+  // switched it off (G), remembered in this browser
+  let snap = localStorage.getItem(SNAP_KEY) !== "off";
+  const snapBox = h("input", { id: "snap", type: "checkbox", checked: snap,
+    onchange: () => void setSnap((snapBox as HTMLInputElement).checked) }) as HTMLInputElement;
+  const snapEl = h("label", { id: "snap-toggle", hidden: true,
+    title: "refine every mask with the image's colours and edges (G); off: the model's own masks" }, snapBox, " Snap to image (G)");
   const candInfo = h("span", { id: "cand-info" });
   const candidatesEl = h("span", { id: "candidates", class: "candidates", hidden: true },
     h("button", { id: "cand-prev", title: "previous candidate (Shift+Tab)", onclick: () => { cycle(-1); canvasEl.focus(); } }, "◀"),
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, status),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl, status),
     stageHint,
     h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl, timing)), help));
 
@@ -403,12 +414,15 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       await decoder.init(api.decoderUrl(modelVersionId, false), mv.has_multimask_decoder ? api.decoderUrl(modelVersionId, true) : null);
       decoderModel = modelVersionId;
       refineParams = mv.refine && mv.refine.method === "guided" ? mv.refine : null;
+      if (!snap) await decoder.setRefine(false);
+      snapEl.hidden = refineParams === null;
     }
     // The worker refines every decoded mask with the image's pixels (edge-aware, as the server says).
     const [oh, ow] = emb.header.orig_size;
     const sameSize = bitmap.width === ow && bitmap.height === oh;
     const guide = refineParams && sameSize ? { rgba: imagePixels(bitmap, ow, oh), params: refineParams } : null;
-    debug.refined = guide !== null;
+    guideSent = guide !== null;
+    debug.refined = guideSent && snap;
     await decoder.setEmbedding(`${image.id}:${modelVersionId}`, emb.data, emb.header.shape, emb.header.orig_size, emb.header.input_size, guide);
     ready = debug.ready = true;
     startedAt = null;
@@ -489,6 +503,17 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     debug.lastClick = { ms, reused: r.reused, decoderMs: r.timings.run, refineMs: r.timings.refine };
     timing.textContent = `click → mask ${ms.toFixed(0)} ms${r.reused ? " (answered by the hover preview's decode)" : ""}; decoder run ${r.timings.run.toFixed(0)} ms`
       + (r.timings.refine ? `, edge refinement ${r.timings.refine.toFixed(0)} ms` : "");
+  }
+
+  /** Snap masks to the image or not, from the next decode on (the shown mask stays as it is). */
+  async function setSnap(on: boolean): Promise<void> {
+    snap = on;
+    snapBox.checked = on;
+    localStorage.setItem(SNAP_KEY, on ? "on" : "off");
+    if (decoder) await decoder.setRefine(on);
+    debug.refined = guideSent && on;
+    status.say(on ? "Snapping to the image: the next masks follow the image's colours and edges."
+      : "Snapping is off: the next masks are the model's own.", "ok");
   }
 
   async function addPrompt(point: PromptPoint | null, box: Prompt["box"], eventTime: number): Promise<void> {
@@ -735,6 +760,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (k === "z") { if (history.undo()) show(history.state); else void undoObject(); }
     else if (k === "b" || k === "e") { tool = tool === (k === "b" ? "brush" : "eraser") ? "prompt" : k === "b" ? "brush" : "eraser"; renderLabels(); }
     else if (e.key === "[" || e.key === "]") brushRadius = Math.max(1, brushRadius * (e.key === "]" ? 1.25 : 0.8));
+    else if (k === "g" && !ctrl && !snapEl.hidden) void setSnap(!snap);
     else if (k === "n") void submitAndNext();
     else if (k === "s" && !ctrl) void skipImage();
     else if ((k === "a" || k === "r" || k === "f") && selectedProposal) {
