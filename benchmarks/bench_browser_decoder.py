@@ -192,8 +192,9 @@ def main() -> None:
                                f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}&labels={labels}"
                                f"&image=/fixtures/image.png")
                         if refine in ("guided", "edges"):
-                            p = RefineParams(colour=RefineParams().colour if refine == "guided" else 0.0)
-                            url += f"&refine={p.work_size},{p.radius},{p.eps},{p.colour},{p.colour_bins},{p.colour_clip}"
+                            p = RefineParams() if refine == "guided" else RefineParams(colour=0.0)
+                            spec = (p.work_size, p.radius, p.eps, p.colour, p.colour_bins, p.colour_clip)
+                            url += "&refine=" + ",".join(map(str, spec))
                         dwell = tuple(args.dwell_ms) if mode in ("hover", "ahead") else None
                         st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell,
                                         right_share=0.5 if mode == "ahead" and labels == "buttons" else 0.0)

@@ -103,18 +103,24 @@ def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
+def _block_sums(x: np.ndarray, s: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of s×s blocks (axes 0, 1) in ``dtype``, and the gh×gw count of pixels in each block
+    (blocks cut by the border hold fewer)."""
+    h, w = x.shape[:2]
+    gh, gw = -(-h // s), -(-w // s)
+    pad = [(0, gh * s - h), (0, gw * s - w)] + [(0, 0)] * (x.ndim - 2)
+    sums = np.pad(x.astype(dtype), pad).reshape(gh, s, gw, s, *x.shape[2:]).sum(axis=(1, 3))
+    rows = np.minimum(np.arange(1, gh + 1) * s, h) - np.arange(gh) * s
+    cols = np.minimum(np.arange(1, gw + 1) * s, w) - np.arange(gw) * s
+    return sums, np.outer(rows, cols)
+
+
 def _block_mean(x: np.ndarray, s: int) -> np.ndarray:
     """Average s×s blocks (axes 0, 1); blocks cut by the border average their own pixels."""
     if s == 1:
         return x.astype(np.float64)
-    h, w = x.shape[:2]
-    gh, gw = -(-h // s), -(-w // s)
-    pad = [(0, gh * s - h), (0, gw * s - w)] + [(0, 0)] * (x.ndim - 2)
-    sums = np.pad(x.astype(np.float64), pad).reshape(gh, s, gw, s, *x.shape[2:]).sum(axis=(1, 3))
-    rows = np.minimum(np.arange(1, gh + 1) * s, h) - np.arange(gh) * s
-    cols = np.minimum(np.arange(1, gw + 1) * s, w) - np.arange(gw) * s
-    counts = np.outer(rows, cols).astype(np.float64)
-    return sums / counts.reshape(gh, gw, *([1] * (x.ndim - 2)))
+    sums, counts = _block_sums(x, s, np.float64)
+    return sums / counts.astype(np.float64).reshape(*counts.shape, *([1] * (x.ndim - 2)))
 
 
 def _colour_bins(image: np.ndarray, s: int, bins: int) -> np.ndarray:
@@ -123,14 +129,8 @@ def _colour_bins(image: np.ndarray, s: int, bins: int) -> np.ndarray:
     Bin of a channel: floor(sum · bins / (255 · count)), clamped to bins − 1; integer arithmetic, so the
     browser's copy gets the very same bins (a float mean could land either side of a bin edge).
     """
-    h, w = image.shape[:2]
-    gh, gw = -(-h // s), -(-w // s)
-    pad = [(0, gh * s - h), (0, gw * s - w), (0, 0)]
-    sums = np.pad(image.astype(np.int64), pad).reshape(gh, s, gw, s, 3).sum(axis=(1, 3))
-    rows = np.minimum(np.arange(1, gh + 1) * s, h) - np.arange(gh) * s
-    cols = np.minimum(np.arange(1, gw + 1) * s, w) - np.arange(gw) * s
-    counts = np.outer(rows, cols).astype(np.int64)[..., None]
-    q = np.minimum(sums * bins // (255 * counts), bins - 1)
+    sums, counts = _block_sums(image, s, np.int64)
+    q = np.minimum(sums * bins // (255 * counts[..., None]), bins - 1)
     return (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
 
 

@@ -160,14 +160,20 @@ export class GuidedRefiner {
     this.colRuns = Int32Array.from(runs);
   }
 
-  /** Average s×s blocks of channel `channel` of a full-resolution array with `stride` values per pixel. */
-  private blockMean(src: Float32Array, stride: number, channel: number, offset = 0): Float64Array {
+  /** Sum s×s blocks of channel `channel` of a full-resolution array with `stride` values per pixel. */
+  private blockSum(src: ArrayLike<number>, stride: number, channel: number, offset = 0): Float64Array {
     const { width, height, gw, cellX, cellY } = this;
     const out = new Float64Array(gw * this.gh);
     for (let y = 0; y < height; y++) {
       const row = cellY[y] * gw;
       for (let x = 0, i = offset + y * width * stride + channel; x < width; x++, i += stride) out[row + cellX[x]] += src[i];
     }
+    return out;
+  }
+
+  /** Average s×s blocks (as `blockSum`); blocks cut by the border average their own pixels. */
+  private blockMean(src: Float32Array, stride: number, channel: number, offset = 0): Float64Array {
+    const out = this.blockSum(src, stride, channel, offset);
     for (let g = 0; g < out.length; g++) out[g] /= this.counts[g];
     return out;
   }
@@ -177,20 +183,12 @@ export class GuidedRefiner {
    * floor(sum · bins / (255 · count)) per channel, clamped (integers, so Python gets the same bins).
    */
   private binCells(rgba: Uint8ClampedArray | Uint8Array): Int32Array {
-    const { width, height, gw, gh, cellX, cellY } = this;
-    const bins = this.colourBins, m = gw * gh;
-    const sums = new Float64Array(m * 3);
-    for (let y = 0; y < height; y++) {
-      const row = cellY[y] * gw;
-      for (let x = 0, i = y * width * 4; x < width; x++, i += 4) {
-        const g = (row + cellX[x]) * 3;
-        sums[g] += rgba[i]; sums[g + 1] += rgba[i + 1]; sums[g + 2] += rgba[i + 2];
-      }
-    }
+    const bins = this.colourBins, m = this.gw * this.gh;
+    const sums = [0, 1, 2].map((c) => this.blockSum(rgba, 4, c));
     const out = new Int32Array(m);
     for (let g = 0; g < m; g++) {
       const d = 255 * this.counts[g];
-      const q = (c: number) => Math.min(Math.floor((sums[g * 3 + c] * bins) / d), bins - 1);
+      const q = (c: number) => Math.min(Math.floor((sums[c][g] * bins) / d), bins - 1);
       out[g] = (q(0) * bins + q(1)) * bins + q(2);
     }
     return out;
