@@ -1,5 +1,5 @@
-"""Write frontend/tests/fixtures/refine_cases.json: the guided-filter refinement of
-``backend/services/mask_refine.py`` on small synthetic images, for the browser's copy to match.
+"""Write frontend/tests/fixtures/refine_cases.json: the refinement of ``backend/services/mask_refine.py``
+(guided filter, colour term, GrabCut pass) on small synthetic images, for the browser's copy to match.
 
     .venv/bin/python scripts/make_refine_fixture.py            # (re)write the fixture
     .venv/bin/python scripts/make_refine_fixture.py --check    # exit 1 when it is out of date
@@ -42,28 +42,49 @@ def make_cases() -> list[dict]:
         # smooth logits of a shifted, too-round ellipse: what a low-resolution decoder gives
         logits = (1 - ((yy - h * 0.5) ** 2 / (h * 0.33) ** 2 + (xx - w * 0.5) ** 2 / (w * 0.3) ** 2)) * 6
         logits = np.stack([logits, -logits + 2]).astype(np.float32)  # two candidates, as a multimask output
-        params = RefineParams(work_size=work, radius=radius, eps=eps, colour=colour, colour_bins=bins)
+        params = RefineParams(work_size=work, radius=radius, eps=eps, colour=colour, colour_bins=bins, grabcut=0)
         cases.append(_case(image, logits, params))
+    # the GrabCut pass (OpenCV in both languages, seeded alike): at a smaller size than the image and at
+    # full size, with a positive and a negative click; the decoder's ellipse spills over into a
+    # differently coloured neighbour that the pass takes out
+    for h, w, work, radius, grabcut in [(90, 120, 64, 3, 60), (48, 40, 32, 2, 240)]:
+        rng = np.random.default_rng(h * 7 + w)
+        yy, xx = np.mgrid[0:h, 0:w]
+        inside = (yy - h * 0.5) ** 2 / (h * 0.28) ** 2 + (xx - w * 0.4) ** 2 / (w * 0.22) ** 2 < 1
+        neighbour = (np.abs(yy - h * 0.5) < h * 0.2) & (np.abs(xx - w * 0.75) < w * 0.12)
+        image = np.where(inside[..., None], [210, 70, 50], np.where(neighbour[..., None], [60, 170, 80],
+                                                                   [50, 80, 150])).astype(np.float64)
+        image = np.clip(image + rng.normal(0, 14, image.shape), 0, 255).astype(np.uint8)
+        logits = (1 - ((yy - h * 0.5) ** 2 / (h * 0.3) ** 2 + (xx - w * 0.55) ** 2 / (w * 0.35) ** 2)) * 6
+        logits = np.stack([logits, logits - 1.5]).astype(np.float32)
+        points = [[w * 0.4, h * 0.5, 1], [w * 0.76, h * 0.52, 0]]
+        params = RefineParams(work_size=work, radius=radius, eps=0.01, colour=3.0, grabcut=grabcut)
+        cases.append(_case(image, logits, params, points=points))
     # a speck the window cannot keep on a flat image: refinement would erase it, the decoder's mask stays
     rng = np.random.default_rng(7)
     image = np.clip(128 + rng.normal(0, 3, (24, 30, 3)), 0, 255).astype(np.uint8)
     logits = np.full((2, 24, 30), -4.0, np.float32)
     logits[:, 10:12, 14:16] = 0.5
-    cases.append(_case(image, logits, RefineParams(work_size=16, radius=3, eps=0.01), erased=True))
+    cases.append(_case(image, logits, RefineParams(work_size=16, radius=3, eps=0.01, grabcut=0), erased=True))
     return cases
 
 
-def _case(image: np.ndarray, logits: np.ndarray, params, erased: bool = False) -> dict:
+def _case(image: np.ndarray, logits: np.ndarray, params, erased: bool = False,
+          points: list[list[float]] | None = None) -> dict:
     from backend.services.mask_refine import GuidedRefiner
 
     h, w = image.shape[:2]
     refiner = GuidedRefiner(image, params)
     probs = np.stack([refiner.probabilities(m) for m in logits])
-    masks = np.stack([refiner.refine(m) for m in logits])
+    pts = np.array(points or [], dtype=np.float64).reshape(-1, 3)
+    masks = np.stack([refiner.refine(m, pts[:, :2], pts[:, 2].astype(int)) for m in logits])
     assert erased == (not (probs > 0.5).any()), "the erased case must be erased, the others not"
+    if params.grabcut:  # the pass changed the refined mask, so the fixture tests it
+        assert all((mk != (pr > 0.5)).any() for mk, pr in zip(masks, probs)), "the GrabCut pass changed nothing"
     rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=-1)
     return {
         "height": h, "width": w, "params": params.to_dict(), "erased": erased,
+        "points": [{"x": x, "y": y, "label": int(label)} for x, y, label in pts.tolist()],
         "rgba": _b64(rgba), "logits": _b64(logits),
         "mask": _b64(masks.astype(np.uint8)),
         # pixels this close to the threshold may go either way in another float order

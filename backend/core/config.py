@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     mask_refine: Literal["guided", "none"] = "guided"
     # Weight of the refinement's colour term (inside/outside colour histograms); 0 keeps the edges only.
     mask_refine_colour: float = Field(3.0, ge=0.0, le=20.0)
+    # Long side (pixels) of the GrabCut pass seeded by the refined mask and the clicks; 0 turns it off.
+    mask_refine_grabcut: int = Field(240, ge=0, le=1024)
+
+    @field_validator("mask_refine_grabcut")
+    @classmethod
+    def _grabcut_size(cls, v: int) -> int:
+        if 0 < v < 16:
+            raise ValueError("MASKLOOP_MASK_REFINE_GRABCUT must be 0 (off) or 16..1024 pixels")
+        return v
 
     # Upload guards.
     max_upload_bytes: int = 50 * 1024 * 1024

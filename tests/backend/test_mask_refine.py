@@ -49,7 +49,8 @@ def test_refinement_follows_the_image_edges():
     image, obj = _scene()
     logits = _coarse_logits(obj)
     plain = logits > 0
-    for params in (RefineParams(), RefineParams(work_size=64, radius=3), RefineParams(work_size=512, radius=8)):
+    for params in (RefineParams(grabcut=0), RefineParams(work_size=64, radius=3, grabcut=0),
+                   RefineParams(work_size=512, radius=8, grabcut=0)):
         refined = GuidedRefiner(image, params).refine(logits)
         assert refined.shape == obj.shape and refined.dtype == bool
         assert _iou(refined, obj) > _iou(plain, obj) + 0.05, (params, _iou(refined, obj), _iou(plain, obj))
@@ -58,7 +59,7 @@ def test_refinement_follows_the_image_edges():
 def test_refinement_keeps_a_mask_that_already_follows_the_edges():
     image, obj = _scene(seed=1)
     logits = np.where(obj, 8.0, -8.0).astype(np.float32)
-    refined = GuidedRefiner(image, RefineParams()).refine(logits)
+    refined = GuidedRefiner(image, RefineParams(grabcut=0)).refine(logits)
     assert _iou(refined, obj) > 0.97
 
 
@@ -78,8 +79,8 @@ def test_colour_term_pulls_uncertain_cells_of_the_object_colour_in_and_keeps_con
     logits[obj] = -1.5
     logits[30:50, 10:60] = 6.0
     logits[twin] = -10.0
-    plain = GuidedRefiner(image, RefineParams(work_size=160, radius=2, colour=0)).refine(logits)
-    coloured = GuidedRefiner(image, RefineParams(work_size=160, radius=2, colour=3)).refine(logits)
+    plain = GuidedRefiner(image, RefineParams(work_size=160, radius=2, colour=0, grabcut=0)).refine(logits)
+    coloured = GuidedRefiner(image, RefineParams(work_size=160, radius=2, colour=3, grabcut=0)).refine(logits)
     assert _iou(plain, obj) < 0.6
     assert _iou(coloured, obj) > 0.95, _iou(coloured, obj)
     assert not (coloured & twin).any()
@@ -113,6 +114,10 @@ def test_params_and_bad_input_are_checked():
         RefineParams(colour_bins=1)
     with pytest.raises(ValueError, match="colour"):
         RefineParams(colour=-1)
+    with pytest.raises(ValueError, match="grabcut"):
+        RefineParams(grabcut=8)
+    with pytest.raises(ValueError, match="grabcut_iters"):
+        RefineParams(grabcut_iters=0)
     assert RefineParams.from_dict(None) == NO_REFINE
     assert RefineParams.from_dict(RefineParams(radius=5).to_dict()) == RefineParams(radius=5)
     image, _ = _scene()
@@ -163,3 +168,48 @@ def test_browser_fixture_is_up_to_date():
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_refine_fixture.py"), "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def _partial_scene(h: int = 120, w: int = 160) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A red ellipse on blue; returns (image, object, logits of a decoder blob that confidently covers
+    only the object's left part, so neither the guided filter nor the colour term can reach the rest)."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:h, 0:w]
+    obj = (yy - h * 0.5) ** 2 / (h * 0.3) ** 2 + (xx - w * 0.5) ** 2 / (w * 0.32) ** 2 < 1
+    image = np.where(obj[..., None], [210, 60, 50], [50, 80, 150])
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    logits = (1 - ((yy - h * 0.5) ** 2 / (h * 0.3) ** 2 + (xx - w * 0.38) ** 2 / (w * 0.2) ** 2)) * 20
+    return image, obj, logits.astype(np.float32)
+
+
+def test_grabcut_pass_grows_the_mask_to_the_object():
+    image, obj, logits = _partial_scene()
+    points, labels = np.array([[60.0, 60.0]]), np.array([1])
+    without = GuidedRefiner(image, RefineParams(grabcut=0)).refine(logits, points, labels)
+    refiner = GuidedRefiner(image, RefineParams(grabcut=100))
+    snapped = refiner.refine(logits, points, labels)
+    assert _iou(snapped, obj) > 0.95 and _iou(without, obj) < 0.7
+    # OpenCV's random generator is seeded before each call: the same input gives the same mask
+    assert (refiner.refine(logits, points, labels) == snapped).all()
+    # a negative click is sure background: a disc around it stays out even inside the object
+    neg = refiner.refine(logits, np.array([[60.0, 60.0], [100.0, 60.0]]), np.array([1, 0]))
+    assert not neg[60, 100] and neg[60, 60] and neg[60, 120]
+
+
+def test_grabcut_pass_keeps_the_mask_when_it_has_nothing_to_cut():
+    image, obj, _ = _partial_scene()
+    everywhere = np.full(obj.shape, 30.0, np.float32)  # the whole image inside: no background to model
+    refined = GuidedRefiner(image, RefineParams(grabcut=0)).refine(everywhere)
+    assert (GuidedRefiner(image, RefineParams(grabcut=100)).refine(everywhere) == refined).all()
+
+
+def test_grabcut_setting_is_checked():
+    from pydantic import ValidationError
+
+    from backend.core.config import Settings
+    from backend.services.mask_refine import settings_refine
+
+    assert settings_refine(Settings(mask_refine_grabcut=0)).grabcut == 0
+    assert settings_refine(Settings()).grabcut == 240
+    with pytest.raises(ValidationError, match="MASKLOOP_MASK_REFINE_GRABCUT"):
+        Settings(mask_refine_grabcut=8)

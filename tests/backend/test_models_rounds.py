@@ -54,7 +54,8 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
     assert [(m["name"], m["arch"]) for m in models] == [("default", "lite")]
     # how clients refine this model's masks: the installation's setting (MASKLOOP_MASK_REFINE)
     assert models[0]["refine"] == {"method": "guided", "work_size": 320, "radius": 12, "eps": 0.01,
-                                   "colour": 3.0, "colour_bins": 16, "colour_clip": 3.0}
+                                   "colour": 3.0, "colour_bins": 16, "colour_clip": 3.0,
+                                   "grabcut": 240, "grabcut_iters": 2, "grabcut_disc": 5}
     settings = c.app.state.settings
     settings.mask_refine, settings.mask_refine_colour = "none", 0.5
     try:

@@ -116,7 +116,10 @@ def annotate_instance(
         )
         decode_seconds += time.perf_counter() - t0
         j = int(np.argmax(scores))
-        pred = refiner.refine(masks[j]) if refiner is not None else masks[j] > 0.0
+        if refiner is not None:  # with the clicks, which the refinement's GrabCut pass holds fixed
+            pred = refiner.refine(masks[j], np.asarray(points), np.asarray(labels))
+        else:
+            pred = masks[j] > 0.0
         low_res = lows[j]
         ious.append(iou(gt, pred))
         if ious[-1] > best[0]:

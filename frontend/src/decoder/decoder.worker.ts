@@ -8,16 +8,18 @@
 import * as ort from "onnxruntime-web/wasm";
 import { buildFeeds, LOW_RES } from "./feeds";
 import { logitsToMask } from "./masks";
-import type { DecodedMask, DecoderRequest, DecoderResponse } from "./protocol";
-import { GuidedRefiner } from "./refine";
+import type { DecodedMask, DecoderRequest, DecoderResponse, PromptPoint } from "./protocol";
+import { GrabCutPass, loadOpenCv } from "./grabcut";
+import { GuidedRefiner, type RefineParams } from "./refine";
 
 interface Loaded {
   key: string;
   origSize: [number, number];
   inputSize: [number, number];
   tensors: { image_embeddings: ort.Tensor; orig_im_size: ort.Tensor };
-  /** edge-aware refinement with the image, when the page sent it */
+  /** edge-aware refinement with the image, when the page sent it (and its GrabCut pass, if any) */
   refiner: GuidedRefiner | null;
+  grabcut: GrabCutPass | null;
 }
 
 let single: ort.InferenceSession | null = null;
@@ -26,7 +28,7 @@ let embedding: Loaded | null = null;
 /** the page's switch: refine masks with the image (when it sent the image) or not; kept across images */
 let refineOn = true;
 /** logits of recent multimask decodes whose other candidates may still be refined on demand */
-const held: { decodeId: number; key: string; logits: Float32Array }[] = [];
+const held: { decodeId: number; key: string; logits: Float32Array; points: PromptPoint[] }[] = [];
 const HELD = 3;
 const noMask = {
   mask_input: new ort.Tensor("float32", new Float32Array(LOW_RES * LOW_RES), [1, 1, LOW_RES, LOW_RES]),
@@ -83,20 +85,30 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   for (let k = 0; k < count; k++) {
     const tr = performance.now();
     const now = refiner !== null && k === best;
-    const mask = now ? refiner.refine(logits, k) : logitsToMask(logits, height, width, k);
+    const mask = now ? refiner.refine(logits, k, req.prompt.points) : logitsToMask(logits, height, width, k);
     if (now) refineMs += performance.now() - tr;
     result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k], decodeId: req.id, index: k,
       refined: refiner === null || now });
   }
   const hold = refiner !== null && count > 1;
   if (hold) {
-    held.push({ decodeId: req.id, key: req.key, logits });
+    held.push({ decodeId: req.id, key: req.key, logits, points: req.prompt.points });
     if (held.length > HELD) held.shift();
   }
   // the held logits stay with their tensor: it is left to the garbage collector, not disposed
   for (const t of Object.values(out)) if (!(hold && t === masks)) t.dispose();
   const t2 = performance.now();
   return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
+}
+
+/** The GrabCut pass the refinement asks for (OpenCV.js loaded on first use), or null. */
+async function grabCutPass(rgba: Uint8ClampedArray, width: number, height: number,
+  params: RefineParams): Promise<GrabCutPass | null> {
+  if (!((params.grabcut ?? 0) > 0)) return null;
+  const cv = await loadOpenCv();
+  return new GrabCutPass(cv, rgba, width, height, {
+    grabcut: params.grabcut ?? 0, grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
+  });
 }
 
 self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
@@ -116,7 +128,7 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       const refiner = refineOn && embedding?.key === req.key ? embedding.refiner : null;
       if (!h || !refiner) throw new Error(`decode ${req.decodeId} is no longer held for refinement`);
       const t0 = performance.now();
-      const mask = refiner.refine(h.logits, req.index);
+      const mask = refiner.refine(h.logits, req.index, h.points);
       reply({ id: req.id, type: "refinedMask", mask, ms: performance.now() - t0 }, [mask.buffer]);
     } else if (req.type === "setRefine") {
       refineOn = req.enabled;
@@ -124,14 +136,19 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       reply({ id: req.id, type: "refineSet", enabled: refineOn });
     } else if (req.type === "setEmbedding") {
       held.length = 0;
+      embedding?.grabcut?.dispose();
+      embedding = null;
+      const guided = req.guide && req.guide.params.method === "guided" ? req.guide : null;
+      const [h, w] = req.origSize;
+      const grabcut = guided ? await grabCutPass(guided.rgba, w, h, guided.params) : null;
       embedding = {
         key: req.key, origSize: req.origSize, inputSize: req.inputSize,
         tensors: {
           image_embeddings: new ort.Tensor("float32", req.data, req.shape),
           orig_im_size: new ort.Tensor("float32", new Float32Array(req.origSize), [2]),
         },
-        refiner: req.guide && req.guide.params.method === "guided"
-          ? new GuidedRefiner(req.guide.rgba, req.origSize[1], req.origSize[0], req.guide.params) : null,
+        refiner: guided ? new GuidedRefiner(guided.rgba, w, h, guided.params, grabcut) : null,
+        grabcut,
       };
       reply({ id: req.id, type: "embeddingSet" });
     } else {

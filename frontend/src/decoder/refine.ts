@@ -5,10 +5,13 @@
  * decode then costs box filters on a working grid of at most `work_size` cells on the long side and
  * one bilinear pass at full resolution. Before the filter, a colour term (two colour histograms of
  * the image, inside and outside the decoder's mask) moves each grid cell's logit towards the side
- * its colour belongs to.
+ * its colour belongs to. After the filter, an optional GrabCut pass (`grabcut.ts`) seeded by the
+ * refined mask and the clicks, whose labels are taken back to full resolution.
  */
 
+import type { GrabCutPass } from "./grabcut";
 import { logitsToMask } from "./masks";
+import type { PromptPoint } from "./protocol";
 
 /** How far from one half a grid cell's bound must stay to decide its pixels without arithmetic. */
 const SURE_MARGIN = 1e-3;
@@ -22,6 +25,10 @@ export interface RefineParams {
   colour?: number;
   colour_bins?: number;
   colour_clip?: number;
+  /** long side of the GrabCut pass in pixels (0 or absent: off), its iterations, the clicks' disc radius */
+  grabcut?: number;
+  grabcut_iters?: number;
+  grabcut_disc?: number;
 }
 
 /** The RGBA pixels of an image at its own size (the guide the worker refines masks with). */
@@ -101,9 +108,17 @@ export class GuidedRefiner {
   private readonly colourBins: number;
   private readonly colourClip: number;
   private readonly cellBin: Int32Array | null;
+  /** the GrabCut pass (null: off) and, for each full-resolution row / column, the pass's pixel under its centre */
+  private readonly gc: GrabCutPass | null;
+  private readonly gcRow: Int32Array | null = null;
+  private readonly gcCol: Int32Array | null = null;
 
-  /** `rgba`: the image's pixels (RGBA, row-major, `width`×`height`, e.g. from `getImageData`). */
-  constructor(rgba: Uint8ClampedArray | Uint8Array, width: number, height: number, params: RefineParams) {
+  /**
+   * `rgba`: the image's pixels (RGBA, row-major, `width`×`height`, e.g. from `getImageData`);
+   * `gc`: the GrabCut pass on the same image when `params.grabcut` asks for it.
+   */
+  constructor(rgba: Uint8ClampedArray | Uint8Array, width: number, height: number, params: RefineParams,
+    gc: GrabCutPass | null = null) {
     if (params.method !== "guided") throw new Error("GuidedRefiner needs method 'guided'");
     if (rgba.length !== width * height * 4) throw new Error(`the guide has ${rgba.length} bytes, not ${width}×${height}×4`);
     this.width = width;
@@ -158,6 +173,13 @@ export class GuidedRefiner {
       else runs.push(x, x + 1, this.cols.lo[x], this.cols.hi[x]);
     }
     this.colRuns = Int32Array.from(runs);
+    if ((params.grabcut ?? 0) > 0 && !gc) throw new Error("the refinement asks for a GrabCut pass: pass one");
+    this.gc = (params.grabcut ?? 0) > 0 ? gc : null;
+    if (this.gc) {
+      const { gh: ch, gw: cw } = this.gc;
+      this.gcRow = Int32Array.from({ length: height }, (_, y) => Math.min(Math.floor(((y + 0.5) * ch) / height), ch - 1));
+      this.gcCol = Int32Array.from({ length: width }, (_, x) => Math.min(Math.floor(((x + 0.5) * cw) / width), cw - 1));
+    }
   }
 
   /** Sum s×s blocks of channel `channel` of a full-resolution array with `stride` values per pixel. */
@@ -218,20 +240,42 @@ export class GuidedRefiner {
 
   /**
    * Refined mask (1 inside) from the decoder's full-size logits of mask `index` in a 1×C×H×W
-   * output: the filtered foreground probability above one half.
+   * output: the filtered foreground probability above one half; with the GrabCut pass, that mask
+   * and the prompt's `points` seed GrabCut, whose labels (nearest pixel) are the mask.
    */
-  refine(logits: Float32Array, index = 0): Uint8Array {
-    const { width, height, gw, gh, r } = this;
+  refine(logits: Float32Array, index = 0, points: readonly PromptPoint[] = []): Uint8Array {
+    const { width, height, gw, gh } = this;
     const n = width * height, m = gw * gh;
-    const [g0, g1, g2] = this.guide, [m0, m1, m2] = this.meanI;
     // each grid cell's probability: the sigmoid of its block's mean logit (plus the colour term)
     const p = this.blockMean(logits, 1, 0, index * n);
     for (let i = 0; i < m; i++) p[i] = Math.min(Math.max(p[i], -40), 40);
     if (this.cellBin) this.addColourTerm(p, this.cellBin);
+    for (let i = 0; i < m; i++) p[i] = 1 / (1 + Math.exp(-p[i]));
+    const refined = this.filter(p);
+    // when refinement would erase a mask the decoder found (an object thinner than the window, in
+    // colours the window cannot tell apart), the decoder's own mask is kept (as the Python side)
+    if (!refined) return logitsToMask(logits, height, width, index);
+    if (!this.gc || !this.gcRow || !this.gcCol) return refined;
+    const cut = this.gc.cut(refined, points);
+    if (!cut) return refined;
+    // GrabCut's labels at full resolution: the pass's pixel under each pixel's centre
+    const out = new Uint8Array(n), cw = this.gc.gw, rowOf = this.gcRow, colOf = this.gcCol;
+    let inside = 0;
+    for (let y = 0; y < height; y++) {
+      const src = rowOf[y] * cw, row = y * width;
+      for (let x = 0; x < width; x++) if ((out[row + x] = cut[src + colOf[x]]) === 1) inside++;
+    }
+    return inside > 0 ? out : refined;
+  }
+
+  /** The guided filter of grid probabilities `p` at full resolution, above one half; null if empty. */
+  private filter(p: Float64Array): Uint8Array | null {
+    const { width, height, gw, gh, r } = this;
+    const n = width * height, m = gw * gh;
+    const [g0, g1, g2] = this.guide, [m0, m1, m2] = this.meanI;
     const ip = [new Float64Array(m), new Float64Array(m), new Float64Array(m)];
     for (let i = 0; i < m; i++) {
-      const v = 1 / (1 + Math.exp(-p[i]));
-      p[i] = v;
+      const v = p[i];
       ip[0][i] = g0[i] * v; ip[1][i] = g1[i] * v; ip[2][i] = g2[i] * v;
     }
     const mp = boxMean(p, gh, gw, r);
@@ -291,9 +335,6 @@ export class GuidedRefiner {
         }
       }
     }
-    // when refinement would erase a mask the decoder found (an object thinner than the window, in
-    // colours the window cannot tell apart), the decoder's own mask is kept (as the Python side)
-    if (inside === 0) return logitsToMask(logits, height, width, index);
-    return out;
+    return inside === 0 ? null : out;
   }
 }
