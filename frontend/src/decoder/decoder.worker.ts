@@ -101,14 +101,22 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
 }
 
-/** The GrabCut pass the refinement asks for (OpenCV.js loaded on first use), or null. */
+/**
+ * The GrabCut pass the refinement asks for (OpenCV.js loaded on first use), or null. When OpenCV.js
+ * cannot be loaded the masks are still refined, without the pass, and the console says why.
+ */
 async function grabCutPass(rgba: Uint8ClampedArray, width: number, height: number,
   params: RefineParams): Promise<GrabCutPass | null> {
   if (!((params.grabcut ?? 0) > 0)) return null;
-  const cv = await loadOpenCv();
-  return new GrabCutPass(cv, rgba, width, height, {
-    grabcut: params.grabcut ?? 0, grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
-  });
+  try {
+    const cv = await loadOpenCv();
+    return new GrabCutPass(cv, rgba, width, height, {
+      grabcut: params.grabcut ?? 0, grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
+    });
+  } catch (err) {
+    console.warn(`masks are refined without the GrabCut pass: OpenCV.js failed (${(err as Error).message ?? err})`);
+    return null;
+  }
 }
 
 self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
@@ -136,20 +144,23 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       reply({ id: req.id, type: "refineSet", enabled: refineOn });
     } else if (req.type === "setEmbedding") {
       held.length = 0;
-      embedding?.grabcut?.dispose();
-      embedding = null;
       const guided = req.guide && req.guide.params.method === "guided" ? req.guide : null;
       const [h, w] = req.origSize;
       const grabcut = guided ? await grabCutPass(guided.rgba, w, h, guided.params) : null;
+      // the image this replaces (another setEmbedding may have replaced it while OpenCV.js loaded)
+      const previous = embedding;
       embedding = {
         key: req.key, origSize: req.origSize, inputSize: req.inputSize,
         tensors: {
           image_embeddings: new ort.Tensor("float32", req.data, req.shape),
           orig_im_size: new ort.Tensor("float32", new Float32Array(req.origSize), [2]),
         },
-        refiner: guided ? new GuidedRefiner(guided.rgba, w, h, guided.params, grabcut) : null,
+        refiner: guided
+          ? new GuidedRefiner(guided.rgba, w, h, grabcut ? guided.params : { ...guided.params, grabcut: 0 }, grabcut)
+          : null,
         grabcut,
       };
+      previous?.grabcut?.dispose();
       reply({ id: req.id, type: "embeddingSet" });
     } else {
       const res = await decode(req);

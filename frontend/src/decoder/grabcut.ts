@@ -2,8 +2,8 @@
  * The GrabCut pass of the mask refinement (see `backend/services/mask_refine.py`, which the
  * evaluation and the simulated annotators run): the refined mask seeds OpenCV's GrabCut on the
  * image at `grabcut` pixels on its long side (inside: probably foreground, outside: probably
- * background, clicks: discs of sure foreground / background), and its labels go back through the
- * guided filter. OpenCV.js is the same C++ code compiled to WASM; it is loaded only when a model's
+ * background, clicks: discs of sure foreground / background), and its labels, at full resolution,
+ * are the mask. OpenCV.js is the same C++ code compiled to WASM; it is loaded only when a model's
  * refinement asks for the pass, and its random generator is seeded before every call, as in Python,
  * so both give the same masks.
  */
