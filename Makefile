@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# npm ci again whenever package-lock.json is newer than the installed tree (a pulled dependency change)
 frontend:
 	@if [ -f frontend/package.json ]; then \
-		cd frontend && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build; \
+		cd frontend && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } \
+			&& npm run build; \
 	fi
 
 chromium:
