@@ -110,7 +110,11 @@ export class GrabCutPass {
       for (let i = 0; i < sd.length; i++) if (sd[i] === GC_FGD || sd[i] === GC_PR_FGD) fg++;
       if (fg === 0 || fg === sd.length) return null;
       cv.setRNGSeed(GRABCUT_SEED);
-      cv.grabCut(this.image, seeds, new cv.Rect(0, 0, 1, 1), bgd, fgd, this.params.grabcut_iters, cv.GC_INIT_WITH_MASK);
+      try {
+        cv.grabCut(this.image, seeds, new cv.Rect(0, 0, 1, 1), bgd, fgd, this.params.grabcut_iters, cv.GC_INIT_WITH_MASK);
+      } catch {
+        return null; // a degenerate input OpenCV refuses: the refined mask stands (as in Python)
+      }
       const out = new Uint8Array(sd.length);
       const after = seeds.data as Uint8Array;
       for (let i = 0; i < out.length; i++) out[i] = after[i] === GC_FGD || after[i] === GC_PR_FGD ? 1 : 0;
