@@ -2,8 +2,8 @@
  * The GrabCut pass of the mask refinement (see `backend/services/mask_refine.py`, which the
  * evaluation and the simulated annotators run): the refined mask seeds OpenCV's GrabCut on the
  * image at `grabcut` pixels on its long side (inside: probably foreground, outside: probably
- * background, clicks: discs of sure foreground / background), and its labels, at full resolution,
- * are the mask. OpenCV.js is the same C++ code compiled to WASM; it is loaded only when a model's
+ * background, clicks: discs of sure foreground / background), and its labels, taken back to full
+ * resolution, are the mask. OpenCV.js is the same C++ code compiled to WASM; it is loaded only when a model's
  * refinement asks for the pass, and its random generator is seeded before every call, as in Python,
  * so both give the same masks.
  */
@@ -61,6 +61,9 @@ export class GrabCutPass {
   private readonly cv: OpenCv;
   private readonly params: GrabCutParams;
   private image: OpenCv;
+  /** for each full-resolution row / column, the pass's pixel under its centre */
+  private readonly rowOf: Int32Array;
+  private readonly colOf: Int32Array;
 
   constructor(cv: OpenCv, rgba: Uint8ClampedArray | Uint8Array, width: number, height: number, params: GrabCutParams) {
     this.cv = cv;
@@ -70,6 +73,9 @@ export class GrabCutPass {
     const s = Math.min(params.grabcut / Math.max(width, height), 1);
     this.gw = Math.max(1, Math.floor(width * s + 0.5));
     this.gh = Math.max(1, Math.floor(height * s + 0.5));
+    const gw = this.gw, gh = this.gh;
+    this.rowOf = Int32Array.from({ length: height }, (_, y) => Math.min(Math.floor(((y + 0.5) * gh) / height), gh - 1));
+    this.colOf = Int32Array.from({ length: width }, (_, x) => Math.min(Math.floor(((x + 0.5) * gw) / width), gw - 1));
     const full = new cv.Mat(height, width, cv.CV_8UC4);
     const rgb = new cv.Mat();
     try {
@@ -84,8 +90,9 @@ export class GrabCutPass {
   }
 
   /**
-   * GrabCut labels (1 inside, `gh`×`gw`) seeded by `mask` (1 inside, full size) and `points`
-   * (pixels), or null when the seeds leave GrabCut nothing to do (all inside or all outside).
+   * The mask GrabCut gives (1 inside, full size: each pixel takes the label of the pass's pixel under
+   * its centre) seeded by `mask` (1 inside, full size) and `points` (pixels), or null when the seeds
+   * leave GrabCut nothing to do (all inside or all outside), OpenCV refuses them, or the cut is empty.
    */
   cut(mask: Uint8Array, points: readonly PromptPoint[]): Uint8Array | null {
     const { cv, width, height, gw, gh } = this;
@@ -115,10 +122,17 @@ export class GrabCutPass {
       } catch {
         return null; // a degenerate input OpenCV refuses: the refined mask stands (as in Python)
       }
-      const out = new Uint8Array(sd.length);
       const after = seeds.data as Uint8Array;
-      for (let i = 0; i < out.length; i++) out[i] = after[i] === GC_FGD || after[i] === GC_PR_FGD ? 1 : 0;
-      return out;
+      const out = new Uint8Array(width * height);
+      let inside = 0;
+      for (let y = 0; y < height; y++) {
+        const src = this.rowOf[y] * gw, row = y * width;
+        for (let x = 0; x < width; x++) {
+          const label = after[src + this.colOf[x]];
+          if (label === GC_FGD || label === GC_PR_FGD) { out[row + x] = 1; inside++; }
+        }
+      }
+      return inside > 0 ? out : null;
     } finally {
       full.delete(); small.delete(); seeds.delete(); bgd.delete(); fgd.delete();
     }

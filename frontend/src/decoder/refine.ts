@@ -108,10 +108,8 @@ export class GuidedRefiner {
   private readonly colourBins: number;
   private readonly colourClip: number;
   private readonly cellBin: Int32Array | null;
-  /** the GrabCut pass (null: off) and, for each full-resolution row / column, the pass's pixel under its centre */
+  /** the GrabCut pass (null: off) */
   private readonly gc: GrabCutPass | null;
-  private readonly gcRow: Int32Array | null = null;
-  private readonly gcCol: Int32Array | null = null;
 
   /**
    * `rgba`: the image's pixels (RGBA, row-major, `width`×`height`, e.g. from `getImageData`);
@@ -175,11 +173,6 @@ export class GuidedRefiner {
     this.colRuns = Int32Array.from(runs);
     if ((params.grabcut ?? 0) > 0 && !gc) throw new Error("the refinement asks for a GrabCut pass: pass one");
     this.gc = (params.grabcut ?? 0) > 0 ? gc : null;
-    if (this.gc) {
-      const { gh: ch, gw: cw } = this.gc;
-      this.gcRow = Int32Array.from({ length: height }, (_, y) => Math.min(Math.floor(((y + 0.5) * ch) / height), ch - 1));
-      this.gcCol = Int32Array.from({ length: width }, (_, x) => Math.min(Math.floor(((x + 0.5) * cw) / width), cw - 1));
-    }
   }
 
   /** Sum s×s blocks of channel `channel` of a full-resolution array with `stride` values per pixel. */
@@ -255,17 +248,7 @@ export class GuidedRefiner {
     // when refinement would erase a mask the decoder found (an object thinner than the window, in
     // colours the window cannot tell apart), the decoder's own mask is kept (as the Python side)
     if (!refined) return logitsToMask(logits, height, width, index);
-    if (!this.gc || !this.gcRow || !this.gcCol) return refined;
-    const cut = this.gc.cut(refined, points);
-    if (!cut) return refined;
-    // GrabCut's labels at full resolution: the pass's pixel under each pixel's centre
-    const out = new Uint8Array(n), cw = this.gc.gw, rowOf = this.gcRow, colOf = this.gcCol;
-    let inside = 0;
-    for (let y = 0; y < height; y++) {
-      const src = rowOf[y] * cw, row = y * width;
-      for (let x = 0; x < width; x++) if ((out[row + x] = cut[src + colOf[x]]) === 1) inside++;
-    }
-    return inside > 0 ? out : refined;
+    return this.gc?.cut(refined, points) ?? refined;
   }
 
   /** The guided filter of grid probabilities `p` at full resolution, above one half; null if empty. */
