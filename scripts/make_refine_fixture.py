@@ -46,20 +46,29 @@ def make_cases() -> list[dict]:
         cases.append(_case(image, logits, params))
     # the GrabCut pass (OpenCV in both languages, seeded alike): at a smaller size than the image and at
     # full size, with a positive and a negative click; the decoder's ellipse spills over into a
-    # differently coloured neighbour that the pass takes out
-    for h, w, work, radius, grabcut in [(90, 120, 64, 3, 60), (48, 40, 32, 2, 240)]:
+    # differently coloured neighbour that the pass takes out. Then a smaller scene (k: its scale) with
+    # the pass cropped to the box around the mask and the positive click: a window resized to the
+    # pass's size, and one kept at full size
+    for h, w, work, radius, grabcut, k, crop in [(90, 120, 64, 3, 60, 1.0, 0.0), (48, 40, 32, 2, 240, 1.0, 0.0),
+                                                 (120, 160, 64, 3, 30, 0.45, 0.5), (100, 140, 64, 3, 240, 0.4, 0.25)]:
         rng = np.random.default_rng(h * 7 + w)
         yy, xx = np.mgrid[0:h, 0:w]
-        inside = (yy - h * 0.5) ** 2 / (h * 0.28) ** 2 + (xx - w * 0.4) ** 2 / (w * 0.22) ** 2 < 1
-        neighbour = (np.abs(yy - h * 0.5) < h * 0.2) & (np.abs(xx - w * 0.75) < w * 0.12)
+        cy, cx = h * 0.5, w * 0.4
+        inside = (yy - cy) ** 2 / (h * 0.28 * k) ** 2 + (xx - cx) ** 2 / (w * 0.22 * k) ** 2 < 1
+        neighbour = (np.abs(yy - cy) < h * 0.2 * k) & (np.abs(xx - (cx + w * 0.35 * k)) < w * 0.12 * k)
         image = np.where(inside[..., None], [210, 70, 50], np.where(neighbour[..., None], [60, 170, 80],
                                                                    [50, 80, 150])).astype(np.float64)
         image = np.clip(image + rng.normal(0, 14, image.shape), 0, 255).astype(np.uint8)
-        logits = (1 - ((yy - h * 0.5) ** 2 / (h * 0.3) ** 2 + (xx - w * 0.55) ** 2 / (w * 0.35) ** 2)) * 6
+        logits = (1 - ((yy - cy) ** 2 / (h * 0.3 * k) ** 2 + (xx - (cx + w * 0.15 * k)) ** 2 / (w * 0.35 * k) ** 2)) * 6
         logits = np.stack([logits, logits - 1.5]).astype(np.float32)
-        points = [[w * 0.4, h * 0.5, 1], [w * 0.76, h * 0.52, 0]]
-        params = RefineParams(work_size=work, radius=radius, eps=0.01, colour=3.0, grabcut=grabcut)
+        points = [[cx, cy, 1], [cx + w * 0.36 * k, cy + h * 0.02 * k, 0]]
+        params = RefineParams(work_size=work, radius=radius, eps=0.01, colour=3.0, grabcut=grabcut, grabcut_crop=crop)
         cases.append(_case(image, logits, params, points=points))
+        if crop:  # the window is smaller than the image, so the crop is what the fixture tests
+            from backend.services.mask_refine import GuidedRefiner
+
+            box = GuidedRefiner(image, params).crop_box(logits[0] > 0, np.array(points)[:, :2], [1, 0])
+            assert box is not None and (box[2] - box[0]) * (box[3] - box[1]) < 0.7 * h * w, box
     # a speck the window cannot keep on a flat image: refinement would erase it, the decoder's mask stays
     rng = np.random.default_rng(7)
     image = np.clip(128 + rng.normal(0, 3, (24, 30, 3)), 0, 255).astype(np.uint8)

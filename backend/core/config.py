@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     # Weight of the refinement's colour term (inside/outside colour histograms); 0 keeps the edges only.
     mask_refine_colour: float = Field(3.0, ge=0.0, le=20.0)
     # Long side (pixels) of the GrabCut pass seeded by the refined mask and the clicks; 0 turns it off.
-    mask_refine_grabcut: int = Field(240, ge=0, le=1024)
+    mask_refine_grabcut: int = Field(200, ge=0, le=1024)
+    # The GrabCut pass's window: 0 = the whole image; c > 0 = the box around the mask and the positive
+    # clicks widened by c times its longer side on every side.
+    mask_refine_grabcut_crop: float = Field(0.75, ge=0.0, le=4.0)
 
     @field_validator("mask_refine_grabcut")
     @classmethod

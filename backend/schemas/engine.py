@@ -36,7 +36,7 @@ class ModelVersionPublic(ORMModel):
     metrics: dict[str, Any] | None
     has_multimask_decoder: bool = False
     # how clients refine decoded masks (backend/services/mask_refine.py: method, work_size, radius, eps,
-    # colour, colour_bins, colour_clip, grabcut, grabcut_iters, grabcut_disc)
+    # colour, colour_bins, colour_clip, grabcut, grabcut_iters, grabcut_disc, grabcut_crop)
     refine: dict[str, Any] | None = None
     created_at: datetime
 

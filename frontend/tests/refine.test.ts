@@ -17,7 +17,8 @@ const bytes = (b64: string): Uint8Array => Uint8Array.from(Buffer.from(b64, "bas
 
 describe("guided refinement (same arithmetic as backend/services/mask_refine.py)", () => {
   for (const c of fixture.cases) {
-    const gc = c.params.grabcut ? `, GrabCut ${c.params.grabcut} px` : "";
+    const crop = c.params.grabcut_crop ? `, window ${c.params.grabcut_crop}` : "";
+    const gc = c.params.grabcut ? `, GrabCut ${c.params.grabcut} px${crop}` : "";
     it(`matches the Python refinement on a ${c.height}×${c.width} image (work ${c.params.work_size}, r ${c.params.radius}${gc}${c.erased ? ", erased speck kept" : ""})`, async () => {
       const rgba = new Uint8ClampedArray(bytes(c.rgba));
       const raw = bytes(c.logits);
@@ -26,7 +27,8 @@ describe("guided refinement (same arithmetic as backend/services/mask_refine.py)
       const params = c.params as RefineParams;
       const pass = params.grabcut
         ? new GrabCutPass(await openCv(), rgba, c.width, c.height, { grabcut: params.grabcut,
-          grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5 })
+          grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
+          grabcut_crop: params.grabcut_crop ?? 0 })
         : null;
       const refiner = new GuidedRefiner(rgba, c.width, c.height, params, pass);
       const points = c.points as PromptPoint[];

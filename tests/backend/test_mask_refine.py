@@ -210,6 +210,55 @@ def test_grabcut_setting_is_checked():
     from backend.services.mask_refine import settings_refine
 
     assert settings_refine(Settings(mask_refine_grabcut=0)).grabcut == 0
-    assert settings_refine(Settings()).grabcut == 240
+    assert settings_refine(Settings()).grabcut == 200
     with pytest.raises(ValidationError, match="MASKLOOP_MASK_REFINE_GRABCUT"):
         Settings(mask_refine_grabcut=8)
+
+
+def test_grabcut_window_is_the_box_around_the_mask_and_positive_clicks():
+    image = np.zeros((100, 200, 3), np.uint8)
+    refiner = GuidedRefiner(image, RefineParams(grabcut=100, grabcut_crop=0.5))
+    mask = np.zeros((100, 200), bool)
+    mask[40:50, 60:80] = True  # a 20×10 box: widened by ceil(0.5 × 20) = 10 on every side
+    assert refiner.crop_box(mask) == (50, 30, 90, 60)
+    # a positive click outside the mask widens the box; a negative one does not
+    assert refiner.crop_box(mask, np.array([[100.7, 45.0], [5.0, 5.0]]), np.array([1, 0])) == (39, 19, 122, 71)
+    # clipped to the image
+    assert refiner.crop_box(mask, np.array([[195.0, 95.0]]), np.array([1])) == (0, 0, 200, 100)
+    # neither mask nor positive click: no window
+    assert refiner.crop_box(np.zeros_like(mask), np.array([[5.0, 5.0]]), np.array([0])) is None
+
+
+def test_cropped_grabcut_pass_grows_the_mask_inside_its_window_only():
+    # the object of _partial_scene in a corner of a larger image, with a second object of the same
+    # colour far away: the whole-image pass may take both, the cropped pass only sees the first
+    image, obj, logits = _partial_scene()
+    big = np.zeros((300, 400, 3), np.uint8)
+    big[...] = image[5:6, 5:6]  # background colour
+    big[:120, :160] = image
+    big[200:260, 300:380] = image[40:100, 40:120]  # a red patch of the object's colour
+    big_obj = np.zeros((300, 400), bool)
+    big_obj[:120, :160] = obj
+    big_logits = np.full((300, 400), -20.0, np.float32)
+    big_logits[:120, :160] = logits
+    points, labels = np.array([[60.0, 60.0]]), np.array([1])
+    refiner = GuidedRefiner(big, RefineParams(grabcut=240, grabcut_crop=0.5))
+    x0, y0, x1, y1 = refiner.crop_box(refiner.probabilities(big_logits) > 0.5, points, labels)
+    assert x1 < 300 and y1 < 200  # the patch lies outside the window
+    snapped = refiner.refine(big_logits, points, labels)
+    assert _iou(snapped, big_obj) > 0.95
+    assert not snapped[y1:].any() and not snapped[:, x1:].any()
+    assert (refiner.refine(big_logits, points, labels) == snapped).all()
+
+
+def test_grabcut_crop_setting_is_checked():
+    from pydantic import ValidationError
+
+    from backend.core.config import Settings
+    from backend.services.mask_refine import settings_refine
+
+    assert settings_refine(Settings(mask_refine_grabcut_crop=0.5)).grabcut_crop == 0.5
+    with pytest.raises(ValidationError, match="mask_refine_grabcut_crop"):
+        Settings(mask_refine_grabcut_crop=-1)
+    with pytest.raises(ValueError, match="grabcut_crop"):
+        RefineParams(grabcut_crop=5)

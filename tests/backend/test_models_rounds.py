@@ -55,7 +55,7 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
     # how clients refine this model's masks: the installation's setting (MASKLOOP_MASK_REFINE)
     assert models[0]["refine"] == {"method": "guided", "work_size": 320, "radius": 12, "eps": 0.01,
                                    "colour": 3.0, "colour_bins": 16, "colour_clip": 3.0,
-                                   "grabcut": 240, "grabcut_iters": 2, "grabcut_disc": 5}
+                                   "grabcut": 200, "grabcut_iters": 2, "grabcut_disc": 5, "grabcut_crop": 0.75}
     settings = c.app.state.settings
     settings.mask_refine, settings.mask_refine_colour = "none", 0.5
     try:

@@ -75,17 +75,17 @@ async function main(): Promise<void> {
     img = off;
   }
   canvas.setImage(img, w, h);
-  // `refine=WORK,RADIUS,EPS[,COLOUR,BINS,CLIP[,GRABCUT,ITERS,DISC]]` refines every mask with the image,
+  // `refine=WORK,RADIUS,EPS[,COLOUR,BINS,CLIP[,GRABCUT,ITERS,DISC[,CROP]]]` refines every mask with the image,
   // as the annotator does
   const refineSpec = q.get("refine");
   let guide: { rgba: Uint8ClampedArray; params: RefineParams } | null = null;
   if (refineSpec) {
-    const [work, radius, eps, colour = 0, bins = 16, clip = 3, grabcut = 0, iters = 2, disc = 5] =
+    const [work, radius, eps, colour = 0, bins = 16, clip = 3, grabcut = 0, iters = 2, disc = 5, crop = 0] =
       refineSpec.split(",").map(Number);
     guide = {
       rgba: imagePixels(img, w, h),
       params: { method: "guided", work_size: work, radius, eps, colour, colour_bins: bins, colour_clip: clip,
-        grabcut, grabcut_iters: iters, grabcut_disc: disc },
+        grabcut, grabcut_iters: iters, grabcut_disc: disc, grabcut_crop: crop },
     };
   }
   state.refined = guide !== null;

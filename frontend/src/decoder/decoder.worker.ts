@@ -112,6 +112,7 @@ async function grabCutPass(rgba: Uint8ClampedArray, width: number, height: numbe
     const cv = await loadOpenCv();
     return new GrabCutPass(cv, rgba, width, height, {
       grabcut: params.grabcut ?? 0, grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
+      grabcut_crop: params.grabcut_crop ?? 0,
     });
   } catch (err) {
     console.warn(`masks are refined without the GrabCut pass: OpenCV.js failed (${(err as Error).message ?? err})`);

@@ -29,6 +29,8 @@ export interface RefineParams {
   grabcut?: number;
   grabcut_iters?: number;
   grabcut_disc?: number;
+  /** the pass's window: 0 or absent = the whole image, c > 0 = the mask's box widened by c × its long side */
+  grabcut_crop?: number;
 }
 
 /** The RGBA pixels of an image at its own size (the guide the worker refines masks with). */
