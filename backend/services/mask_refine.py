@@ -22,12 +22,14 @@ of the grid's probabilities, a 3×3 product per grid cell, more box filters, and
 interpolation (along rows, then between rows) with a dot product per pixel.
 
 Last, when ``grabcut`` is set, the refined mask seeds GrabCut (Rother, Kolmogorov and Blake, 2004;
-OpenCV's implementation): at ``grabcut`` pixels on the long side, the mask's inside is "probably
-foreground", the rest "probably background", the clicks are discs of sure foreground or background;
-GrabCut fits a colour mixture model to each side and cuts the image graph, ``grabcut_iters`` times.
-Its labels are taken back to full resolution (nearest pixel). The decoder decides where the object
-roughly is; GrabCut grows the mask to the object's colour-coherent outline and drops what is
-background by colour. OpenCV's GrabCut draws its colour models' starting centres at random, so the
+OpenCV's implementation) in a window around the mask and the positive clicks (``grabcut_crop`` times
+the box's longer side added on every side; 0 = the whole image), at ``grabcut`` pixels on the
+window's long side: the mask's inside is "probably foreground", the rest "probably background", the
+clicks are discs of sure foreground or background; GrabCut fits a colour mixture model to each side
+and cuts the image graph, ``grabcut_iters`` times. Its labels are taken back to full resolution
+(nearest pixel; background outside the window). The decoder decides where the object roughly is;
+GrabCut grows the mask to the object's colour-coherent outline and drops what is background by
+colour. OpenCV's GrabCut draws its colour models' starting centres at random, so the
 random generator is seeded before every call: the same mask and clicks always give the same result,
 in the browser (OpenCV.js) as here.
 
@@ -56,7 +58,9 @@ class RefineParams:
     ``colour``: weight of the colour term added to the logits (0 turns it off); ``colour_bins``:
     histogram bins per RGB channel; ``colour_clip``: bound on the colour log-likelihood ratio;
     ``grabcut``: long side in pixels of the GrabCut pass seeded by the refined mask (0 turns it off),
-    ``grabcut_iters`` its iterations, ``grabcut_disc`` the radius (at that size) of the clicks' discs.
+    ``grabcut_iters`` its iterations, ``grabcut_disc`` the radius (at that size) of the clicks' discs,
+    ``grabcut_crop`` the margin of its window around the mask (times the box's longer side; 0: the
+    whole image).
     Chosen on train-split images of coco-mval (``benchmarks/bench_refine.py``).
     """
 
