@@ -1,7 +1,7 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import fixture from "./fixtures/refine_cases.json";
 import { createRequire } from "node:module";
-import { GrabCutPass, type OpenCv, readyOpenCv } from "../src/decoder/grabcut";
+import { cropBox, GrabCutPass, type OpenCv, openGrabCutPass, readyOpenCv } from "../src/decoder/grabcut";
 import type { PromptPoint } from "../src/decoder/protocol";
 import { boxMean, GuidedRefiner, type RefineParams } from "../src/decoder/refine";
 
@@ -64,5 +64,40 @@ describe("guided refinement (same arithmetic as backend/services/mask_refine.py)
   it("rejects a guide of the wrong size", () => {
     const params: RefineParams = { method: "guided", work_size: 16, radius: 2, eps: 0.01 };
     expect(() => new GuidedRefiner(new Uint8ClampedArray(10), 3, 3, params)).toThrow(/3×3×4/);
+  });
+
+  it("the worker opens the pass the refinement asks for, and refines without it when OpenCV.js fails", async () => {
+    const params: RefineParams = { method: "guided", work_size: 16, radius: 2, eps: 0.01, grabcut: 64, grabcut_crop: 0.75 };
+    const rgba = new Uint8ClampedArray(8 * 6 * 4).fill(128);
+    // no pass asked for: OpenCV.js is not even loaded
+    const never = vi.fn(async () => { throw new Error("must not load"); });
+    expect(await openGrabCutPass(rgba, 8, 6, { ...params, grabcut: 0 }, never)).toBeNull();
+    expect(never).not.toHaveBeenCalled();
+    // a loader that fails: no pass, a warning that says why, and the refiner still works without it
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      const failed = await openGrabCutPass(rgba, 8, 6, params, async () => { throw new Error("network down"); });
+      expect(failed).toBeNull();
+      expect(warn).toHaveBeenCalledWith(expect.stringMatching(/without the GrabCut pass.*network down/));
+      const refiner = new GuidedRefiner(rgba, 8, 6, { ...params, grabcut: 0 }, failed);
+      expect(refiner.refine(new Float32Array(48).fill(3)).length).toBe(48);
+    } finally {
+      warn.mockRestore();
+    }
+    // OpenCV.js loads: a pass with the window the parameters give
+    const pass = await openGrabCutPass(rgba, 8, 6, params, openCv);
+    expect(pass).toBeInstanceOf(GrabCutPass);
+    pass?.dispose();
+  });
+
+  it("the pass's window is the box around the mask and the positive clicks, widened and clipped", () => {
+    const mask = new Uint8Array(200 * 100);
+    for (let y = 40; y < 50; y++) for (let x = 60; x < 80; x++) mask[y * 200 + x] = 1;
+    // the same boxes as the Python test (tests/backend/test_mask_refine.py)
+    expect(cropBox(mask, 200, 100, [], 0.5)).toEqual({ x0: 50, y0: 30, x1: 90, y1: 60 });
+    expect(cropBox(mask, 200, 100, [{ x: 100.7, y: 45, label: 1 }, { x: 5, y: 5, label: 0 }], 0.5))
+      .toEqual({ x0: 39, y0: 19, x1: 122, y1: 71 });
+    expect(cropBox(mask, 200, 100, [{ x: 195, y: 95, label: 1 }], 0.5)).toEqual({ x0: 0, y0: 0, x1: 200, y1: 100 });
+    expect(cropBox(new Uint8Array(200 * 100), 200, 100, [{ x: 5, y: 5, label: 0 }], 0.5)).toBeNull();
   });
 });

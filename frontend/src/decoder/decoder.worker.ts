@@ -9,8 +9,8 @@ import * as ort from "onnxruntime-web/wasm";
 import { buildFeeds, LOW_RES } from "./feeds";
 import { logitsToMask } from "./masks";
 import type { DecodedMask, DecoderRequest, DecoderResponse, PromptPoint } from "./protocol";
-import { GrabCutPass, loadOpenCv } from "./grabcut";
-import { GuidedRefiner, type RefineParams } from "./refine";
+import { type GrabCutPass, openGrabCutPass } from "./grabcut";
+import { GuidedRefiner } from "./refine";
 
 interface Loaded {
   key: string;
@@ -101,25 +101,6 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
 }
 
-/**
- * The GrabCut pass the refinement asks for (OpenCV.js loaded on first use), or null. When OpenCV.js
- * cannot be loaded the masks are still refined, without the pass, and the console says why.
- */
-async function grabCutPass(rgba: Uint8ClampedArray, width: number, height: number,
-  params: RefineParams): Promise<GrabCutPass | null> {
-  if (!((params.grabcut ?? 0) > 0)) return null;
-  try {
-    const cv = await loadOpenCv();
-    return new GrabCutPass(cv, rgba, width, height, {
-      grabcut: params.grabcut ?? 0, grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
-      grabcut_crop: params.grabcut_crop ?? 0,
-    });
-  } catch (err) {
-    console.warn(`masks are refined without the GrabCut pass: OpenCV.js failed (${(err as Error).message ?? err})`);
-    return null;
-  }
-}
-
 self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
   const req = event.data;
   try {
@@ -147,7 +128,7 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       held.length = 0;
       const guided = req.guide && req.guide.params.method === "guided" ? req.guide : null;
       const [h, w] = req.origSize;
-      const grabcut = guided ? await grabCutPass(guided.rgba, w, h, guided.params) : null;
+      const grabcut = guided ? await openGrabCutPass(guided.rgba, w, h, guided.params) : null;
       // the image this replaces (another setEmbedding may have replaced it while OpenCV.js loaded)
       const previous = embedding;
       embedding = {

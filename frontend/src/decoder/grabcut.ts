@@ -9,6 +9,7 @@
  * so both give the same masks.
  */
 import type { PromptPoint } from "./protocol";
+import type { RefineParams } from "./refine";
 
 /** seed of OpenCV's random generator before every GrabCut call (`GRABCUT_SEED` in Python) */
 export const GRABCUT_SEED = 12345;
@@ -54,6 +55,26 @@ export interface GrabCutParams {
   /** the window: 0 or absent = the whole image; c > 0 = the box around the mask and the positive
    * clicks widened by c times its longer side on every side */
   grabcut_crop?: number;
+}
+
+/**
+ * The GrabCut pass `params` ask for on this image (OpenCV.js loaded on first use by `load`), or null
+ * when they ask for none. When OpenCV.js cannot be loaded the masks are still refined, without the
+ * pass, and the console says why.
+ */
+export async function openGrabCutPass(rgba: Uint8ClampedArray, width: number, height: number, params: RefineParams,
+  load: () => Promise<OpenCv> = loadOpenCv): Promise<GrabCutPass | null> {
+  if (!((params.grabcut ?? 0) > 0)) return null;
+  try {
+    const cv = await load();
+    return new GrabCutPass(cv, rgba, width, height, {
+      grabcut: params.grabcut ?? 0, grabcut_iters: params.grabcut_iters ?? 2, grabcut_disc: params.grabcut_disc ?? 5,
+      grabcut_crop: params.grabcut_crop ?? 0,
+    });
+  } catch (err) {
+    console.warn(`masks are refined without the GrabCut pass: OpenCV.js failed (${(err as Error).message ?? err})`);
+    return null;
+  }
 }
 
 /** A window of the image: x0, y0 inclusive, x1, y1 exclusive. */
