@@ -244,6 +244,9 @@ def fit_iou_head_command(
     seed: int = typer.Option(0, "--seed"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad samples with a warning instead of failing."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    targets: str = typer.Option("refined", "--targets", help="refined: the head learns the IoU of each candidate "
+                                "after the installation's mask refinement (what annotators see); raw: of the "
+                                "decoder's own masks."),
 ) -> None:
     """Refit the IoU-prediction head of a trained model on its frozen decoder (workers/training/iou_head.py)."""
     _setup(threads)
@@ -251,13 +254,17 @@ def fit_iou_head_command(
         _fail(f"model checkpoint not found: {model}")
     if out.suffix != ".pt":
         _fail(f"output file must end in .pt: {out}")
+    if targets not in ("refined", "raw"):
+        _fail(f"unknown targets {targets!r}: expected refined or raw")
+    from backend.services.mask_refine import configured_refine
     from workers.training.data import DatasetError, scan_dataset
     from workers.training.iou_head import refit_checkpoint
 
     try:
         samples = scan_dataset(dataset, _split_names(dataset, split), skip_bad=skip_bad)
         report = refit_checkpoint(model, samples, out, prompts_per_mask=prompts_per_mask, epochs=epochs, lr=lr,
-                                  seed=seed, progress_bar=True, describe={"dataset": str(dataset), "split": split})
+                                  seed=seed, progress_bar=True, describe={"dataset": str(dataset), "split": split},
+                                  refine=configured_refine() if targets == "refined" else None)
     except (DatasetError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"model": str(out), **report}, indent=2))

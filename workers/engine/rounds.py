@@ -151,8 +151,9 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     ``on_progress(fraction, message)`` is called during training (fraction of the whole round).
     ``step_delay_s`` sleeps after each training step (a test hook to make a round slow enough to
     kill a worker in the middle; 0 in production). ``refit_head`` refits the IoU head on the
-    training split after training (``workers.training.iou_head``; kept only where it lowers the
-    error on held-out training images), which is what ranks a click's candidates and gates prefill.
+    training split after training (``workers.training.iou_head``, on the IoUs of the refined candidates;
+    kept only where it lowers the error on held-out training images), which is what ranks a click's
+    candidates and gates prefill.
     """
     from workers.evaluation import evaluate_model
     from workers.training import TrainConfig, train
@@ -196,11 +197,14 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
             fit = read_checkpoint(headed)[2]["iou_head_fit"]
         else:
             report(0.85, "refitting the IoU head")
+            from backend.services.mask_refine import configured_refine
             from workers.training.data import scan_dataset
             from workers.training.iou_head import refit_checkpoint
 
+            # the head ranks a click's candidates by what annotators see: the installation's refined masks
             fit = refit_checkpoint(model_path, scan_dataset(train_dir), headed, heldout_every=min(10, len(train_s)),
-                                   describe={"dataset": "the round's training split"}, device=device)
+                                   describe={"dataset": "the round's training split"}, device=device,
+                                   refine=configured_refine())
         head_report = {k: fit[k] for k in ("heldout_before", "heldout_after", "train_prompts", "best_epoch")}
         model_path = headed
     report(0.87, "evaluating the new model on the held-out split")

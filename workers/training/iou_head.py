@@ -51,8 +51,14 @@ def _prompt_points(gt: np.ndarray, valid: np.ndarray, count: int, rng: np.random
 
 @torch.no_grad()
 def collect_head_data(model: torch.nn.Module, samples: list[Sample], *, prompts_per_mask: int = 4, seed: int = 0,
-                      progress_bar: bool = False) -> HeadData:
-    """Decode single-point prompts on every mask of ``samples`` and record (IoU token, true IoUs)."""
+                      progress_bar: bool = False, refine: Any = None) -> HeadData:
+    """Decode single-point prompts on every mask of ``samples`` and record (IoU token, true IoUs).
+
+    ``refine`` (a ``RefineParams`` other than "none"): the true IoU of each candidate is that of the
+    candidate refined with the image and the prompt's click, as annotators see it, so the head ranks
+    the candidates by what they become rather than by the decoder's raw masks.
+    """
+    from backend.services.mask_refine import GuidedRefiner
     from workers.sam import SamPredictor
 
     if prompts_per_mask < 1:
@@ -74,6 +80,7 @@ def collect_head_data(model: torch.nn.Module, samples: list[Sample], *, prompts_
         for sample in iterator:
             image = read_image(sample.image_path)
             predictor.set_image(image)
+            refiner = GuidedRefiner(image, refine) if refine is not None and refine.method != "none" else None
             pe = model.prompt_encoder.get_dense_pe()
             for mask_path in sample.mask_paths:
                 raw = read_mask(mask_path)
@@ -86,9 +93,14 @@ def collect_head_data(model: torch.nn.Module, samples: list[Sample], *, prompts_
                 labels_t = torch.ones(len(points), 1, dtype=torch.int, device=predictor.device)
                 sparse, dense = model.prompt_encoder(points=(coords_t, labels_t), boxes=None, masks=None)
                 low_res, _ = model.mask_decoder.predict_masks(predictor.features, pe, sparse, dense)
-                masks = (model.postprocess_masks(low_res, predictor.input_size, predictor.original_size) > 0).cpu()
+                logits = model.postprocess_masks(low_res, predictor.input_size, predictor.original_size).float().cpu()
+                if refiner is None:
+                    masks = (logits > 0).numpy()
+                else:
+                    masks = np.stack([np.stack([refiner.refine(m, np.asarray([pt], dtype=np.float64), np.ones(1, int))
+                                                for m in cands]) for pt, cands in zip(points, logits.numpy())])
                 xs.append(captured["x"])  # the evaluation's own IoU, so targets match what it measures
-                ys.append(torch.tensor([[iou(gt, m, ~valid) for m in per_prompt] for per_prompt in masks.numpy()]))
+                ys.append(torch.tensor([[iou(gt, m, ~valid) for m in per_prompt] for per_prompt in masks]))
     finally:
         hook.remove()
     if not xs:
@@ -140,18 +152,20 @@ def fit_head(head: torch.nn.Module, train: HeadData, heldout: HeadData, *, epoch
 
 def refit_iou_head(model: torch.nn.Module, samples: list[Sample], *, prompts_per_mask: int = 4,
                    heldout_every: int = 10, epochs: int = 200, lr: float = 1e-3, seed: int = 0,
-                   progress_bar: bool = False) -> dict[str, Any]:
+                   progress_bar: bool = False, refine: Any = None) -> dict[str, Any]:
     """Refit ``model.mask_decoder.iou_prediction_head`` in place; every ``heldout_every``-th image is
-    held out to pick the epoch. Returns a report with the held-out metrics before and after."""
+    held out to pick the epoch. ``refine``: targets are the IoUs of the refined candidates (see
+    ``collect_head_data``). Returns a report with the held-out metrics before and after."""
     if heldout_every < 2:
         raise ValueError(f"heldout_every must be >= 2, got {heldout_every}")
     held = [s for i, s in enumerate(samples) if i % heldout_every == heldout_every - 1]
     fit = [s for i, s in enumerate(samples) if i % heldout_every != heldout_every - 1]
     if not held or not fit:
         raise ValueError(f"need at least {heldout_every} images to hold out one of every {heldout_every}")
-    train_data = collect_head_data(model, fit, prompts_per_mask=prompts_per_mask, seed=seed, progress_bar=progress_bar)
+    train_data = collect_head_data(model, fit, prompts_per_mask=prompts_per_mask, seed=seed, progress_bar=progress_bar,
+                                   refine=refine)
     held_data = collect_head_data(model, held, prompts_per_mask=prompts_per_mask, seed=seed + 1,
-                                  progress_bar=progress_bar)
+                                  progress_bar=progress_bar, refine=refine)
     head = model.mask_decoder.iou_prediction_head
     before = head_metrics(head, held_data)
     fitted, info = fit_head(head, train_data, held_data, epochs=epochs, lr=lr, seed=seed)
@@ -160,7 +174,8 @@ def refit_iou_head(model: torch.nn.Module, samples: list[Sample], *, prompts_per
     logger.info("IoU head: held-out mse %.4f -> %.4f, chosen IoU %.3f -> %.3f (oracle %.3f)", before["mse"],
                 after["mse"], before["chosen_iou"], after["chosen_iou"], after["oracle_iou"])
     return {"heldout_before": before, "heldout_after": after, "train_prompts": int(len(train_data.y)),
-            "prompts_per_mask": prompts_per_mask, "heldout_every": heldout_every, "seed": seed, **info}
+            "prompts_per_mask": prompts_per_mask, "heldout_every": heldout_every, "seed": seed,
+            "targets": "raw" if refine is None or refine.method == "none" else {"refined": refine.to_dict()}, **info}
 
 
 def refit_checkpoint(checkpoint: str | Path, samples: list[Sample], out: str | Path, *,

@@ -49,6 +49,33 @@ def test_targets_are_the_true_ious_of_the_candidates(tmp_path):
     np.testing.assert_allclose(data.y[0, 1:].numpy(), expected, atol=1e-6)
 
 
+def test_refined_targets_are_the_ious_of_the_refined_candidates(tmp_path):
+    # what annotators see: each candidate refined with the image and the click, then compared
+    from backend.services.mask_refine import GuidedRefiner, RefineParams
+    from workers.evaluation.clicker import next_click
+
+    torch.manual_seed(0)
+    model = build_sam("lite_clicks").eval()
+    samples = scan_dataset(_dataset(tmp_path / "d", 1))
+    params = RefineParams(work_size=32, radius=2, grabcut=48)
+    raw_data = collect_head_data(model, samples, prompts_per_mask=2, seed=0)
+    data = collect_head_data(model, samples, prompts_per_mask=2, seed=0, refine=params)
+    assert data.y.shape == (2, 4) and torch.equal(data.x, raw_data.x)  # same prompts, same features
+    raw = cv2.imread(str(samples[0].mask_paths[0]), cv2.IMREAD_GRAYSCALE)
+    gt, valid = raw == 255, raw != 128
+    click = next_click(gt, np.zeros_like(gt), ignore=~valid)
+    image = cv2.cvtColor(cv2.imread(str(samples[0].image_path)), cv2.COLOR_BGR2RGB)
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    logits, _, _ = predictor.predict(np.array([[click.x, click.y]]), np.array([1]), multimask_output=True,
+                                     return_logits=True)
+    refiner = GuidedRefiner(image, params)
+    refined = [refiner.refine(m, np.array([[click.x, click.y]], dtype=np.float64), np.array([1])) for m in logits]
+    expected = [((m & gt & valid).sum() / max(((m | gt) & valid).sum(), 1)) for m in refined]
+    np.testing.assert_allclose(data.y[0, 1:].numpy(), expected, atol=1e-6)
+    assert not torch.allclose(data.y, raw_data.y)  # the refinement changed what the head is asked to learn
+
+
 def test_fit_head_learns_a_ranking_it_did_not_have():
     torch.manual_seed(0)
     head = build_sam("lite_clicks").mask_decoder.iou_prediction_head
