@@ -167,6 +167,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _pass_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """(width, height) of a ``w``×``h`` window at ``size`` pixels on its long side, never enlarged
+    (``passSize`` in the browser)."""
+    s = min(size / max(w, h), 1.0)
+    return max(1, math.floor(w * s + 0.5)), max(1, math.floor(h * s + 0.5))
+
+
 def _interp_axis(n_full: int, n_grid: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bilinear taps (lower index, upper index, upper weight) from grid cells to full pixels.
 
@@ -215,8 +222,7 @@ class GuidedRefiner:
         elif params.grabcut:
             import cv2
 
-            gc_scale = min(params.grabcut / max(h, w), 1.0)
-            gc_size = (max(1, math.floor(w * gc_scale + 0.5)), max(1, math.floor(h * gc_scale + 0.5)))
+            gc_size = _pass_size(w, h, params.grabcut)
             self.gc_image = np.ascontiguousarray(cv2.resize(np.ascontiguousarray(image, dtype=np.uint8), gc_size,
                                                             interpolation=cv2.INTER_AREA))
 
@@ -311,8 +317,7 @@ class GuidedRefiner:
                 return mask
             x0, y0, x1, y1 = box
             cw, ch = x1 - x0, y1 - y0
-            gc_scale = min(self.params.grabcut / max(cw, ch), 1.0)
-            size = (max(1, math.floor(cw * gc_scale + 0.5)), max(1, math.floor(ch * gc_scale + 0.5)))
+            size = _pass_size(cw, ch, self.params.grabcut)
             window = np.ascontiguousarray(self.rgb[y0:y1, x0:x1])
             small = window if size == (cw, ch) else cv2.resize(window, size, interpolation=cv2.INTER_AREA)
         else:

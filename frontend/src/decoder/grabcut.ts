@@ -4,8 +4,8 @@
  * image at `grabcut` pixels on its long side (inside: probably foreground, outside: probably
  * background, clicks: discs of sure foreground / background), and its labels, taken back to full
  * resolution, are the mask. With `grabcut_crop` the pass sees only a window around the mask and the
- * positive clicks (`cropBox`), at `grabcut` pixels on its long side (never enlarged). OpenCV.js is the same C++ code compiled to WASM; it is loaded only when a model's
- * refinement asks for the pass, and its random generator is seeded before every call, as in Python,
+ * positive clicks (`cropBox`), at `grabcut` pixels on its long side (never enlarged). OpenCV.js is
+ * the same C++ code compiled to WASM; it is loaded only when a model's refinement asks for the pass, and its random generator is seeded before every call, as in Python,
  * so both give the same masks.
  */
 import type { PromptPoint } from "./protocol";
