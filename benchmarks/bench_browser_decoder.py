@@ -154,11 +154,14 @@ def main() -> None:
     ap.add_argument("--dwell-ms", type=float, nargs=2, default=[100.0, 500.0],
                     help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
-    ap.add_argument("--refine", nargs="+", default=["guided"], choices=["guided", "wholegc", "nogc", "edges", "none"],
+    ap.add_argument("--refine", nargs="+", default=["guided"],
+                    choices=["guided", "ranked", "wholegc", "nogc", "edges", "none"],
                     help="refine masks with the image as the annotator does (guided: the server's default "
-                         "settings; wholegc: the GrabCut pass on the whole image instead of a window around the "
-                         "mask; nogc: without the GrabCut pass; edges: without the colour term and the GrabCut "
-                         "pass), or not; several values run each")
+                         "settings; ranked: those, but a first click's three candidates all refined and ranked by "
+                         "their predicted IoU after refinement (MASKLOOP_MASK_REFINE_SELECT=refined); wholegc: the "
+                         "GrabCut pass on the whole image instead of a window around the mask; nogc: without the "
+                         "GrabCut pass; edges: without the colour term and the GrabCut pass), or not; several "
+                         "values run each")
     ap.add_argument("--max-few-points", type=int, default=None,
                     help="export the decoders with this switch point (0: the usual order only; default: the export's)")
     ap.add_argument("--quantize", action="store_true", help="time the int8 dynamically quantised decoders")
@@ -194,11 +197,13 @@ def main() -> None:
                                f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}&labels={labels}"
                                f"&image=/fixtures/image.png")
                         if refine != "none":
-                            p = {"guided": RefineParams(), "wholegc": RefineParams(grabcut_crop=0.0),
+                            p = {"guided": RefineParams(), "ranked": RefineParams(select="refined"),
+                                 "wholegc": RefineParams(grabcut_crop=0.0),
                                  "nogc": RefineParams(grabcut=0), "edges": RefineParams(colour=0.0, grabcut=0)}[refine]
                             spec = (p.work_size, p.radius, p.eps, p.colour, p.colour_bins, p.colour_clip,
                                     p.grabcut, p.grabcut_iters, p.grabcut_disc, p.grabcut_crop)
-                            url += "&refine=" + ",".join(map(str, spec))
+                            url += "&refine=" + ",".join(map(str, spec)) + f"&select={p.select}"
+                            url += "&select_weights=" + ",".join(map(str, p.select_weights))
                         dwell = tuple(args.dwell_ms) if mode in ("hover", "ahead") else None
                         st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell,
                                         right_share=0.5 if mode == "ahead" and labels == "buttons" else 0.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+from dataclasses import replace
 import json
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def make_cases() -> list[dict]:
     logits = np.full((2, 24, 30), -4.0, np.float32)
     logits[:, 10:12, 14:16] = 0.5
     cases.append(_case(image, logits, RefineParams(work_size=16, radius=3, eps=0.01, grabcut=0), erased=True))
+    assert {c["choice"]["best"] for c in cases} == {0, 1}, "the refined rule must differ from the head's somewhere"
     return cases
 
 
@@ -91,11 +93,17 @@ def _case(image: np.ndarray, logits: np.ndarray, params, erased: bool = False,
     if params.grabcut:  # the pass changed the refined mask, so the fixture tests it
         assert all((mk != (pr > 0.5)).any() for mk, pr in zip(masks, probs)), "the GrabCut pass changed nothing"
     rgba = np.concatenate([image, np.full((h, w, 1), 255, np.uint8)], axis=-1)
+    # the first click's choice between the candidates: by the refined-candidate rule, and by the
+    # decoder's IoU (candidate 0; the refined rule differs in some cases, checked in make_cases)
+    scores = np.array([0.58, 0.55])
+    best, _, ious = GuidedRefiner(image, replace(params, select="refined")).choose(logits, scores, pts[:, :2],
+                                                                                   pts[:, 2].astype(int))
     return {
         "height": h, "width": w, "params": params.to_dict(), "erased": erased,
         "points": [{"x": x, "y": y, "label": int(label)} for x, y, label in pts.tolist()],
         "rgba": _b64(rgba), "logits": _b64(logits),
         "mask": _b64(masks.astype(np.uint8)),
+        "scores": scores.tolist(), "choice": {"best": best, "ious": ious.tolist()},
         # pixels this close to the threshold may go either way in another float order
         "tie": _b64((np.abs(probs - 0.5) < 1e-6).astype(np.uint8)),
     }

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # The GrabCut pass's window: 0 = the whole image; c > 0 = the box around the mask and the positive
     # clicks widened by c times its longer side on every side.
     mask_refine_grabcut_crop: float = Field(0.75, ge=0.0, le=4.0)
+    # Which of a first click's candidate masks is shown first: head = the decoder's IoU head (only it is
+    # refined); refined = each is refined and ranked by its predicted IoU after refinement
+    # (mask_refine.SELECT_WEIGHTS): a better first mask, three refinements per first click.
+    mask_refine_select: Literal["head", "refined"] = "head"
 
     @field_validator("mask_refine_grabcut")
     @classmethod

@@ -47,6 +47,13 @@ import numpy as np
 #: seed of OpenCV's random generator before every GrabCut call (the browser uses the same)
 GRABCUT_SEED = 12345
 
+#: The refined-candidate rule (``select="refined"``): the predicted IoU of a refined candidate mask is
+#: w0 + w1·agreement + w2·ln(raw area + 1e-4) + w3·ln(refined area + 1e-4) + w4·decoder IoU, where
+#: agreement is the IoU of the decoder's mask and its refined mask and areas are fractions of the
+#: image. Fitted (least squares, ridge 1) by ``benchmarks/fit_candidate_rule.py`` on the first clicks
+#: of 400 train objects of coco-mval with the shipped default model and the default refinement.
+SELECT_WEIGHTS = (-0.202, 0.522, -0.110, 0.054, 0.976)
+
 
 @dataclass(frozen=True)
 class RefineParams:
@@ -60,7 +67,9 @@ class RefineParams:
     ``grabcut``: long side in pixels of the GrabCut pass seeded by the refined mask (0 turns it off),
     ``grabcut_iters`` its iterations, ``grabcut_disc`` the radius (at that size) of the clicks' discs,
     ``grabcut_crop`` the margin of its window around the mask (times the box's longer side; 0: the
-    whole image).
+    whole image). ``select``: which of a first click's candidates is shown first, "head" (the
+    decoder's predicted IoU; only that candidate is refined) or "refined" (every candidate is refined
+    and ranked by its predicted IoU after refinement, ``select_weights``, see ``SELECT_WEIGHTS``).
     Chosen on train-split images of coco-mval (``benchmarks/bench_refine.py``).
     """
 
@@ -75,8 +84,16 @@ class RefineParams:
     grabcut_iters: int = 2
     grabcut_disc: int = 5
     grabcut_crop: float = 0.75
+    select: str = "head"
+    select_weights: tuple[float, ...] = SELECT_WEIGHTS
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "select_weights", tuple(float(w) for w in self.select_weights))
+        if self.select not in ("refined", "head"):
+            raise ValueError(f"unknown candidate selection {self.select!r}: use 'refined' or 'head'")
+        if len(self.select_weights) != 5 or not all(math.isfinite(w) for w in self.select_weights):
+            raise ValueError("select_weights must be 5 finite numbers (intercept, agreement, ln raw area, "
+                             "ln refined area, decoder IoU)")
         if self.method not in ("guided", "none"):
             raise ValueError(f"unknown mask refinement {self.method!r}: use 'guided' or 'none'")
         if self.work_size < 8 or self.radius < 1 or not self.eps > 0:
@@ -113,7 +130,22 @@ def configured_refine() -> RefineParams:
 def settings_refine(settings) -> RefineParams:
     """The refinement a settings object describes."""
     return RefineParams(method=settings.mask_refine, colour=settings.mask_refine_colour,
-                        grabcut=settings.mask_refine_grabcut, grabcut_crop=settings.mask_refine_grabcut_crop)
+                        grabcut=settings.mask_refine_grabcut, grabcut_crop=settings.mask_refine_grabcut_crop,
+                        select=settings.mask_refine_select)
+
+
+def refined_iou(raw: np.ndarray, refined: np.ndarray, decoder_iou: float,
+                weights: tuple[float, ...] = SELECT_WEIGHTS) -> float:
+    """Predicted IoU of the refined mask ``refined`` of the decoder's mask ``raw`` (bool, same shape),
+    whose decoder-predicted IoU is ``decoder_iou`` (the rule of ``SELECT_WEIGHTS``), in [0, 1]."""
+    n = raw.size
+    a = int(np.count_nonzero(raw))
+    r = int(np.count_nonzero(refined))
+    union = int(np.count_nonzero(raw | refined))
+    agree = 1.0 if union == 0 else int(np.count_nonzero(raw & refined)) / union
+    w0, w1, w2, w3, w4 = weights
+    value = w0 + w1 * agree + w2 * math.log(a / n + 1e-4) + w3 * math.log(r / n + 1e-4) + w4 * float(decoder_iou)
+    return min(max(value, 0.0), 1.0)
 
 
 def _box_mean(x: np.ndarray, r: int) -> np.ndarray:
@@ -283,6 +315,24 @@ class GuidedRefiner:
             return self.grabcut(refined, points, labels)
         return refined
 
+    def choose(self, logits: np.ndarray, scores: np.ndarray, points: np.ndarray | None = None,
+               labels: np.ndarray | None = None) -> tuple[int, list[np.ndarray | None], np.ndarray]:
+        """Which of the candidates ``logits`` (K×H×W, full size) to show first, with the decoder's
+        predicted IoUs ``scores`` (K): returns (index, refined masks, predicted IoUs). With ``select``
+        "head" only the candidate of the highest decoder IoU is refined (the others are None) and the
+        IoUs are the decoder's; with "refined" (and K > 1) all are refined and ranked by
+        ``refined_iou``. Ties go to the lowest index."""
+        scores = np.asarray(scores, dtype=np.float64).ravel()
+        if self.params.select == "head" or len(logits) == 1:
+            best = int(np.argmax(scores))
+            masks: list[np.ndarray | None] = [None] * len(logits)
+            masks[best] = self.refine(logits[best], points, labels)
+            return best, masks, scores
+        masks = [self.refine(lg, points, labels) for lg in logits]
+        ious = np.array([refined_iou(lg > 0, m, s, self.params.select_weights)
+                         for lg, m, s in zip(logits, masks, scores)])
+        return int(np.argmax(ious)), masks, ious
+
     def crop_box(self, mask: np.ndarray, points: np.ndarray | None = None,
                  labels: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
         """The GrabCut pass's window (x0, y0, x1, y1; x1, y1 exclusive): the box around ``mask`` and the
@@ -371,6 +421,7 @@ class RefinedPredictor:
         self.predictor = predictor
         self.params = params
         self.refiner: GuidedRefiner | None = None
+        self.predicted_ious: np.ndarray | None = None  # of the last predict's masks (see ``choose``)
         self.name = getattr(predictor, "name", type(predictor).__name__)
 
     def __getattr__(self, name):  # model, mask_threshold, ... of the wrapped predictor
@@ -388,9 +439,20 @@ class RefinedPredictor:
                                                          **kwargs)
         logits = np.asarray(logits)
         masks = np.stack([self.refiner.refine(m, point_coords, point_labels) for m in logits])
+        self.predicted_ious = np.asarray(scores, dtype=np.float64).ravel()
+        if len(masks) > 1 and self.params.select == "refined":
+            self.predicted_ious = np.array([refined_iou(lg > 0, m, s, self.params.select_weights)
+                                            for lg, m, s in zip(logits, masks, self.predicted_ious)])
         if return_logits:  # ±1 "logits" of the refined masks, so a caller thresholding at 0 gets them
             return np.where(masks, 1.0, -1.0).astype(np.float32), scores, low_res
         return masks, scores, low_res
+
+
+    def choose(self, scores: np.ndarray) -> int:
+        """The candidate of the last ``predict`` to show first: the highest decoder IoU (``scores``)
+        or, with ``select`` "refined", the highest predicted IoU after refinement."""
+        ious = self.predicted_ious if self.predicted_ious is not None else np.asarray(scores).ravel()
+        return int(np.argmax(ious))
 
 
 def refine_predictor(predictor, params: RefineParams | None):

@@ -46,6 +46,16 @@ describe("guided refinement (same arithmetic as backend/services/mask_refine.py)
         else expect(moved).toBeGreaterThan(0);
         expect(got.some((v) => v === 1)).toBe(true);
       }
+      // the first click's choice: the same predicted IoUs after refinement, the same candidate
+      const byRule = new GuidedRefiner(rgba, c.width, c.height, { ...params, select: "refined" }, pass);
+      const choice = byRule.choose(logits, 2, c.scores, points);
+      expect(choice.best).toBe(c.choice.best);
+      choice.ious.forEach((v, k) => expect(v).toBeCloseTo(c.choice.ious[k], 6));
+      expect(choice.masks.every((m) => m !== null)).toBe(true);
+      const byHead = refiner.choose(logits, 2, c.scores, points);  // the default: the decoder's IoU
+      expect(byHead.best).toBe(0);
+      expect(byHead.masks[1]).toBeNull();
+      expect(byHead.ious).toEqual(c.scores);
       pass?.dispose();
     }, 30_000);
   }

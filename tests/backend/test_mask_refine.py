@@ -10,11 +10,13 @@ import pytest
 
 from backend.services.mask_refine import (
     NO_REFINE,
+    SELECT_WEIGHTS,
     GuidedRefiner,
     RefinedPredictor,
     RefineParams,
     _box_mean,
     refine_predictor,
+    refined_iou,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,6 +163,76 @@ def test_refined_predictor_refines_masks_and_passes_scores_and_logits_through():
     logits, _, _ = wrapped.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]),
                                    multimask_output=False, return_logits=True)
     np.testing.assert_array_equal(logits[0] > 0, masks[0])
+
+
+def test_refined_iou_follows_its_formula():
+    raw = np.zeros((10, 10), bool)
+    raw[:5] = True  # half the image
+    refined = np.zeros_like(raw)
+    refined[:4] = True  # 40 %, agreement 0.8
+    w = (0.1, 0.5, -0.1, 0.05, 0.9)
+    want = 0.1 + 0.5 * 0.8 - 0.1 * np.log(0.5 + 1e-4) + 0.05 * np.log(0.4 + 1e-4) + 0.9 * 0.3
+    assert refined_iou(raw, refined, 0.3, w) == pytest.approx(want)
+    # clipped to [0, 1]; two empty masks agree fully
+    assert refined_iou(raw, refined, 5.0, w) == 1.0
+    assert refined_iou(raw, refined, -5.0, w) == 0.0
+    empty = np.zeros_like(raw)
+    assert refined_iou(empty, empty, 0.0, (0, 1, 0, 0, 0)) == 1.0
+
+
+def test_choose_ranks_refined_candidates_or_follows_the_decoder():
+    image, obj = _scene()
+    good = _coarse_logits(obj)
+    # a candidate that spills over the background on the right: refinement cuts it down to the
+    # object, so it agrees little with its refined mask and is larger; the decoder prefers it
+    spill = good.copy()
+    spill[:, 100:] = 4.0
+    logits, scores = np.stack([spill, good]), np.array([0.7, 0.6])
+    pts, labels = np.array([[80.0, 60.0]]), np.array([1])
+    refiner = GuidedRefiner(image, RefineParams(select="refined"))
+    best, masks, ious = refiner.choose(logits, scores, pts, labels)
+    assert best == 1 and all(m is not None for m in masks)
+    assert ious[1] > ious[0] and 0 <= ious.min() and ious.max() <= 1
+    np.testing.assert_array_equal(masks[1], refiner.refine(good, pts, labels))
+    by_head = GuidedRefiner(image, RefineParams())  # the default
+    best, masks, ious = by_head.choose(logits, scores, pts, labels)
+    assert best == 0 and masks[1] is None and ious.tolist() == [0.7, 0.6]
+    # one candidate: nothing to rank
+    best, masks, _ = refiner.choose(logits[1:], scores[1:], pts, labels)
+    assert best == 0 and masks[0] is not None
+
+
+def test_refined_predictor_chooses_like_the_refiner():
+    image, obj = _scene()
+
+    class TwoCandidates(_CoarsePredictor):
+        def predict(self, *args, multimask_output=True, return_logits=False, **kwargs):
+            spill = self.logits.copy()
+            spill[:, 100:] = 4.0  # as above: spills over the background, preferred by the decoder
+            logits = np.stack([spill, self.logits])
+            masks = logits if multimask_output else logits[1:]
+            scores = np.array([0.7, 0.6]) if multimask_output else np.array([0.6])
+            return (masks if return_logits else masks > 0), scores, np.zeros((len(masks), 256, 256), np.float32)
+
+    for select, want in (("refined", 1), ("head", 0)):
+        wrapped = RefinedPredictor(TwoCandidates(_coarse_logits(obj)), RefineParams(select=select))
+        wrapped.set_image(image)
+        _, scores, _ = wrapped.predict(point_coords=np.array([[80, 60]]), point_labels=np.array([1]))
+        assert scores.tolist() == [0.7, 0.6]  # the decoder's, passed through
+        assert wrapped.choose(scores) == want
+
+
+def test_selection_params_are_checked():
+    assert RefineParams().select == "head" and RefineParams().select_weights == SELECT_WEIGHTS
+    with pytest.raises(ValueError, match="candidate selection"):
+        RefineParams(select="largest")
+    with pytest.raises(ValueError, match="select_weights"):
+        RefineParams(select_weights=(1.0, 2.0))
+    with pytest.raises(ValueError, match="select_weights"):
+        RefineParams(select_weights=(0, 1, 0, 0, float("nan")))
+    # the weights travel as a JSON list (GET /models) and come back as the same params
+    data = RefineParams().to_dict()
+    assert RefineParams.from_dict({**data, "select_weights": list(data["select_weights"])}) == RefineParams()
 
 
 def test_browser_fixture_is_up_to_date():

@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from backend.cli import app
+from backend.services.mask_refine import SELECT_WEIGHTS
 from backend.storage import LocalStorage, keys
 from tests.backend.conftest import rle_of
 from tests.backend.test_images import _queued_tasks
@@ -55,14 +56,15 @@ def test_migrate_registers_default_model_once(api, tmp_path, monkeypatch):
     # how clients refine this model's masks: the installation's setting (MASKLOOP_MASK_REFINE)
     assert models[0]["refine"] == {"method": "guided", "work_size": 320, "radius": 12, "eps": 0.01,
                                    "colour": 3.0, "colour_bins": 16, "colour_clip": 3.0,
-                                   "grabcut": 200, "grabcut_iters": 2, "grabcut_disc": 5, "grabcut_crop": 0.75}
+                                   "grabcut": 200, "grabcut_iters": 2, "grabcut_disc": 5, "grabcut_crop": 0.75,
+                                   "select": "head", "select_weights": list(SELECT_WEIGHTS)}
     settings = c.app.state.settings
-    settings.mask_refine, settings.mask_refine_colour = "none", 0.5
+    settings.mask_refine, settings.mask_refine_colour, settings.mask_refine_select = "none", 0.5, "refined"
     try:
         refine = c.get(f"/api/v1/models/{models[0]['id']}", headers=api.admin).json()["refine"]
-        assert (refine["method"], refine["colour"]) == ("none", 0.5)
+        assert (refine["method"], refine["colour"], refine["select"]) == ("none", 0.5, "refined")
     finally:
-        settings.mask_refine, settings.mask_refine_colour = "guided", 3.0
+        settings.mask_refine, settings.mask_refine_colour, settings.mask_refine_select = "guided", 3.0, "head"
     # its evaluation's headline numbers, the model's and the baseline's apart, without per-sample lists
     assert models[0]["metrics"] == {"split": "val", "heldout": {"noc@85": 17.6, "miou@1": 0.25},
                                     "baseline_grabcut": {"noc@85": 11.1, "miou@1": 0.16}}

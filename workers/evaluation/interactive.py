@@ -79,7 +79,8 @@ def run_sample(segmenter: InteractiveSegmenter, image: np.ndarray, gt_mask: np.n
             mask_input=None if first or prev_logits is None else prev_logits[None],
             multimask_output=first)
         result.click_seconds.append(time.perf_counter() - t)
-        best = int(np.argmax(scores)) if first else 0
+        choose = getattr(segmenter, "choose", None)  # a refining predictor ranks refined candidates
+        best = (choose(scores) if choose is not None else int(np.argmax(scores))) if first else 0
         pred = np.asarray(masks[best]).astype(bool)
         prev_logits = None if low_res is None else np.asarray(low_res[best], dtype=np.float32)
         result.ious.append(iou(fg, pred, ignore))

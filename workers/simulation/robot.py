@@ -115,10 +115,11 @@ def annotate_instance(
             embedding, header, np.asarray(points, np.float32), np.asarray(labels), low_res, multimask=(k == 0)
         )
         decode_seconds += time.perf_counter() - t0
-        j = int(np.argmax(scores))
         if refiner is not None:  # with the clicks, which the refinement's GrabCut pass holds fixed
-            pred = refiner.refine(masks[j], np.asarray(points), np.asarray(labels))
+            j, refined, _ = refiner.choose(masks, scores, np.asarray(points), np.asarray(labels))
+            pred = refined[j]
         else:
+            j = int(np.argmax(scores))
             pred = masks[j] > 0.0
         low_res = lows[j]
         ious.append(iou(gt, pred))

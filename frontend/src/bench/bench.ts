@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   }
   canvas.setImage(img, w, h);
   // `refine=WORK,RADIUS,EPS[,COLOUR,BINS,CLIP[,GRABCUT,ITERS,DISC[,CROP]]]` refines every mask with the image,
-  // as the annotator does
+  // as the annotator does; `select=refined|head&select_weights=W0,..,W4` ranks a first click's candidates
   const refineSpec = q.get("refine");
   let guide: { rgba: Uint8ClampedArray; params: RefineParams } | null = null;
   if (refineSpec) {
@@ -85,7 +85,9 @@ async function main(): Promise<void> {
     guide = {
       rgba: imagePixels(img, w, h),
       params: { method: "guided", work_size: work, radius, eps, colour, colour_bins: bins, colour_clip: clip,
-        grabcut, grabcut_iters: iters, grabcut_disc: disc, grabcut_crop: crop },
+        grabcut, grabcut_iters: iters, grabcut_disc: disc, grabcut_crop: crop,
+        select: q.get("select") === "refined" ? "refined" : "head",
+        select_weights: (q.get("select_weights") ?? "").split(",").filter((v) => v !== "").map(Number) },
     };
   }
   state.refined = guide !== null;

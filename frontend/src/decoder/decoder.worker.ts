@@ -78,19 +78,18 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   const refiner = refineOn && embedding.refiner && embedding.refiner.width === width && embedding.refiner.height === height
     ? embedding.refiner : null;
   let refineMs = 0;
-  // Of several candidates only the one shown first (highest predicted IoU) is refined now; the
-  // others keep the plain threshold until the page asks (Tab), from the logits held here.
-  let best = 0;
-  for (let k = 1; k < count; k++) if (ious[k] > ious[best]) best = k;
+  // With refinement, `choose` refines what is shown first: every candidate when they are ranked by
+  // their predicted IoU after refinement (then `iou` is that), else the one of the highest decoder
+  // IoU, the others keeping the plain threshold until the page asks (Tab), from the logits held here.
+  const tr = performance.now();
+  const chosen = refiner ? refiner.choose(logits, count, ious, req.prompt.points) : null;
+  refineMs = chosen ? performance.now() - tr : 0;
   for (let k = 0; k < count; k++) {
-    const tr = performance.now();
-    const now = refiner !== null && k === best;
-    const mask = now ? refiner.refine(logits, k, req.prompt.points) : logitsToMask(logits, height, width, k);
-    if (now) refineMs += performance.now() - tr;
-    result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: ious[k], decodeId: req.id, index: k,
-      refined: refiner === null || now });
+    const mask = chosen?.masks[k] ?? logitsToMask(logits, height, width, k);
+    result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: chosen ? chosen.ious[k] : ious[k],
+      decodeId: req.id, index: k, refined: refiner === null || chosen?.masks[k] != null });
   }
-  const hold = refiner !== null && count > 1;
+  const hold = refiner !== null && count > 1 && result.some((m) => !m.refined);
   if (hold) {
     held.push({ decodeId: req.id, key: req.key, logits, points: req.prompt.points });
     if (held.length > HELD) held.shift();

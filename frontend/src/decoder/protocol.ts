@@ -32,13 +32,18 @@ export interface DecodedMask {
   mask: Uint8Array;
   /** 256×256 logits to feed back as mask_input */
   lowRes: Float32Array;
+  /**
+   * predicted IoU: the decoder's, or for a first click's candidates ranked by the refined-candidate
+   * rule (`RefineParams.select` "refined"), that of the refined mask (`refinedIou`)
+   */
   iou: number;
   /** the worker's request id of the decode and this candidate's index in its output */
   decodeId: number;
   index: number;
   /**
-   * false for the other candidates of a multimask decode when masks are refined: only the best
-   * (highest predicted IoU) is refined at once, the others on demand (`DecoderClient.refineCandidate`)
+   * false for the other candidates of a multimask decode when masks are refined and ranked by the
+   * decoder's IoU (`select` "head"): only the best is refined at once, the others on demand
+   * (`DecoderClient.refineCandidate`)
    */
   refined: boolean;
 }

@@ -31,6 +31,37 @@ export interface RefineParams {
   grabcut_disc?: number;
   /** the pass's window: 0 or absent = the whole image, c > 0 = the mask's box widened by c × its long side */
   grabcut_crop?: number;
+  /**
+   * which candidate of a first click is shown first: "head" (or absent) = the decoder's predicted IoU,
+   * only that one refined; "refined" = every candidate refined and ranked by `refinedIou`
+   */
+  select?: "refined" | "head";
+  /** the refined-candidate rule's weights: intercept, agreement, ln raw area, ln refined area, decoder IoU */
+  select_weights?: number[];
+}
+
+/**
+ * Predicted IoU of the refined mask `refined` of candidate `index` of the decoder's logits (1×K×H×W,
+ * raw mask: logit > 0) whose decoder-predicted IoU is `decoderIou`: `weights[0] + weights[1]·agreement
+ * + weights[2]·ln(raw area + 1e-4) + weights[3]·ln(refined area + 1e-4) + weights[4]·decoderIou`,
+ * clipped to [0, 1] (agreement: IoU of the raw and the refined mask; areas: fractions of the image).
+ * The rule of `refined_iou` in `backend/services/mask_refine.py`, fitted there.
+ */
+export function refinedIou(logits: Float32Array, index: number, refined: Uint8Array, decoderIou: number,
+  weights: readonly number[]): number {
+  const n = refined.length;
+  const base = index * n;
+  let raw = 0, ref = 0, both = 0;
+  for (let i = 0; i < n; i++) {
+    const a = logits[base + i] > 0;
+    if (a) raw++;
+    if (refined[i]) { ref++; if (a) both++; }
+  }
+  const union = raw + ref - both;
+  const agree = union === 0 ? 1 : both / union;
+  const v = weights[0] + weights[1] * agree + weights[2] * Math.log(raw / n + 1e-4) + weights[3] * Math.log(ref / n + 1e-4)
+    + weights[4] * decoderIou;
+  return Math.min(Math.max(v, 0), 1);
 }
 
 /** The RGBA pixels of an image at its own size (the guide the worker refines masks with). */
@@ -112,6 +143,8 @@ export class GuidedRefiner {
   private readonly cellBin: Int32Array | null;
   /** the GrabCut pass (null: off) */
   private readonly gc: GrabCutPass | null;
+  /** the refined-candidate rule's weights (`refinedIou`), or null: candidates ranked by the decoder's IoU */
+  readonly selectWeights: readonly number[] | null;
 
   /**
    * `rgba`: the image's pixels (RGBA, row-major, `width`×`height`, e.g. from `getImageData`);
@@ -175,6 +208,36 @@ export class GuidedRefiner {
     this.colRuns = Int32Array.from(runs);
     if ((params.grabcut ?? 0) > 0 && !gc) throw new Error("the refinement asks for a GrabCut pass: pass one");
     this.gc = (params.grabcut ?? 0) > 0 ? gc : null;
+    const w = params.select_weights;
+    if (params.select === "refined" && (!w || w.length !== 5 || !w.every(Number.isFinite))) {
+      throw new Error("the refined-candidate rule needs 5 finite select_weights");
+    }
+    this.selectWeights = params.select === "refined" ? [...(w as number[])] : null;
+  }
+
+  /**
+   * Which of the `count` candidates in `logits` (1×K×H×W) to show first, with the decoder's IoUs
+   * `ious`: with the refined-candidate rule all are refined and ranked by `refinedIou` (returned as
+   * `ious`); else only the one of the highest decoder IoU is refined (the others are null). Ties go to
+   * the lowest index, as in `GuidedRefiner.choose` of `backend/services/mask_refine.py`.
+   */
+  choose(logits: Float32Array, count: number, ious: ArrayLike<number>, points: readonly PromptPoint[] = []):
+    { best: number; masks: (Uint8Array | null)[]; ious: number[] } {
+    const masks: (Uint8Array | null)[] = new Array(count).fill(null);
+    const out = Array.from({ length: count }, (_, k) => ious[k]);
+    if (!this.selectWeights || count === 1) {
+      let best = 0;
+      for (let k = 1; k < count; k++) if (out[k] > out[best]) best = k;
+      masks[best] = this.refine(logits, best, points);
+      return { best, masks, ious: out };
+    }
+    let best = 0;
+    for (let k = 0; k < count; k++) {
+      const m = (masks[k] = this.refine(logits, k, points));
+      out[k] = refinedIou(logits, k, m, ious[k], this.selectWeights);
+      if (out[k] > out[best]) best = k;
+    }
+    return { best, masks, ious: out };
   }
 
   /** Sum s×s blocks of channel `channel` of a full-resolution array with `stride` values per pixel. */
