@@ -11,7 +11,10 @@ never trained on: per category the index-08 image is round data, the index-09 im
 (``--round-images`` / ``--heldout-images`` keep that many, evenly spread over the categories).
 Prints NoC@85/90 and mIoU@1/3/5 before and after, the paired per-object differences and the wall
 time of each part; writes ``OUT/report.json``. The "before" evaluation is cached in
-``OUT/../recipe_before_<n>.json`` so several recipes share it.
+``OUT/../recipe_before_<n>.json`` so several recipes share it. With the IoU-head refit (the
+default) the trained model is also evaluated before the refit (row ``trained``), so the two parts of
+a round are told apart; the refit's targets are the installation's refined candidates, as in a
+round. Evaluations refine masks as the browser does (``MASKLOOP_MASK_REFINE``).
 """
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ def main() -> None:
 
     import torch
     torch.set_num_threads(args.threads)
+    from backend.services.mask_refine import configured_refine
     from workers.engine.rounds import inherited_recipe
     from workers.evaluation import evaluate_model
     from workers.sam.build import read_checkpoint
@@ -102,11 +106,18 @@ def main() -> None:
     result = train(cfg)
     times["train_s"] = time.perf_counter() - t
     model_path = Path(result.model_path)
-    head = None
+    head = trained = None
     if not args.no_refit_head:
+        # the trained model with the base model's head too, to tell the training from the refit
         t = time.perf_counter()
+        trained = evaluate_model(str(model_path), args.dataset, names=heldout, max_clicks=args.max_clicks,
+                                 progress=True)
+        times["eval_trained_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        # as a round refits it: on the IoUs of the installation's refined candidates
         head = refit_checkpoint(model_path, scan_dataset(args.dataset, round_names), out / "model_head.pt",
-                                heldout_every=10, describe={"dataset": "round images"})
+                                heldout_every=min(10, len(round_names)), describe={"dataset": "round images"},
+                                refine=configured_refine())
         model_path = out / "model_head.pt"
         times["refit_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -121,15 +132,26 @@ def main() -> None:
           f"{'encoder trained' if args.train_encoder else 'encoder frozen'}, inherited {recipe}; "
           f"{len(round_names)} round images, {len(heldout)} held out")
     print(f"{'':8}" + "".join(f"{k:>9}" for k in b))
-    for label, row in (("before", b), ("after", a)):
+    rows = [("before", b)] + ([("trained", summary(trained))] if trained else []) + [("after", a)]
+    for label, row in rows:
         print(f"{label:8}" + "".join(f"{v:9.3f}" if v is not None else f"{'-':>9}" for v in row.values()))
     stderr = diff.std(ddof=1) / np.sqrt(len(diff))
     print(f"NoC@85 per object, after - before: mean {diff.mean():+.2f} (std err {stderr:.2f}),"
           f" better on {(diff < 0).sum()}, worse on {(diff > 0).sum()} of {len(diff)}")
+    for label, rep in (("trained", trained), ("after", after)):
+        if rep is None:
+            continue
+        first = [np.array([r["ious"][0] for r in x["per_sample"]]) for x in (rep, before)]
+        d1 = first[0] - first[1]
+        dn = per_object_noc(rep) - per_object_noc(before)
+        print(f"{label} - before, per object: IoU after 1 click {d1.mean():+.3f} (std err "
+              f"{d1.std(ddof=1) / np.sqrt(len(d1)):.3f}), NoC@85 {dn.mean():+.2f} (std err "
+              f"{dn.std(ddof=1) / np.sqrt(len(dn)):.2f})")
     print("times: " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     (out / "report.json").write_text(json.dumps({
         "args": vars(args), "recipe": recipe, "round_images": round_names, "heldout_images": heldout,
-        "before": b, "after": a, "noc85_diff_mean": float(diff.mean()), "times": times,
+        "before": b, "trained": summary(trained) if trained else None, "after": a,
+        "noc85_diff_mean": float(diff.mean()), "times": times,
         "head": {k: head[k] for k in ("heldout_before", "heldout_after")} if head else None,
         "steps_done": result.steps, "train_wall_s": result.wall_time_s}, indent=1))
 
