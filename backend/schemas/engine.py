@@ -46,8 +46,10 @@ class RoundCreate(BaseModel):
     freeze_image_encoder: bool | None = None
     learning_rate: float | None = Field(default=None, gt=0, le=1.0)
     time_budget_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
-    # refit the IoU head on the round's training split after fine-tuning (default: yes)
+    # refit the IoU head on the round's training split after fine-tuning (default: yes) ...
     refit_iou_head: bool | None = None
+    # ... when the split has at least this many images (default: workers.engine.rounds.HEAD_MIN_IMAGES, 100)
+    iou_head_min_images: int | None = Field(default=None, ge=2, le=1_000_000)
 
 
 class RoundPublic(ORMModel):

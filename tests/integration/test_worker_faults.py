@@ -203,4 +203,9 @@ def test_training_round_resumes_from_checkpoint(cluster: Cluster) -> None:
     metrics = _rows(cluster.env, "SELECT CAST(metrics AS TEXT) FROM model_versions WHERE id = :i", i=mv_id)[0][0]
     import json
 
-    assert 2 <= json.loads(metrics)["resumed_from_step"] < 6  # resumed, did not start over nor skip training
+    metrics = json.loads(metrics)
+    assert 2 <= metrics["resumed_from_step"] < 6  # resumed, did not start over nor skip training
+    # a round this small keeps the base model's IoU head: a refit judged on so few images is noise
+    assert metrics["iou_head_fit"] == {"kept": False, "reason": f"{metrics['n_train_images']} training images; "
+                                       "the IoU head is refitted from 100 on"}, metrics
+    assert not (run_dir.parent / "model_head.pt").exists()

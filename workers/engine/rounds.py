@@ -5,7 +5,8 @@ Layout of a round directory (``storage/rounds/<id>/``)::
     train/images/NAME.png, train/masks/NAME/<k>.png     the snapshot's training split
     heldout/images/..., heldout/masks/...               the fixed held-out split
     run/ckpt_<step>.pt, run/model.pt                    training checkpoints (resume point)
-    model_head.pt                                       run/model.pt with its IoU head refitted
+    model_head.pt                                       run/model.pt with its IoU head refitted (the
+                                                        new model where the refit is kept)
     metrics_before.json, metrics_after.json             evaluations (cached across restarts)
     decoder.onnx                                        exported decoder of the new model
 
@@ -32,6 +33,10 @@ from workers.engine.errors import BadInputError
 logger = logging.getLogger(__name__)
 
 HELDOUT_PERCENT = 20
+#: the fewest training images a round refits the IoU head on: one image in ten is held out to judge the
+#: refit, and on a few held-out images that judgement is noise (a 30-mask round judged it on 2 images,
+#: kept a head that halved the held-out IoU after one click: 0.365 -> 0.155; runs/sim_window, 2026-12-04)
+HEAD_MIN_IMAGES = 100
 
 
 @dataclass
@@ -145,15 +150,18 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
               checkpoint_every: int = 10, max_clicks: int = 20, device: str = "cpu",
               on_progress: Callable[[float, str], None] | None = None,
               step_delay_s: float = 0.0, time_budget_s: float | None = None,
-              train_overrides: dict[str, Any] | None = None, refit_head: bool = True) -> RoundOutput:
+              train_overrides: dict[str, Any] | None = None, refit_head: bool = True,
+              head_min_images: int = HEAD_MIN_IMAGES) -> RoundOutput:
     """Fine-tune ``base_checkpoint`` on the snapshot, evaluate before/after, export the decoder.
 
     ``on_progress(fraction, message)`` is called during training (fraction of the whole round).
     ``step_delay_s`` sleeps after each training step (a test hook to make a round slow enough to
     kill a worker in the middle; 0 in production). ``refit_head`` refits the IoU head on the
-    training split after training (``workers.training.iou_head``, on the IoUs of the refined candidates;
-    kept only where it lowers the error on held-out training images), which is what ranks a click's
-    candidates and gates prefill.
+    training split after training (``workers.training.iou_head``, on the IoUs of the refined candidates),
+    which is what ranks a click's candidates and gates prefill. The refit needs ``head_min_images``
+    training images, and the refitted head is kept only when, on the held-out tenth of them, it lowers
+    the error without lowering the IoU of the candidate it shows first; otherwise the trained model
+    keeps the base model's head (the report says why, ``kept`` false).
     """
     from workers.evaluation import evaluate_model
     from workers.training import TrainConfig, train
@@ -162,6 +170,8 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
         raise BadInputError("the round's snapshot has no annotations to train on")
     if steps < 1:
         raise BadInputError(f"steps must be >= 1, got {steps}")
+    if head_min_images < 2:
+        raise BadInputError(f"iou_head_min_images must be >= 2, got {head_min_images}")
     round_dir = Path(round_dir)
     round_dir.mkdir(parents=True, exist_ok=True)
     report = on_progress or (lambda fraction, message: None)
@@ -190,7 +200,10 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
     model_path = Path(result.model_path)
     head_report: dict[str, Any] | None = None
     headed = round_dir / "model_head.pt"
-    if refit_head and len(train_s) >= 2:
+    if refit_head and len(train_s) < head_min_images:
+        head_report = {"kept": False, "reason": f"{len(train_s)} training images; the IoU head is refitted "
+                                                f"from {head_min_images} on"}
+    elif refit_head:
         if headed.is_file():  # cached: a resumed round does not refit twice
             from workers.sam.build import read_checkpoint
 
@@ -206,7 +219,9 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
                                    describe={"dataset": "the round's training split"}, device=device,
                                    refine=configured_refine())
         head_report = {k: fit[k] for k in ("heldout_before", "heldout_after", "train_prompts", "best_epoch")}
-        model_path = headed
+        head_report.update(head_verdict(fit["heldout_before"], fit["heldout_after"]))
+        if head_report["kept"]:
+            model_path = headed
     report(0.87, "evaluating the new model on the held-out split")
     after = _cached_json(round_dir / "metrics_after.json",
                          lambda: _slim(evaluate_model(str(model_path), heldout_dir, max_clicks=max_clicks)))
@@ -217,6 +232,18 @@ def run_round(round_dir: Path, samples: list[Sample], *, base_checkpoint: Path, 
         export_decoder(model_path, arch, decoder_path)
     return RoundOutput(model_path, decoder_path, before, after, result.resumed_from_step,
                        len(train_s), len(heldout_s), head_report)
+
+
+def head_verdict(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Whether a refitted IoU head is kept, from its held-out metrics before and after the refit
+    (``workers.training.iou_head.head_metrics``): its error must fall and the IoU of the candidate it
+    shows first must not."""
+    if not after["mse"] < before["mse"]:
+        return {"kept": False, "reason": "the refit did not lower the held-out error"}
+    if after["chosen_iou"] < before["chosen_iou"]:
+        return {"kept": False, "reason": f"the refit lowered the held-out IoU of the candidate shown first "
+                                         f"({before['chosen_iou']:.3f} -> {after['chosen_iou']:.3f})"}
+    return {"kept": True}
 
 
 def export_decoder(checkpoint: Path, arch: str, out_path: Path) -> None:

@@ -15,7 +15,7 @@ from workers.celery_app import app
 from workers.engine import db
 from workers.engine.errors import BadInputError, transient_errors
 from workers.engine.models import resolve_device, resolve_spec
-from workers.engine.rounds import Sample, run_round
+from workers.engine.rounds import HEAD_MIN_IMAGES, Sample, run_round
 from workers.tasks.common import MaskloopTask, engine, load_image_array, rle_of, storage, t, test_delay
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ def train_round_impl(round_id: int) -> str:
             batch_size=int(params.get("batch_size", 1)), max_clicks=int(params.get("max_clicks", 20)), device=resolve_device(settings.device),
             on_progress=progress, step_delay_s=test_delay("MASKLOOP_TEST_STEP_DELAY"),
             time_budget_s=params.get("time_budget_seconds"),
-            train_overrides=params.get("train_overrides"), refit_head=bool(params.get("refit_iou_head", True)))
+            train_overrides=params.get("train_overrides"), refit_head=bool(params.get("refit_iou_head", True)),
+            head_min_images=int(params.get("iou_head_min_images", HEAD_MIN_IMAGES)))
     except BadInputError as exc:
         return _fail(round_id, str(exc))
     except FileNotFoundError as exc:

@@ -11,7 +11,8 @@ from pycocotools import mask as mask_utils
 from workers.engine.automatic import keep_new_masks, merged_params, overlap_with, FULL_PARAMS
 from workers.engine.errors import BadInputError
 from workers.engine.images import decode_image
-from workers.engine.rounds import Sample, inherited_recipe, is_heldout, split_samples, write_dataset
+from workers.engine.rounds import (Sample, head_verdict, inherited_recipe, is_heldout, run_round, split_samples,
+                                   write_dataset)
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -132,3 +133,20 @@ def test_round_inherits_the_base_models_recipe(tmp_path) -> None:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     assert inherited_recipe(broken) == {}
+
+
+def test_refitted_iou_head_is_kept_only_when_the_first_candidate_does_not_get_worse() -> None:
+    before = {"mse": 0.0139, "chosen_iou": 0.0196}
+    # the 30-mask round of runs/sim_window: lower error, but a worse first candidate
+    verdict = head_verdict(before, {"mse": 0.0120, "chosen_iou": 0.0148})
+    assert verdict["kept"] is False and "0.020 -> 0.015" in verdict["reason"]
+    assert head_verdict(before, {"mse": 0.0139, "chosen_iou": 0.05}) == {
+        "kept": False, "reason": "the refit did not lower the held-out error"}
+    assert head_verdict(before, {"mse": 0.0120, "chosen_iou": 0.0196}) == {"kept": True}
+
+
+def test_round_rejects_a_head_minimum_below_two(tmp_path) -> None:
+    sample = Sample("a", "0" * 64, np.zeros((8, 8, 3), np.uint8), [_rle(_box(8, 8, 2, 6, 2, 6))])
+    with pytest.raises(BadInputError, match="iou_head_min_images must be >= 2, got 1"):
+        run_round(tmp_path / "r", [sample], base_checkpoint=tmp_path / "none.pt", arch="lite", steps=1,
+                  head_min_images=1)

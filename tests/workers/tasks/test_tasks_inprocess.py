@@ -126,7 +126,8 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
     ids = seed_project(env, n_images=5)
     add_annotations(env, ids)
     rid = insert(env, "rounds", project_id=ids["project_id"], status="queued",
-                 params={"steps": 2, "checkpoint_every": 1, "image_size": 256, "max_clicks": 2})
+                 params={"steps": 2, "checkpoint_every": 1, "image_size": 256, "max_clicks": 2,
+                         "iou_head_min_images": 2})
     assert train_round(round_id=rid) == "succeeded"
     status, progress, mv_id, before, after, n_ann, n_img = _rows(
         env, "SELECT status, progress, model_version_id, metrics_before, metrics_after, n_annotations, n_images "
@@ -141,6 +142,10 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
     assert metrics["n_train_images"] >= 2, metrics
     fit = metrics["iou_head_fit"]
     assert fit["heldout_after"]["mse"] <= fit["heldout_before"]["mse"] and fit["train_prompts"] > 0
+    # kept only where it lowers the error without lowering the first candidate's IoU
+    assert fit["kept"] == (fit["heldout_after"]["mse"] < fit["heldout_before"]["mse"]
+                           and fit["heldout_after"]["chosen_iou"] >= fit["heldout_before"]["chosen_iou"]), fit
+    assert (env.data_dir / "storage" / "rounds" / str(rid) / "model_head.pt").is_file()
     store = LocalStorage(env.data_dir / "storage")
     assert store.exists(keys.checkpoint_key(mv_id)) and store.exists(keys.decoder_key(mv_id))
     import onnx
