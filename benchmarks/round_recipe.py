@@ -14,7 +14,10 @@ time of each part; writes ``OUT/report.json``. The "before" evaluation is cached
 ``OUT/../recipe_before_<n>.json`` so several recipes share it. With the IoU-head refit (the
 default) the trained model is also evaluated before the refit (row ``trained``), so the two parts of
 a round are told apart; the refit's targets are the installation's refined candidates, as in a
-round. Evaluations refine masks as the browser does (``MASKLOOP_MASK_REFINE``).
+round. Here the refit is always applied (row ``after``); a server round refits only from
+``iou_head_min_images`` (100) training images on and keeps the refit only by ``head_verdict``, so
+below that the row ``trained`` is what it gives. Evaluations refine masks as the browser does
+(``MASKLOOP_MASK_REFINE``).
 """
 from __future__ import annotations
 
