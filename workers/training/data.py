@@ -275,7 +275,11 @@ class MaskDataset(Dataset):
         return read_image(sample.image_path), [read_mask(p) for p in sample.mask_paths]
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return self.item(index, self.epoch)
+
+    def item(self, index: int, epoch: int) -> dict:
+        """Sample ``index`` as augmented in ``epoch`` (the augmentation is seeded by both)."""
+        rng = np.random.default_rng((self.seed, epoch, index))
         image, masks = self._load(index)
         aug = self.augment
         if aug is not None:
@@ -311,3 +315,30 @@ class MaskDataset(Dataset):
 def collate_samples(batch: list[dict]) -> list[dict]:
     """Keep samples as a list: images differ in size and number of masks."""
     return batch
+
+
+class PositionDataset(Dataset):
+    """The training stream as a dataset: item ``pos`` is the sample at global position ``pos``.
+
+    Position ``pos`` is sample ``order(epoch)[offset]`` of ``dataset`` with ``epoch, offset =
+    divmod(pos, len(dataset))``, augmented as in that epoch; ``order(epoch)`` is a permutation seeded by
+    ``(seed, epoch)``. So any set of positions can be loaded in any process, in any order, and a resumed
+    or multi-process run sees exactly the samples of an uninterrupted single-process one.
+    """
+
+    def __init__(self, dataset: MaskDataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self._orders: dict[int, np.ndarray] = {}
+
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng((self.seed, epoch)).permutation(len(self.dataset))}
+        return self._orders[epoch]
+
+    def __len__(self) -> int:  # positions are unbounded; the sampler says which ones are read
+        return 2 ** 62
+
+    def __getitem__(self, pos: int) -> dict:
+        epoch, offset = divmod(int(pos), len(self.dataset))
+        return self.dataset.item(int(self.order(epoch)[offset]), epoch)

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from backend.core.files import atomic_write
 from workers.training.config import TrainConfig, learning_rate
-from workers.training.data import AugmentConfig, MaskDataset, scan_dataset
+from workers.training.data import AugmentConfig, MaskDataset, PositionDataset, collate_samples, scan_dataset
 from workers.training.losses import sam_loss
 from workers.training.prompts import LOW_RES, PromptState, add_points, error_points, first_prompts, plan_iterations
 
@@ -69,8 +69,105 @@ def _build_model(cfg: TrainConfig) -> torch.nn.Module:
     return build_for_finetuning(cfg.arch, cfg.init_checkpoint) if cfg.init_checkpoint else build_sam(cfg.arch)
 
 
-def _sample_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng((seed, epoch)).permutation(n)
+class _Ranks:
+    """Data-parallel training over ``world`` processes (``torchrun``), or one process (world 1).
+
+    Every process trains an identical copy of the model on its own share of each step's images; after
+    the backward pass the gradients are averaged over the processes (one flat all-reduce through the
+    ``gloo`` backend, which works whatever the device and with several processes on one GPU), so the
+    copies take identical optimizer steps. Rank 0 alone writes checkpoints, metrics and the model.
+    """
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owns_group = False
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("gloo")
+                self.owns_group = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def device(self, name: str) -> torch.device:
+        device = torch.device(name)
+        if device.type == "cuda" and device.index is None and self.world > 1:
+            device = torch.device("cuda", self.local_rank % max(torch.cuda.device_count(), 1))
+        return device
+
+    def broadcast_params(self, model: torch.nn.Module) -> None:
+        """Start every process from rank 0's weights."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for tensor in list(model.parameters()) + list(model.buffers()):
+            cpu = tensor.detach().cpu()
+            dist.broadcast(cpu, 0)
+            tensor.data.copy_(cpu.to(tensor.device))
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().reshape(-1).cpu()
+                          for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.grad = flat[offset:offset + n].view_as(p).to(device=p.device, dtype=p.dtype)
+            offset += n
+
+    def agree(self, value: float) -> float:
+        """Rank 0's ``value`` on every process (the elapsed time that decides when to stop)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = torch.tensor([value], dtype=torch.float64)
+        dist.broadcast(box, 0)
+        return float(box[0])
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _step_positions(step: int, batch_size: int, ranks: _Ranks) -> range:
+    """Global stream positions of this process's images in ``step``."""
+    first = (step * ranks.world + ranks.rank) * batch_size
+    return range(first, first + batch_size)
+
+
+def _batches(stream: PositionDataset, start_step: int, cfg: TrainConfig, ranks: _Ranks):
+    """This process's batches from ``start_step`` on, loaded by ``cfg.num_workers`` background processes
+    (``0``: in this process, one image at a time)."""
+    if cfg.num_workers <= 0:
+        for step in range(start_step, cfg.steps):
+            yield [stream[pos] for pos in _step_positions(step, cfg.batch_size, ranks)]
+        return
+    from torch.utils.data import DataLoader
+
+    positions = [pos for step in range(start_step, cfg.steps) for pos in _step_positions(step, cfg.batch_size, ranks)]
+    loader = DataLoader(stream, batch_size=cfg.batch_size, sampler=positions, num_workers=cfg.num_workers,
+                        collate_fn=collate_samples, prefetch_factor=4)
+    yield from loader
 
 
 def _targets(masks: torch.Tensor, size: tuple[int, int], image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,22 +258,34 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
     """Train (or fine-tune, or resume) a model as ``cfg`` says; see the module docstring.
 
     ``on_progress(fraction_done, metrics)`` is called after every step with the running metrics.
+    Started by ``torchrun`` (``WORLD_SIZE`` > 1), each process trains on ``cfg.batch_size`` images
+    per step and the gradients are averaged (``_Ranks``); only rank 0 reports progress and writes files.
     """
     cfg.validate()
     t_start = time.time()
+    ranks = _Ranks()
+    try:
+        return _train(cfg, on_progress, ranks, t_start)
+    finally:
+        ranks.close()
+
+
+def _train(cfg: TrainConfig, on_progress: ProgressCallback | None, ranks: _Ranks, t_start: float) -> TrainResult:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    device = torch.device(cfg.device)
+    device = ranks.device(cfg.device)
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     # data: validated up front so a bad file fails before any compute is spent
     samples = scan_dataset(cfg.dataset_dir, cfg.names, skip_bad=cfg.skip_bad)
     augment = AugmentConfig(copy_paste_prob=cfg.copy_paste_prob) if cfg.augment else None
     dataset = MaskDataset(samples, image_size=cfg.image_size, augment=augment, max_masks=cfg.max_masks_per_image,
                           seed=cfg.seed)
-    steps_per_epoch = max(len(dataset) // cfg.batch_size, 1)
+    stream = PositionDataset(dataset, cfg.seed)
+    steps_per_epoch = max(len(dataset) // (cfg.batch_size * ranks.world), 1)
 
     # model and optimizer; weight decay only on matrices and convolutions
     model = _build_model(cfg).to(device)
@@ -200,7 +309,9 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
         start_step = int(state["step"])
         elapsed_before = float(state.get("elapsed_s", 0.0))
         logger.info("resuming from %s (step %d)", path, start_step)
-    (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    ranks.broadcast_params(model)
+    if ranks.main:
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     use_amp = cfg.amp and device.type == "cuda"
     gen = torch.Generator()
@@ -208,7 +319,7 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
     if cfg.freeze_image_encoder:
         model.image_encoder.eval()
     bar = None
-    if cfg.progress_bar:
+    if cfg.progress_bar and ranks.main:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
@@ -217,11 +328,13 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
     metrics: dict[str, float] = {}
     metrics_file = out_dir / "metrics.jsonl"
     t_last = time.time()
+    images_per_step = cfg.batch_size * ranks.world
 
     t_run = time.time()
     final_step = cfg.steps
+    batches = _batches(stream, start_step, cfg, ranks)
     for step in range(start_step, cfg.steps):
-        elapsed = elapsed_before + time.time() - t_run
+        elapsed = ranks.agree(elapsed_before + time.time() - t_run)
         if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
             final_step = step
             logger.info("time budget of %.0f s used up at step %d", cfg.time_budget_s, step)
@@ -230,15 +343,11 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
         if cfg.time_budget_s is not None:  # decay by whichever runs out first, steps or time
             progress = max(step / cfg.steps, elapsed / cfg.time_budget_s)
         lr = learning_rate(cfg, step, progress)
-        gen.manual_seed(cfg.seed * 1_000_003 + step)  # per-step seed: a resumed run repeats the same prompts
+        # per-step seed (and per process): a resumed run repeats the same prompts
+        gen.manual_seed(cfg.seed * 1_000_003 + step + ranks.rank * 1_000_000_007)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        # the batch: global positions step*B .. step*B+B-1 over per-epoch permutations (resumable)
-        items = []
-        for pos in range(step * cfg.batch_size, (step + 1) * cfg.batch_size):
-            epoch, offset = divmod(pos, len(dataset))
-            dataset.epoch = epoch
-            items.append(dataset[int(_sample_order(len(dataset), cfg.seed, epoch)[offset])])
+        items = next(batches)  # the images at this step's global stream positions (resumable)
 
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             pixels = torch.cat([model.preprocess(it["image"].to(device).float()[None]) for it in items])
@@ -256,18 +365,26 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
                     step_parts[k] = step_parts.get(k, 0.0) + v / len(items)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        ranks.average_gradients([p for _, p in trainable])
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], cfg.grad_clip)
         optimizer.step()
 
         now = time.time()
-        step_parts.update(loss=float(loss.detach()), lr=lr, samples_per_s=cfg.batch_size / max(now - t_last, 1e-9))
+        step_parts.update(loss=float(loss.detach()), lr=lr, samples_per_s=images_per_step / max(now - t_last, 1e-9))
         t_last = now
         for k, v in step_parts.items():
             epoch_sums[k] = epoch_sums.get(k, 0.0) + v
         epoch_count += 1
         metrics = {k: v / epoch_count for k, v in epoch_sums.items()}
         done = step + 1
+        epoch_record = None
+        if done % steps_per_epoch == 0 or done == cfg.steps:
+            epoch_record = {"epoch": done * images_per_step / len(dataset), "step": done, "time": now - t_start,
+                            **metrics}
+            epoch_sums, epoch_count = {}, 0
+        if not ranks.main:
+            continue
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{step_parts['loss']:.3f}", iou=f"{step_parts['iou_last']:.2f}",
@@ -276,11 +393,9 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
             logger.info("step %d/%d loss %.4f iou_first %.3f iou_last %.3f lr %.2e %.2f img/s", done, cfg.steps,
                         step_parts["loss"], step_parts["iou_first"], step_parts["iou_last"], lr,
                         step_parts["samples_per_s"])
-        if done % steps_per_epoch == 0 or done == cfg.steps:
-            record = {"epoch": done * cfg.batch_size / len(dataset), "step": done, "time": now - t_start, **metrics}
+        if epoch_record is not None:
             with open(metrics_file, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            epoch_sums, epoch_count = {}, 0
+                fh.write(json.dumps(epoch_record) + "\n")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             _save_training_checkpoint(model, optimizer, cfg, done, out_dir, elapsed_before + now - t_run)
         if on_progress is not None:
@@ -288,13 +403,17 @@ def train(cfg: TrainConfig, on_progress: ProgressCallback | None = None) -> Trai
             if cfg.time_budget_s is not None:
                 fraction = min(max(fraction, (elapsed_before + now - t_run) / cfg.time_budget_s), 1.0)
             on_progress(fraction, dict(step_parts, step=done))
+    batches.close()  # stops the loader's background processes when the time budget ended the run early
     if bar is not None:
         bar.close()
-    if final_step < cfg.steps and final_step > start_step:
-        _save_training_checkpoint(model, optimizer, cfg, final_step, out_dir, elapsed_before + time.time() - t_run)
-
     model_path = out_dir / "model.pt"
-    atomic_torch_save({"arch": cfg.arch, "model": model.state_dict(),
-                       "meta": {"steps": final_step, "config": cfg.to_dict(), "train_metrics": metrics}}, model_path)
+    if ranks.main:
+        if final_step < cfg.steps and final_step > start_step:
+            _save_training_checkpoint(model, optimizer, cfg, final_step, out_dir,
+                                      elapsed_before + time.time() - t_run)
+        atomic_torch_save({"arch": cfg.arch, "model": model.state_dict(),
+                           "meta": {"steps": final_step, "config": cfg.to_dict(), "train_metrics": metrics,
+                                    "processes": ranks.world}}, model_path)
+    ranks.barrier()
     return TrainResult(out_dir=str(out_dir), model_path=str(model_path), steps=final_step,
                        resumed_from_step=start_step, wall_time_s=time.time() - t_start, metrics=metrics)
