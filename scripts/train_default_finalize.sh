@@ -4,6 +4,8 @@
 #
 #   scripts/train_default_finalize.sh [RUN_DIR] [DATASET_DIR] [GRABCUT_REPORT]
 # GRABCUT_REPORT (optional) reuses an earlier GrabCut result on the same val samples.
+# EVAL_REPORT=DIR (optional) takes eval.json and eval.png from an evaluation already run on RUN/model.pt
+# (e.g. `maskloop eval --refine both`) instead of evaluating again.
 set -euo pipefail
 RUN=${1:-runs/default}
 DATASET=${2:-../shared/datasets/coco-mval}
@@ -46,5 +48,9 @@ PY
 "$ML" export-decoder --model "$OUTDIR/model.pt" --out "$OUTDIR/decoder.onnx" || echo "decoder export failed"
 "$ML" export-decoder --model "$OUTDIR/model.pt" --out "$OUTDIR/decoder_multimask.onnx" --multimask \
     || echo "multimask decoder export failed"
+if [ -n "${EVAL_REPORT:-}" ]; then
+    cp "$EVAL_REPORT/eval.json" "$EVAL_REPORT/eval.png" "$OUTDIR/"
+    exit 0
+fi
 "$ML" eval --model "$OUTDIR/model.pt" --dataset "$DATASET" --split val --baseline grabcut \
     ${BASELINE:+--baseline-report "$BASELINE"} --out "$OUTDIR" --threads "${THREADS:-2}" $EVAL_ARGS
