@@ -68,8 +68,12 @@ def train_command(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads."),
+    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Background processes that load and augment "
+                                    "the images (0: in the training process); same samples either way."),
 ) -> None:
-    """Train or fine-tune a model; rerun the same command to resume after an interruption."""
+    """Train or fine-tune a model; rerun the same command to resume after an interruption.
+
+    For data-parallel training over several processes (GPUs), see ``python -m workers.training``."""
     _setup(threads)
     from workers.training import TrainConfig, train
     from workers.training.data import DatasetError
@@ -86,6 +90,7 @@ def train_command(
                           init_checkpoint=str(init) if init else None,
                           freeze_image_encoder=freeze_image_encoder, skip_bad=skip_bad, augment=not no_augment,
                           checkpoint_every=checkpoint_every, seed=seed, device=device, num_threads=threads,
+                          num_workers=num_workers,
                           focal_weight=focal_weight, dice_weight=dice_weight)
         cfg.validate()
         result = train(cfg)

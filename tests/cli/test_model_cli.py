@@ -46,6 +46,18 @@ def test_train_rejects_bad_options(tmp_path):
     result = runner.invoke(app, ["train", "--dataset", str(root), "--out", str(tmp_path / "r"),
                                  "--init", str(tmp_path / "missing.pt")])
     assert result.exit_code == 2 and "--init checkpoint not found" in result.output
+    result = runner.invoke(app, ["train", "--dataset", str(root), "--out", str(tmp_path / "r"), "--num-workers", "-1"])
+    assert result.exit_code == 2 and "--num-workers" in result.output
+
+
+def test_train_with_background_loading_records_it(tmp_path):
+    root = _dataset(tmp_path / "d")
+    result = runner.invoke(app, ["train", "--dataset", str(root), "--out", str(tmp_path / "r"), "--arch", "lite",
+                                 "--steps", "1", "--batch-size", "1", "--iters", "1", "--num-workers", "1",
+                                 "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["num_workers"] == 1 and (tmp_path / "r" / "model.pt").is_file()
 
 
 def test_eval_rejects_unreadable_image_and_missing_model(tmp_path):
