@@ -116,14 +116,18 @@ class _Ranks:
             return
         import torch.distributed as dist
 
+        # a parameter without a gradient counts as zeros; one that has none on any process keeps none, so
+        # the optimizer skips it as it would in one process. The last len(params) entries count the
+        # processes that have each gradient.
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().reshape(-1).cpu()
-                          for p in params])
+                          for p in params] + [torch.tensor([float(p.grad is not None) for p in params])])
         dist.all_reduce(flat)
         flat /= self.world
         offset = 0
-        for p in params:
+        has_grad = flat[-len(params):]
+        for i, p in enumerate(params):
             n = p.numel()
-            p.grad = flat[offset:offset + n].view_as(p).to(device=p.device, dtype=p.dtype)
+            p.grad = flat[offset:offset + n].view_as(p).to(device=p.device, dtype=p.dtype) if has_grad[i] > 0 else None
             offset += n
 
     def agree(self, value: float) -> float:

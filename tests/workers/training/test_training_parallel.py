@@ -88,9 +88,10 @@ def _average_in_rank(rank: int, port: int, out: str) -> None:
     a.grad = torch.full((2, 3), float(rank + 1))  # 1 on rank 0, 2 on rank 1
     if rank == 0:
         b.grad = torch.arange(4.0)  # rank 1 has no gradient for b: it counts as zeros
-    ranks.average_gradients([a, b])
+    c = torch.nn.Parameter(torch.zeros(5))  # no gradient anywhere: stays without one (the optimizer skips it)
+    ranks.average_gradients([a, b, c])
     agreed = ranks.agree(10.0 + rank)
-    torch.save({"a": a.grad, "b": b.grad, "agreed": agreed}, Path(out) / f"rank{rank}.pt")
+    torch.save({"a": a.grad, "b": b.grad, "c": c.grad, "agreed": agreed}, Path(out) / f"rank{rank}.pt")
     ranks.close()
 
 
@@ -100,6 +101,7 @@ def test_gradients_are_averaged_over_processes(tmp_path):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert torch.allclose(got["a"], torch.full((2, 3), 1.5))
         assert torch.allclose(got["b"], torch.arange(4.0) / 2)
+        assert got["c"] is None
         assert got["agreed"] == 10.0  # rank 0's clock decides when every process stops
 
 
