@@ -253,7 +253,8 @@ class MaskDataset(Dataset):
     """Training samples: an image resized to the model frame with its instance masks.
 
     Item: ``image`` uint8 3×H'×W' (longest side ``image_size``), ``masks`` float M×H'×W' in {0, 1}
-    (ignore pixels count as background), ``size`` (H', W'), ``name``.
+    (ignore pixels count as background), ``size`` (H', W'), ``name``. ``dataset[i]`` is sample ``i`` as
+    augmented in epoch 0; ``item(i, epoch)`` any epoch (the training stream: ``PositionDataset``).
     """
 
     def __init__(self, samples: list[Sample], *, image_size: int = 1024, augment: AugmentConfig | None = None,
@@ -265,7 +266,6 @@ class MaskDataset(Dataset):
         self.augment = augment
         self.max_masks = max_masks
         self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -275,7 +275,7 @@ class MaskDataset(Dataset):
         return read_image(sample.image_path), [read_mask(p) for p in sample.mask_paths]
 
     def __getitem__(self, index: int) -> dict:
-        return self.item(index, self.epoch)
+        return self.item(index, 0)
 
     def item(self, index: int, epoch: int) -> dict:
         """Sample ``index`` as augmented in ``epoch`` (the augmentation is seeded by both)."""
