@@ -36,6 +36,18 @@ STRICT_PARAMS: dict[str, Any] = {
     "crop_n_layers": 0,
     "min_mask_region_area": 100,
 }
+# The filters above are the reference values for Meta's SAM models, whose IoU head and logits are
+# calibrated on SA-1B. Maskloop's compact models (``lite``, ``lite_clicks``, trained on a few hundred
+# images) predict IoUs of only 0.03-0.37 for grid points, so no mask passes 0.88 and both stages would
+# produce nothing; and their stability score falls as a mask grows (it picks the small blobs around
+# the points: correlation -0.39 with the IoU against the object). For these arches the filters below
+# replace the reference ones (a job's own values still win). Chosen on 20 train-split images of
+# coco-mval at 12 points per side (docs/automatic-masks.md, "Filters for the compact models").
+ARCH_FILTERS: dict[str, dict[str, dict[str, float]]] = {
+    arch: {"fully_automatic": {"pred_iou_thresh": 0.15, "stability_score_thresh": 0.0},
+           "semi_automatic": {"pred_iou_thresh": 0.2, "stability_score_thresh": 0.0}}
+    for arch in ("lite", "lite_clicks")
+}
 ALLOWED_PARAMS = set(FULL_PARAMS) | set(STRICT_PARAMS) | {"crop_nms_thresh", "stability_score_offset",
                                                           "crop_overlap_ratio", "mask_threshold"}
 # Job parameters that are not generator parameters (handled by the batch itself).
@@ -52,6 +64,14 @@ def merged_params(base: dict[str, Any], overrides: dict[str, Any] | None) -> dic
         if name not in ALLOWED_PARAMS:
             raise ValueError(f"unknown automatic generator parameter {name!r}")
         params[name] = value
+    return params
+
+
+def params_for_model(base: dict[str, Any], model: Any, stage: str) -> dict[str, Any]:
+    """``base`` with the filters of ``ARCH_FILTERS`` for the model's arch and ``stage``
+    (``fully_automatic`` or ``semi_automatic``); other arches keep ``base`` as it is."""
+    params = dict(base)
+    params.update(ARCH_FILTERS.get(str(getattr(model, "arch", "")), {}).get(stage, {}))
     return params
 
 

@@ -16,7 +16,7 @@ from backend.queue import AUTOMATIC_BATCH, PREFILL_SEMI_AUTO
 from workers.celery_app import app
 from workers.engine import db
 from workers.engine.automatic import (DEFAULT_MAX_OVERLAP, FULL_PARAMS, STRICT_PARAMS, generate_masks,
-                                      keep_new_masks, merged_params)
+                                      keep_new_masks, merged_params, params_for_model)
 from workers.engine.errors import BadInputError, transient_errors
 from workers.tasks.common import (MaskloopTask, engine, load_image_array, model_for_version, pause_between_items,
                                   project_model_version, rle_of, t)
@@ -82,10 +82,11 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
     state = _job_state(jobs, job)
     try:
         overrides = db.load_json(job._mapping.get("params")) or {}
-        params = merged_params(base_params, overrides)
+        merged_params(base_params, overrides)  # unknown names fail before the model loads
         max_overlap = float(overrides.get("max_overlap", DEFAULT_MAX_OVERLAP))
         mv = project_model_version(project_id)
         model = model_for_version(mv)
+        params = merged_params(params_for_model(base_params, model, stage), overrides)
     except (BadInputError, ValueError) as exc:
         with db.transaction(engine()) as conn:
             db.update_row(conn, jobs, job_id, status="failed", error=str(exc), message=str(exc), finished_at=db.now())

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from workers.engine.automatic import keep_new_masks, merged_params, overlap_with, FULL_PARAMS
+from workers.engine.automatic import (FULL_PARAMS, STRICT_PARAMS, keep_new_masks, merged_params, overlap_with,
+                                      params_for_model)
 from workers.engine.errors import BadInputError
 from workers.engine.images import decode_image
 from workers.engine.rounds import (Sample, head_verdict, inherited_recipe, is_heldout, run_round, split_samples,
@@ -88,6 +89,23 @@ def test_merged_params_rejects_unknown() -> None:
     assert merged == {**FULL_PARAMS, "points_per_side": 4}
     with pytest.raises(ValueError, match="'bogus'"):
         merged_params(FULL_PARAMS, {"bogus": 1})
+
+
+def test_compact_arches_get_their_own_filters_and_jobs_still_override() -> None:
+    class Model:
+        def __init__(self, arch: str) -> None:
+            self.arch = arch
+
+    full = params_for_model(FULL_PARAMS, Model("lite_clicks"), "fully_automatic")
+    assert (full["pred_iou_thresh"], full["stability_score_thresh"]) == (0.15, 0.0)
+    assert full["points_per_side"] == FULL_PARAMS["points_per_side"]
+    strict = params_for_model(STRICT_PARAMS, Model("lite"), "semi_automatic")
+    assert (strict["pred_iou_thresh"], strict["stability_score_thresh"]) == (0.2, 0.0)
+    # Meta's models keep the reference filters; the base dicts are not modified
+    assert params_for_model(FULL_PARAMS, Model("vit_b"), "fully_automatic") == FULL_PARAMS
+    assert FULL_PARAMS["pred_iou_thresh"] == 0.88
+    job = merged_params(full, {"pred_iou_thresh": 0.3})
+    assert (job["pred_iou_thresh"], job["stability_score_thresh"]) == (0.3, 0.0)
 
 
 def test_heldout_split_is_fixed_by_content() -> None:
