@@ -40,12 +40,13 @@ STRICT_PARAMS: dict[str, Any] = {
 # calibrated on SA-1B. Maskloop's compact models (``lite``, ``lite_clicks``, trained on a few hundred
 # images) predict IoUs of only 0.03-0.37 for grid points, so no mask passes 0.88 and both stages would
 # produce nothing; and their stability score falls as a mask grows (it picks the small blobs around
-# the points: correlation -0.39 with the IoU against the object). For these arches the filters below
-# replace the reference ones (a job's own values still win). Chosen on 20 train-split images of
-# coco-mval at 12 points per side (docs/automatic-masks.md, "Filters for the compact models").
+# the points: correlation -0.39 with the IoU against the object). For these arches stage 3 uses the
+# filters below instead (a job's own values still win). Chosen on 20 train-split images of coco-mval
+# at 12 points per side (docs/automatic-masks.md, "Filters for the compact models"). Prefill keeps the
+# reference filters, so it offers these models' masks to no one: an annotator checks every prefilled
+# mask, and the few that a looser filter lets through are mostly fragments (best IoU 0.26).
 ARCH_FILTERS: dict[str, dict[str, dict[str, float]]] = {
-    arch: {"fully_automatic": {"pred_iou_thresh": 0.15, "stability_score_thresh": 0.0},
-           "semi_automatic": {"pred_iou_thresh": 0.2, "stability_score_thresh": 0.0}}
+    arch: {"fully_automatic": {"pred_iou_thresh": 0.15, "stability_score_thresh": 0.0}}
     for arch in ("lite", "lite_clicks")
 }
 ALLOWED_PARAMS = set(FULL_PARAMS) | set(STRICT_PARAMS) | {"crop_nms_thresh", "stability_score_offset",

@@ -99,8 +99,9 @@ def test_compact_arches_get_their_own_filters_and_jobs_still_override() -> None:
     full = params_for_model(FULL_PARAMS, Model("lite_clicks"), "fully_automatic")
     assert (full["pred_iou_thresh"], full["stability_score_thresh"]) == (0.15, 0.0)
     assert full["points_per_side"] == FULL_PARAMS["points_per_side"]
-    strict = params_for_model(STRICT_PARAMS, Model("lite"), "semi_automatic")
-    assert (strict["pred_iou_thresh"], strict["stability_score_thresh"]) == (0.2, 0.0)
+    assert params_for_model(FULL_PARAMS, Model("lite"), "fully_automatic") == full
+    # prefill keeps the reference filters for every arch
+    assert params_for_model(STRICT_PARAMS, Model("lite_clicks"), "semi_automatic") == STRICT_PARAMS
     # Meta's models keep the reference filters; the base dicts are not modified
     assert params_for_model(FULL_PARAMS, Model("vit_b"), "fully_automatic") == FULL_PARAMS
     assert FULL_PARAMS["pred_iou_thresh"] == 0.88
