@@ -301,7 +301,9 @@ def test_mask_decoder_multimask_selection_and_batch_consistency():
     torch.testing.assert_close(multi, all_masks[:, 1:])
     torch.testing.assert_close(single, all_masks[:, :1])
     torch.testing.assert_close(iou1, all_iou[:, :1])
-    torch.testing.assert_close(one[0], multi[1], rtol=1e-4, atol=1e-4)
+    # logits of this randomised decoder reach ~100-260, where float32 rounding of a batch of 2 against a
+    # batch of 1 differs by up to ~3e-4: so the tolerance is relative to their size
+    torch.testing.assert_close(one[0], multi[1], rtol=1e-4, atol=1e-5 * float(multi.abs().max()))
 
 
 def test_lite_encoder_shape_size_gradients_and_determinism():
