@@ -77,6 +77,9 @@ class JobCreate(BaseModel):
     stability_score_thresh: float | None = Field(default=None, ge=0, le=1)
     points_per_side: int | None = Field(default=None, ge=1, le=128)
     image_ids: list[int] | None = Field(default=None, max_length=100_000)
+    # refine each mask with the image as annotators' masks are (the installation's MASKLOOP_MASK_REFINE);
+    # default yes, false keeps the decoder's masks
+    refine: bool | None = None
 
 
 class JobPublic(ORMModel):

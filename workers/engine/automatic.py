@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.services.mask_refine import RefineParams
 from workers.engine.embedding import autocast_for
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ ARCH_FILTERS: dict[str, dict[str, dict[str, float]]] = {
 ALLOWED_PARAMS = set(FULL_PARAMS) | set(STRICT_PARAMS) | {"crop_nms_thresh", "stability_score_offset",
                                                           "crop_overlap_ratio", "mask_threshold"}
 # Job parameters that are not generator parameters (handled by the batch itself).
-BATCH_PARAMS = {"max_overlap", "label_id", "image_ids"}
+BATCH_PARAMS = {"max_overlap", "label_id", "image_ids", "refine"}
 DEFAULT_MAX_OVERLAP = 0.3
 
 
@@ -68,6 +69,22 @@ def merged_params(base: dict[str, Any], overrides: dict[str, Any] | None) -> dic
     return params
 
 
+def job_refine(overrides: dict[str, Any] | None) -> RefineParams | None:
+    """The refinement a job's automatic masks get: the installation's (``MASKLOOP_MASK_REFINE...``)
+    unless the job says ``"refine": false``; None when there is none."""
+    wanted = (overrides or {}).get("refine", True)
+    if wanted is None:
+        wanted = True
+    if not isinstance(wanted, bool):
+        raise ValueError(f"refine must be true or false, got {wanted!r}")
+    if not wanted:
+        return None
+    from backend.services.mask_refine import configured_refine
+
+    params = configured_refine()
+    return None if params.method == "none" else params
+
+
 def params_for_model(base: dict[str, Any], model: Any, stage: str) -> dict[str, Any]:
     """``base`` with the filters of ``ARCH_FILTERS`` for the model's arch and ``stage``
     (``fully_automatic`` or ``semi_automatic``); other arches keep ``base`` as it is."""
@@ -76,8 +93,13 @@ def params_for_model(base: dict[str, Any], model: Any, stage: str) -> dict[str, 
     return params
 
 
-def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any]) -> list[dict[str, Any]]:
+def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any],
+                   refine: RefineParams | None = None) -> list[dict[str, Any]]:
     """Run the automatic generator on an ``H×W×3`` uint8 image.
+
+    ``refine``: the edge-aware refinement annotators' masks get (``backend.services.mask_refine``),
+    applied to every candidate that passes the filters and NMS, from its soft logits and its grid
+    point; None or method "none" keeps the decoder's masks.
 
     Returns records with ``segmentation`` (COCO RLE ``{size: [H, W], counts: str}``), ``area``,
     ``bbox`` (XYWH), ``predicted_iou``, ``stability_score``, ``point_coords``, ``crop_box``.
@@ -86,7 +108,14 @@ def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any]) -> lis
 
     from workers.sam.automatic import SamAutomaticMaskGenerator
 
-    generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", **params)
+    refiner = None
+    if refine is not None and refine.method != "none":
+        from backend.services.mask_refine import GuidedRefiner
+
+        def refiner(crop: np.ndarray) -> GuidedRefiner:
+            return GuidedRefiner(crop, refine)
+
+    generator = SamAutomaticMaskGenerator(model, output_mode="coco_rle", refiner=refiner, **params)
     with torch.inference_mode(), autocast_for(model):
         records = generator.generate(image)
     for rec in records:

@@ -5,11 +5,17 @@ Per crop (layer 0 = whole image, layer i = 2^i × 2^i overlapping crops) the cro
 with three masks per point, and candidates are filtered by predicted IoU, stability score and
 crop-edge contact, then box NMS. Across crops NMS prefers smaller crops; optional cleanup removes
 small islands/holes and runs NMS again. Filtering is batched in torch; see ``workers.sam.amg``.
+
+Optionally (``refiner``, not part of the reference algorithm) each crop's candidates that survive its
+NMS are refined with the crop's pixels from their soft logits (Maskloop's edge-aware refinement,
+``backend.services.mask_refine``), and NMS runs again on the refined masks, which often converge on
+the same object.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +31,13 @@ logger = logging.getLogger(__name__)
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 
+class MaskRefiner(Protocol):
+    """What ``refiner(crop)`` returns: refines full-size (crop) ``logits`` prompted by ``points``."""
+
+    def refine(self, logits: np.ndarray, points: np.ndarray | None = None,
+               labels: np.ndarray | None = None) -> np.ndarray: ...
+
+
 class SamAutomaticMaskGenerator:
     """Automatic mask generation with the reference algorithm and defaults (tuned for ViT-H)."""
 
@@ -34,13 +47,21 @@ class SamAutomaticMaskGenerator:
                  crop_nms_thresh: float = 0.7, crop_overlap_ratio: float = 512 / 1500,
                  crop_n_points_downscale_factor: int = 1, point_grids: list[np.ndarray] | None = None,
                  min_mask_region_area: int = 0, output_mode: str = "binary_mask",
-                 mask_threshold: float | None = None, decoder: str = "auto") -> None:
+                 mask_threshold: float | None = None, decoder: str = "auto",
+                 refiner: Callable[[np.ndarray], MaskRefiner] | None = None,
+                 refine_threads: int | None = None) -> None:
         """``point_grids``: one (N×2) grid in [0, 1]² per crop layer, instead of ``points_per_side``.
 
         ``mask_threshold`` defaults to the model's (0.0 logits). ``decoder``: ``"torch"`` runs the
         grid batches through the model's torch decoder, ``"onnx"`` through the same decoder exported
         to onnxruntime (several times faster on a CPU), ``"auto"`` picks onnx on a CPU and torch
         otherwise (GPU).
+
+        ``refiner``: called with each crop's H×W×3 pixels, returns an object whose ``refine(logits,
+        points, labels)`` gives the refined mask (H×W bool) of one candidate's full-size logits and its
+        grid point; the candidates a crop's NMS keeps are refined, masks that refinement empties are
+        dropped, and NMS (by predicted IoU) runs again on the refined masks' boxes. ``refine_threads``
+        refinements run at once (default: torch's thread count).
         """
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("give exactly one of points_per_side and point_grids")
@@ -85,6 +106,8 @@ class SamAutomaticMaskGenerator:
         self.mask_threshold = float(model.mask_threshold if mask_threshold is None else mask_threshold)
         self.decoder = resolve_decoder(decoder, self.predictor.device)
         self._onnx: Any = None  # OnnxPromptBatchDecoder, exported on first use
+        self.refiner = refiner
+        self.refine_threads = None if refine_threads is None else max(1, int(refine_threads))
 
     @torch.no_grad()
     def generate(self, image: np.ndarray, embedding: np.ndarray | torch.Tensor | None = None) -> list[dict[str, Any]]:
@@ -132,10 +155,14 @@ class SamAutomaticMaskGenerator:
         points = torch.as_tensor(self.point_grids[layer] * np.array([[crop_w, crop_h]]), dtype=torch.float32)
         batches = [self._process_batch(points[i:i + self.points_per_batch], (crop_h, crop_w), crop_box, (h, w))
                    for i in range(0, points.shape[0], self.points_per_batch)]
+        input_size = self.predictor.input_size
         self.predictor.reset_image()
         data = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
         keep = amg.nms(data["boxes"].float(), data["iou_preds"], self.box_nms_thresh)
         data = {key: value[keep] for key, value in data.items()}
+        if self.refiner is not None:
+            data = self._refine_crop(data, crop, crop_box, (h, w), input_size)
+        data.pop("low_res", None)
         data["boxes"] = amg.uncrop_boxes_xyxy(data["boxes"], crop_box)
         data["points"] = amg.uncrop_points(data["points"], crop_box)
         data["masks"] = amg.uncrop_masks(data["masks"], crop_box, h, w)
@@ -175,8 +202,46 @@ class SamAutomaticMaskGenerator:
         ih, iw = image_size
         edge = amg.is_box_near_crop_edge(boxes, crop_box, [0, 0, iw, ih])
         inside = ~edge
-        return {"masks": masks[inside].cpu(), "boxes": boxes[inside].cpu(), "iou_preds": iou_preds[keep][inside].cpu(),
-                "stability": stability[keep][inside].cpu(), "points": pts[keep][inside].cpu()}
+        out = {"masks": masks[inside].cpu(), "boxes": boxes[inside].cpu(), "iou_preds": iou_preds[keep][inside].cpu(),
+               "stability": stability[keep][inside].cpu(), "points": pts[keep][inside].cpu()}
+        if self.refiner is not None:  # the soft logits, for refining the survivors of NMS (half precision)
+            out["low_res"] = low_res[keep][inside].to(torch.float16).cpu()
+        return out
+
+    def _refine_crop(self, data: dict[str, torch.Tensor], crop: np.ndarray, crop_box: list[int],
+                     image_size: tuple[int, int], input_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Refine a crop's candidates (crop frame) from their low-res logits; drop the ones refinement
+        empties or pushes against a crop edge; NMS again on the refined boxes."""
+        n = data["masks"].shape[0]
+        if n == 0:
+            return data
+        assert self.refiner is not None
+        refiner = self.refiner(np.ascontiguousarray(crop))
+        crop_h, crop_w = crop.shape[:2]
+        model = self.predictor.model
+
+        def refine_one(i: int) -> np.ndarray:
+            logits = model.postprocess_masks(data["low_res"][i:i + 1, None].float(), input_size,
+                                             (crop_h, crop_w))[0, 0].numpy()
+            point = data["points"][i:i + 1].numpy().astype(np.float64)
+            return np.asarray(refiner.refine(logits, point, np.ones(1, dtype=np.int64)), dtype=bool)
+
+        # OpenCV and numpy release the GIL, and each thread seeds its own OpenCV generator: threads give
+        # the same masks as one loop
+        threads = min(n, self.refine_threads or torch.get_num_threads())
+        if threads > 1:
+            with ThreadPoolExecutor(threads) as pool:
+                refined = list(pool.map(refine_one, range(n)))
+        else:
+            refined = [refine_one(i) for i in range(n)]
+        masks = torch.from_numpy(np.stack(refined))
+        boxes = amg.batched_mask_to_box(masks)
+        ih, iw = image_size
+        keep = masks.flatten(1).any(dim=1) & ~amg.is_box_near_crop_edge(boxes, crop_box, [0, 0, iw, ih])
+        data = {key: value[keep] for key, value in data.items()}
+        data["masks"], data["boxes"] = masks[keep], boxes[keep]
+        keep = amg.nms(data["boxes"].float(), data["iou_preds"], self.box_nms_thresh)
+        return {key: value[keep] for key, value in data.items()}
 
     @staticmethod
     def _cleanup(data: dict[str, torch.Tensor], min_area: int, nms_thresh: float) -> dict[str, torch.Tensor]:

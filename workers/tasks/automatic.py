@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from backend.queue import AUTOMATIC_BATCH, PREFILL_SEMI_AUTO
 from workers.celery_app import app
 from workers.engine import db
-from workers.engine.automatic import (DEFAULT_MAX_OVERLAP, FULL_PARAMS, STRICT_PARAMS, generate_masks,
+from workers.engine.automatic import (DEFAULT_MAX_OVERLAP, FULL_PARAMS, STRICT_PARAMS, generate_masks, job_refine,
                                       keep_new_masks, merged_params, params_for_model)
 from workers.engine.errors import BadInputError, transient_errors
 from workers.tasks.common import (MaskloopTask, engine, load_image_array, model_for_version, pause_between_items,
@@ -87,6 +87,7 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
         mv = project_model_version(project_id)
         model = model_for_version(mv)
         params = merged_params(params_for_model(base_params, model, stage), overrides)
+        refine = job_refine(overrides)
     except (BadInputError, ValueError) as exc:
         with db.transaction(engine()) as conn:
             db.update_row(conn, jobs, job_id, status="failed", error=str(exc), message=str(exc), finished_at=db.now())
@@ -111,7 +112,7 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
             continue
         existing = [rle_of(a) for a in existing_rows]
         try:
-            records = generate_masks(model, load_image_array(image), params)
+            records = generate_masks(model, load_image_array(image), params, refine)
             if filter_existing:
                 records = keep_new_masks(records, existing, max_overlap=max_overlap,
                                          min_predicted_iou=params["pred_iou_thresh"],

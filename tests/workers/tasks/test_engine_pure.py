@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from workers.engine.automatic import (FULL_PARAMS, STRICT_PARAMS, keep_new_masks, merged_params, overlap_with,
-                                      params_for_model)
+from workers.engine.automatic import (FULL_PARAMS, STRICT_PARAMS, job_refine, keep_new_masks, merged_params,
+                                      overlap_with, params_for_model)
 from workers.engine.errors import BadInputError
 from workers.engine.images import decode_image
 from workers.engine.rounds import (Sample, head_verdict, inherited_recipe, is_heldout, run_round, split_samples,
@@ -107,6 +107,29 @@ def test_compact_arches_get_their_own_filters_and_jobs_still_override() -> None:
     assert FULL_PARAMS["pred_iou_thresh"] == 0.88
     job = merged_params(full, {"pred_iou_thresh": 0.3})
     assert (job["pred_iou_thresh"], job["stability_score_thresh"]) == (0.3, 0.0)
+
+
+def test_automatic_jobs_refine_as_the_installation_does_unless_told_not_to(monkeypatch) -> None:
+    from backend.core.config import get_settings
+
+    monkeypatch.delenv("MASKLOOP_MASK_REFINE", raising=False)
+    monkeypatch.setenv("MASKLOOP_MASK_REFINE_GRABCUT", "160")
+    get_settings.cache_clear()
+    refine = job_refine({})
+    assert refine is not None and refine.method == "guided" and refine.grabcut == 160
+    assert job_refine(None) == refine and job_refine({"refine": True}) == refine
+    assert job_refine({"refine": False}) is None
+    # the refine flag is the batch's, not the generator's
+    assert "refine" not in merged_params(FULL_PARAMS, {"refine": False})
+    with pytest.raises(ValueError, match="refine must be true or false"):
+        job_refine({"refine": "yes"})
+    monkeypatch.setenv("MASKLOOP_MASK_REFINE", "none")
+    get_settings.cache_clear()
+    try:
+        assert job_refine({}) is None
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 def test_heldout_split_is_fixed_by_content() -> None:

@@ -208,7 +208,7 @@ def test_automatic_batch_bookkeeping_resumes_without_duplicates(env: Env, monkey
     ids = seed_project(env, n_images=4, corrupt={2})
     calls: list[int] = []
 
-    def fake_generate(model, image, params):
+    def fake_generate(model, image, params, refine=None):
         calls.append(len(calls))
         if len(calls) == 2 and not getattr(fake_generate, "restarted", False):
             raise _Killed()
