@@ -92,7 +92,7 @@ def main() -> None:
     for setting in args.settings:
         stage = "fully_automatic" if setting["stage"] == "full" else "semi_automatic"
         base = FULL_PARAMS if setting["stage"] == "full" else STRICT_PARAMS
-        params = params_for_model(base, model, stage)
+        params = params_for_model(base, model, stage, setting["refine"] and refine.method != "none")
         params["points_per_side"] = args.points_per_side
         for key in ("pred_iou_thresh", "stability_score_thresh"):
             if key in setting:

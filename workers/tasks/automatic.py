@@ -86,8 +86,8 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
         max_overlap = float(overrides.get("max_overlap", DEFAULT_MAX_OVERLAP))
         mv = project_model_version(project_id)
         model = model_for_version(mv)
-        params = merged_params(params_for_model(base_params, model, stage), overrides)
         refine = job_refine(overrides)
+        params = merged_params(params_for_model(base_params, model, stage, refine is not None), overrides)
     except (BadInputError, ValueError) as exc:
         with db.transaction(engine()) as conn:
             db.update_row(conn, jobs, job_id, status="failed", error=str(exc), message=str(exc), finished_at=db.now())

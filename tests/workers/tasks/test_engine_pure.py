@@ -107,6 +107,11 @@ def test_compact_arches_get_their_own_filters_and_jobs_still_override() -> None:
     assert FULL_PARAMS["pred_iou_thresh"] == 0.88
     job = merged_params(full, {"pred_iou_thresh": 0.3})
     assert (job["pred_iou_thresh"], job["stability_score_thresh"]) == (0.3, 0.0)
+    # masks refined with the image get a lower predicted-IoU bar (stage 3 only, compact arches only)
+    refined = params_for_model(FULL_PARAMS, Model("lite_clicks"), "fully_automatic", refined=True)
+    assert (refined["pred_iou_thresh"], refined["stability_score_thresh"]) == (0.12, 0.0)
+    assert params_for_model(STRICT_PARAMS, Model("lite_clicks"), "semi_automatic", refined=True) == STRICT_PARAMS
+    assert params_for_model(FULL_PARAMS, Model("vit_h"), "fully_automatic", refined=True) == FULL_PARAMS
 
 
 def test_automatic_jobs_refine_as_the_installation_does_unless_told_not_to(monkeypatch) -> None:
