@@ -151,7 +151,7 @@ export class ApiClient {
   listRounds(projectId: number): Promise<Round[]> { return this.json("GET", `/projects/${projectId}/rounds`); }
   promoteRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/promote`); }
   discardRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/discard`); }
-  startJob(projectId: number, kind: "prefill" | "automatic", body: Record<string, number> = {}): Promise<Job> {
+  startJob(projectId: number, kind: "prefill" | "automatic", body: Record<string, number | boolean> = {}): Promise<Job> {
     return this.json("POST", `/projects/${projectId}/${kind}`, body);
   }
   listJobs(projectId: number): Promise<Job[]> { return this.json("GET", `/projects/${projectId}/jobs`); }
