@@ -286,6 +286,14 @@ def test_rounds_refuse_empty_snapshot_and_record_one(any_api):
     assert job.status_code == 201 and job.json()["kind"] == "prefill", job.text
     assert c.post(f"/api/v1/projects/{p['id']}/prefill", json={"points_per_side": 0},
                   headers=api.admin).status_code == 422
+    bad = c.post(f"/api/v1/projects/{p['id']}/automatic", json={"refine": "sometimes"}, headers=api.admin)
+    assert bad.status_code == 422 and "refine" in bad.text
+    from backend.db.models import Job
+
+    job = c.post(f"/api/v1/projects/{p['id']}/automatic", json={"refine": False}, headers=api.admin)
+    assert job.status_code == 201, job.text
+    with session_scope(api.settings.resolved_database_url) as session:  # what the worker reads
+        assert session.get(Job, job.json()["id"]).params == {"refine": False}
 
 
 def test_embedding_is_202_until_computed(api):

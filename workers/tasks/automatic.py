@@ -82,11 +82,11 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
     state = _job_state(jobs, job)
     try:
         overrides = db.load_json(job._mapping.get("params")) or {}
-        merged_params(base_params, overrides)  # unknown names fail before the model loads
+        merged_params(base_params, overrides)  # unknown names (and a bad "refine") fail before the model loads
+        refine = job_refine(overrides)
         max_overlap = float(overrides.get("max_overlap", DEFAULT_MAX_OVERLAP))
         mv = project_model_version(project_id)
         model = model_for_version(mv)
-        refine = job_refine(overrides)
         params = merged_params(params_for_model(base_params, model, stage, refine is not None), overrides)
     except (BadInputError, ValueError) as exc:
         with db.transaction(engine()) as conn:
