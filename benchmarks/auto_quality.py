@@ -68,12 +68,13 @@ def main() -> None:
 
     import numpy as np
     import torch
-    from pycocotools import mask as mask_utils
 
     from backend.services.mask_refine import configured_refine
     from workers.engine.automatic import FULL_PARAMS, STRICT_PARAMS, generate_masks, params_for_model
+    from workers.evaluation.clicker import iou
     from workers.sam import build_sam
-    from workers.training.data import names_for_split, scan_dataset
+    from workers.sam.amg import coco_rle_to_mask
+    from workers.training.data import names_for_split, read_image, read_mask, scan_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,8 +86,6 @@ def main() -> None:
     print(f"machine: {platform.machine()} cpus={os.cpu_count()} torch threads={torch.get_num_threads()} "
           f"load={os.getloadavg()[0]:.1f}; model {args.model} (arch {getattr(model, 'arch', '?')}); "
           f"{len(samples)} {args.split} images, {args.points_per_side} points per side; refinement {refine.method}")
-
-    from workers.training.data import read_image, read_mask
 
     results = {}
     for setting in args.settings:
@@ -104,14 +103,8 @@ def main() -> None:
             t0 = time.perf_counter()
             records = generate_masks(model, image, params, refine if setting["refine"] else None)
             seconds = time.perf_counter() - t0
-            masks = [mask_utils.decode({"size": r["segmentation"]["size"],
-                                        "counts": r["segmentation"]["counts"].encode("ascii")}).astype(bool)
-                     for r in records]
-            ious = np.zeros((len(masks), len(gts)))
-            for i, m in enumerate(masks):
-                for j, g in enumerate(gts):
-                    union = np.count_nonzero(m | g)
-                    ious[i, j] = np.count_nonzero(m & g) / union if union else 0.0
+            masks = [coco_rle_to_mask(r["segmentation"]) for r in records]
+            ious = np.array([[iou(g, m) for g in gts] for m in masks]).reshape(len(masks), len(gts))
             per_image.append({"name": sample.name, "masks": len(masks), "seconds": seconds,
                               "best_iou": ious.max(axis=0).tolist() if len(masks) else [0.0] * len(gts),
                               "matched": int((ious >= 0.5).any(axis=1).sum()) if len(masks) else 0})

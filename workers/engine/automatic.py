@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.services.mask_refine import RefineParams
+from backend.services.mask_refine import GuidedRefiner, RefineParams, configured_refine
 from workers.engine.embedding import autocast_for
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,6 @@ def job_refine(overrides: dict[str, Any] | None) -> RefineParams | None:
         raise ValueError(f"refine must be true or false, got {wanted!r}")
     if not wanted:
         return None
-    from backend.services.mask_refine import configured_refine
-
     params = configured_refine()
     return None if params.method == "none" else params
 
@@ -121,8 +119,6 @@ def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any],
 
     refiner = None
     if refine is not None and refine.method != "none":
-        from backend.services.mask_refine import GuidedRefiner
-
         def refiner(crop: np.ndarray) -> GuidedRefiner:
             return GuidedRefiner(crop, refine)
 
