@@ -11,10 +11,11 @@ annotates one object per image, so the numbers are about *that* object:
   annotated count as misses, so on coco-mval this is a lower bound;
 - seconds per image.
 
-Each ``--setting`` is ``STAGE[:IOU[:STABILITY]][:refine|:raw]``, STAGE ``full`` (stage 3's
-parameters) or ``strict`` (prefill's); IOU / STABILITY default to what the server uses for the model
-(``params_for_model``); ``refine`` (default) applies the installation's refinement
-(``configured_refine``), ``raw`` keeps the decoder's masks.
+Each ``--setting`` is ``STAGE[:IOU[:STABILITY[:OBJECT]]][:refine|:raw]``, STAGE ``full`` (stage 3's
+parameters) or ``strict`` (prefill's); IOU / STABILITY / OBJECT (the bar on the object score,
+``min_object_score``) default to what the server uses for the model (``params_for_model``);
+``refine`` (default) applies the installation's refinement (``configured_refine``), ``raw`` keeps the
+decoder's masks. Masks come out most object-like first, with their ``object_score``.
 
     .venv/bin/python benchmarks/auto_quality.py --split val --max-images 20 --points-per-side 12 \\
         --settings full:raw full:refine strict:0.25:0:refine
@@ -38,8 +39,8 @@ def parse_setting(text: str) -> dict:
     refine = True
     if parts[-1] in ("refine", "raw"):
         refine = parts.pop() == "refine"
-    if parts[0] not in ("full", "strict") or len(parts) > 3:
-        raise argparse.ArgumentTypeError(f"bad setting {text!r}: STAGE[:IOU[:STABILITY]][:refine|:raw], "
+    if parts[0] not in ("full", "strict") or len(parts) > 4:
+        raise argparse.ArgumentTypeError(f"bad setting {text!r}: STAGE[:IOU[:STABILITY[:OBJECT]]][:refine|:raw], "
                                          "STAGE full or strict")
     out: dict = {"stage": parts[0], "refine": refine, "name": text}
     try:
@@ -47,6 +48,8 @@ def parse_setting(text: str) -> dict:
             out["pred_iou_thresh"] = float(parts[1])
         if len(parts) > 2 and parts[2]:
             out["stability_score_thresh"] = float(parts[2])
+        if len(parts) > 3 and parts[3]:
+            out["min_object_score"] = float(parts[3])
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"bad number in setting {text!r}") from exc
     return out
@@ -93,7 +96,7 @@ def main() -> None:
         base = FULL_PARAMS if setting["stage"] == "full" else STRICT_PARAMS
         params = params_for_model(base, model, stage, setting["refine"] and refine.method != "none")
         params["points_per_side"] = args.points_per_side
-        for key in ("pred_iou_thresh", "stability_score_thresh"):
+        for key in ("pred_iou_thresh", "stability_score_thresh", "min_object_score"):
             if key in setting:
                 params[key] = setting[key]
         per_image = []
@@ -110,7 +113,8 @@ def main() -> None:
                               "matched": int((ious >= 0.5).any(axis=1).sum()) if len(masks) else 0})
         best = [b for r in per_image for b in r["best_iou"]]
         total = sum(r["masks"] for r in per_image)
-        summary = {"params": {k: params[k] for k in ("pred_iou_thresh", "stability_score_thresh", "crop_n_layers")},
+        summary = {"params": {k: params.get(k) for k in ("pred_iou_thresh", "stability_score_thresh",
+                                                          "min_object_score", "crop_n_layers")},
                    "refine": setting["refine"],
                    "masks_per_image": total / len(per_image),
                    "best_iou": statistics.fmean(best), "found@0.5": statistics.fmean(b >= 0.5 for b in best),
@@ -119,6 +123,7 @@ def main() -> None:
         results[setting["name"]] = {"summary": summary, "per_image": per_image}
         prec = "-" if summary["precision"] is None else f"{summary['precision']:.3f}"
         print(f"{setting['name']:28s} iou>{params['pred_iou_thresh']:.2f} stab>={params['stability_score_thresh']:.2f} "
+              f"obj>={params.get('min_object_score') or 0:.4f} "
               f"| masks/img {summary['masks_per_image']:6.1f} | best IoU {summary['best_iou']:.3f} "
               f"| found@0.5 {summary['found@0.5']:.2f} | precision {prec} | {summary['seconds_per_image']:.1f} s/img",
               flush=True)

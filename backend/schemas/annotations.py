@@ -55,6 +55,7 @@ class AnnotationPublic(ORMModel):
     clicks: int | None
     predicted_iou: float | None
     stability_score: float | None
+    object_score: float | None = None
     point_coords: Any | None = None
     crop_box: Any | None = None
     review_state: str

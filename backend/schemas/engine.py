@@ -80,6 +80,9 @@ class JobCreate(BaseModel):
     # refine each mask with the image as annotators' masks are (the installation's MASKLOOP_MASK_REFINE);
     # default yes, false keeps the decoder's masks
     refine: bool | None = None
+    # drop masks whose object score (edges, colour contrast and size, workers/engine/objectness.py) is
+    # below this; default: the model's own bar (0.005 for the compact models' refined stage-3 masks)
+    min_object_score: float | None = Field(default=None, ge=0, le=1)
 
 
 class JobPublic(ORMModel):

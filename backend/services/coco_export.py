@@ -39,6 +39,7 @@ def coco_dict(data: "ExportData") -> dict[str, Any]:
             "area": area, "bbox": bbox, "iscrowd": 0,
             "source": a["source"], "stage": a["stage"], "review_state": a["review_state"],
             "predicted_iou": a["predicted_iou"], "stability_score": a["stability_score"],
+            "object_score": a.get("object_score"),
         })
     if any(a["category_id"] == UNLABELED_ID for a in annotations):
         categories.insert(0, {"id": UNLABELED_ID, "name": "unlabeled", "supercategory": ""})

@@ -183,7 +183,7 @@ def import_coco(session: Session, storage: BlobStorage, settings: Settings, proj
         image = mapping[int(ann["image_id"])]
         rle, bbox, area = segmentation_to_rle(ann.get("segmentation"), image.height, image.width,
                                               f"annotations[{i}] (id {ann.get('id')})")
-        scores = {k: float(ann[k]) for k in ("predicted_iou", "stability_score")
+        scores = {k: float(ann[k]) for k in ("predicted_iou", "stability_score", "object_score")
                   if isinstance(ann.get(k), (int, float)) and not isinstance(ann.get(k), bool)}
         session.add(Annotation(image_id=image.id, label_id=label_for[int(ann["category_id"])].id, segmentation=rle,
                                bbox=bbox, area=area, stage=project.stage, source="manual",

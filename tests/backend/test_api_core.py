@@ -288,12 +288,16 @@ def test_rounds_refuse_empty_snapshot_and_record_one(any_api):
                   headers=api.admin).status_code == 422
     bad = c.post(f"/api/v1/projects/{p['id']}/automatic", json={"refine": "sometimes"}, headers=api.admin)
     assert bad.status_code == 422 and "refine" in bad.text
+    for score in (-0.5, 2, "high"):
+        bad = c.post(f"/api/v1/projects/{p['id']}/automatic", json={"min_object_score": score}, headers=api.admin)
+        assert bad.status_code == 422 and "min_object_score" in bad.text, bad.text
     from backend.db.models import Job
 
-    job = c.post(f"/api/v1/projects/{p['id']}/automatic", json={"refine": False}, headers=api.admin)
+    job = c.post(f"/api/v1/projects/{p['id']}/automatic", json={"refine": False, "min_object_score": 0.02},
+                 headers=api.admin)
     assert job.status_code == 201, job.text
     with session_scope(api.settings.resolved_database_url) as session:  # what the worker reads
-        assert session.get(Job, job.json()["id"]).params == {"refine": False}
+        assert session.get(Job, job.json()["id"]).params == {"refine": False, "min_object_score": 0.02}
 
 
 def test_embedding_is_202_until_computed(api):

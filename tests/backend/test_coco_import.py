@@ -44,7 +44,8 @@ def dataset():
         "annotations": [
             {"id": 100, "image_id": 7, "category_id": 1, "iscrowd": 0,
              "segmentation": [[4, 2, 14, 2, 14, 12, 4, 12]]},
-            {"id": 101, "image_id": 7, "category_id": 5, "segmentation": rle_of(square), "predicted_iou": 0.8},
+            {"id": 101, "image_id": 7, "category_id": 5, "segmentation": rle_of(square), "predicted_iou": 0.8,
+             "object_score": 0.04},
             {"id": 102, "image_id": 8, "category_id": 5, "iscrowd": 1,
              "segmentation": {"size": [16, 24], "counts": runs}},
         ],
@@ -95,6 +96,7 @@ def test_import_from_folder(any_api):
     # The polygon covers the same square up to pycocotools' boundary rasterisation.
     assert abs(int(polygon_mask.sum()) - int(square.sum())) <= 25 and polygon_mask[5:10, 6:12].all()
     assert anns[1]["segmentation"] == rle_of(square) and anns[1]["predicted_iou"] == pytest.approx(0.8)
+    assert anns[1]["object_score"] == pytest.approx(0.04) and anns[0]["object_score"] is None
     assert anns[1]["source"] == "manual"
     b = api.client.get(f"/api/v1/images/{images['b.png']['id']}/annotations", headers=api.admin).json()
     assert b[0]["segmentation"] == rle_of(strip) and b[0]["area"] == strip.sum()

@@ -64,6 +64,7 @@ def _annotation_values(rec: dict[str, Any], *, image_id: int, job_id: int, model
             "bbox": [float(v) for v in rec["bbox"]], "area": float(rec["area"]), "source": source, "stage": stage,
             "model_version_id": model_version_id, "predicted_iou": float(rec["predicted_iou"]),
             "stability_score": float(rec["stability_score"]), "point_coords": rec.get("point_coords"),
+            "object_score": None if rec.get("object_score") is None else float(rec["object_score"]),
             "crop_box": rec.get("crop_box"), "review_state": "pending" if source == "semi_auto" else "accepted",
             "job_id": job_id}
 

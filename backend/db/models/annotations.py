@@ -26,6 +26,8 @@ class Annotation(Base):
     clicks: Mapped[int | None] = mapped_column(Integer, nullable=True)
     predicted_iou: Mapped[float | None] = mapped_column(Float, nullable=True)
     stability_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # automatic masks: how much the mask looks like a whole object (workers/engine/objectness.py)
+    object_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     point_coords: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     crop_box: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     review_state: Mapped[str] = mapped_column(String(20), default="pending")

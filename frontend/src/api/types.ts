@@ -24,6 +24,7 @@ export interface Annotation {
   id: number; image_id: number; label_id: number | null; segmentation: Segmentation; bbox: number[]; area: number;
   source: Source; stage: Stage; model_version_id: number | null; annotator_id: number | null;
   seconds: number | null; clicks: number | null; predicted_iou: number | null; stability_score: number | null;
+  object_score?: number | null;
   review_state: ReviewState; created_at: string; updated_at: string;
 }
 /** A rejected model proposal, kept by the server so that it can be restored (undo). */

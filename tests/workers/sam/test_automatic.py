@@ -296,15 +296,9 @@ def test_refined_masks_replace_the_decoders_and_nms_runs_again(model, img):
 
 
 
-def test_edge_aware_refinement_of_automatic_masks():
-    """With the shipped default model and Maskloop's refinement (guided filter, colour term, GrabCut),
-    the grid's masks snap to the objects of a synthetic photo (three noisy coloured rectangles) far
-    better than the decoder's own masks; refining in several threads gives exactly one loop's masks."""
-    from backend.services.mask_refine import GuidedRefiner, RefineParams
-    from workers.sam import build_sam
-
-    model = build_sam("default", device="cpu")
-    rng = np.random.default_rng(0)
+def synthetic_rectangles(seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A noisy grey 240×320 photo with three noisy coloured rectangles, and the rectangles' masks."""
+    rng = np.random.default_rng(seed)
     image = np.clip(60 + rng.normal(0, 6, (240, 320, 3)), 0, 255)
     truth = []
     for rows, cols, colour in ((slice(40, 150), slice(30, 150), (230, 200, 40)),
@@ -314,7 +308,18 @@ def test_edge_aware_refinement_of_automatic_masks():
         t = np.zeros(image.shape[:2], dtype=bool)
         t[rows, cols] = True
         truth.append(t)
-    image = image.astype(np.uint8)
+    return image.astype(np.uint8), truth
+
+
+def test_edge_aware_refinement_of_automatic_masks():
+    """With the shipped default model and Maskloop's refinement (guided filter, colour term, GrabCut),
+    the grid's masks snap to the objects of a synthetic photo (three noisy coloured rectangles) far
+    better than the decoder's own masks; refining in several threads gives exactly one loop's masks."""
+    from backend.services.mask_refine import GuidedRefiner, RefineParams
+    from workers.sam import build_sam
+
+    model = build_sam("default", device="cpu")
+    image, truth = synthetic_rectangles()
 
     def best(records):
         return [max((np.count_nonzero(r["segmentation"] & t) / np.count_nonzero(r["segmentation"] | t)

@@ -110,6 +110,11 @@ def test_compact_arches_get_their_own_filters_and_jobs_still_override() -> None:
     # masks refined with the image get a lower predicted-IoU bar (stage 3 only, compact arches only)
     refined = params_for_model(FULL_PARAMS, Model("lite_clicks"), "fully_automatic", refined=True)
     assert (refined["pred_iou_thresh"], refined["stability_score_thresh"]) == (0.12, 0.0)
+    assert refined["min_object_score"] == 0.005 and "min_object_score" not in full
+    assert merged_params(refined, {"min_object_score": 0})["min_object_score"] == 0
+    for bad in (-0.1, 1.5, "high", True):
+        with pytest.raises(ValueError, match="min_object_score must be a number in"):
+            merged_params(refined, {"min_object_score": bad})
     assert params_for_model(STRICT_PARAMS, Model("lite_clicks"), "semi_automatic", refined=True) == STRICT_PARAMS
     assert params_for_model(FULL_PARAMS, Model("vit_h"), "fully_automatic", refined=True) == FULL_PARAMS
 

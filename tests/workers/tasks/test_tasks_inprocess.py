@@ -109,8 +109,10 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
         assert all(a[1] == "pending" for a in anns if a[0] == "semi_auto")
         assert (overlap_with(prefilled, manual) <= 0.3).all()
     assert _rows(env, "SELECT done, total FROM jobs")[0] == (2, 2)
-    n_prefilled = len(_rows(env, "SELECT id FROM annotations WHERE source = 'semi_auto'"))
+    scores = [a[0] for a in _rows(env, "SELECT object_score FROM annotations WHERE source = 'semi_auto'")]
+    n_prefilled = len(scores)
     assert n_prefilled > 0
+    assert all(s is not None and 0 < s < 1 for s in scores)  # each prefilled mask keeps its object score
     # finished job: a redelivery is a no-op
     before = len(_rows(env, "SELECT id FROM annotations"))
     assert prefill_semi_auto(job_id=jid) == "succeeded"
