@@ -184,9 +184,10 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.fill("#job-grid", "4")
     assert page.is_checked("#job-refine")  # masks refined with the image unless unticked
     page.uncheck("#job-refine")
+    page.fill("#job-object", "0.02")
     with page.expect_request(lambda r: r.method == "POST" and r.url.endswith(f"/projects/{project['id']}/prefill")) as sent:
         page.click("#start-prefill")
-    assert sent.value.post_data_json == {"points_per_side": 4, "refine": False}
+    assert sent.value.post_data_json == {"points_per_side": 4, "min_object_score": 0.02, "refine": False}
     page.wait_for_selector("#jobs tr[data-job-id]", timeout=30_000)
     assert "prefill" in page.locator("#jobs").inner_text()
     assert "Prefill job started" in page.locator("#status").inner_text()

@@ -142,11 +142,14 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const folder = h("input", { id: "import-folder", placeholder: "server folder below an import root" });
   const grid = h("input", { id: "job-grid", type: "number", min: 1, max: 128, placeholder: "points per side (server default)" });
   const iouMin = h("input", { id: "job-iou", type: "number", min: 0, max: 1, step: 0.01, placeholder: "min predicted IoU (default)" });
+  // the bar on the object score (edges, colour contrast, size): higher gives fewer, more object-like masks
+  const objectMin = h("input", { id: "job-object", type: "number", min: 0, max: 1, step: 0.001, placeholder: "min object score (default)",
+    title: "drop masks that look less like whole objects; the compact models' default is 0.005, 0.01–0.02 gives a short list" });
   // masks are refined with the image as annotators' masks are, unless this is unticked
   const refineBox = h("input", { id: "job-refine", type: "checkbox", checked: true });
   const jobBody = (): Record<string, number | boolean> => ({
     ...(grid.value ? { points_per_side: Number(grid.value) } : {}), ...(iouMin.value ? { pred_iou_thresh: Number(iouMin.value) } : {}),
-    ...(refineBox.checked ? {} : { refine: false }) });
+    ...(objectMin.value ? { min_object_score: Number(objectMin.value) } : {}), ...(refineBox.checked ? {} : { refine: false }) });
   const roundsEl = h("div", { id: "rounds" });
   const metricsEl = h("div", { id: "metrics" });
   const steps = h("input", { id: "round-steps", type: "number", value: 200, min: 1 });
@@ -218,7 +221,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       }, "Import done.") }, "Import folder")),
     h("section", { class: "card" }, h("h2", {}, "Stage"), stage,
       h("button", { id: "stage-save", onclick: () => void act(() => api.updateProject(projectId, { stage: stage.value as Stage }), "Stage changed.") }, "Switch stage"),
-      h("h3", {}, "Model jobs"), grid, iouMin, h("label", { title: "refine each mask with the image, as annotators' masks are" }, refineBox, " refine masks"),
+      h("h3", {}, "Model jobs"), grid, iouMin, objectMin, h("label", { title: "refine each mask with the image, as annotators' masks are" }, refineBox, " refine masks"),
       h("button", { id: "start-prefill", onclick: () => void act(() => api.startJob(projectId, "prefill", jobBody()), "Prefill job started.") }, "Prefill proposals"),
       h("button", { id: "start-automatic", onclick: () => void act(() => api.startJob(projectId, "automatic", jobBody()), "Automatic job started.") }, "Run automatic"),
       jobsEl),
