@@ -23,6 +23,8 @@ class AnnotationCreate(BaseModel):
     seconds: float | None = Field(default=None, ge=0, le=86_400)
     predicted_iou: float | None = Field(default=None, ge=-10, le=10)
     stability_score: float | None = Field(default=None, ge=-10, le=10)
+    # an automatic mask's object score (workers/engine/objectness.py); for tools that import or simulate them
+    object_score: float | None = Field(default=None, ge=0, le=1)
     model_version_id: int | None = None
     client_uid: str | None = Field(default=None, min_length=1, max_length=120)
 
@@ -38,6 +40,14 @@ class AnnotationUpdate(BaseModel):
 
 class Review(BaseModel):
     decision: Literal["accept", "reject"]
+
+
+class RejectProposals(BaseModel):
+    """Which model proposals of an image to reject at once: the listed ones, else all of them; with
+    ``below_object_score``, only those whose object score is known and lower."""
+
+    annotation_ids: list[int] | None = Field(default=None, max_length=100_000)
+    below_object_score: float | None = Field(default=None, ge=0, le=1)
 
 
 class AnnotationPublic(ORMModel):

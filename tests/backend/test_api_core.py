@@ -363,6 +363,51 @@ def test_api_process_never_imports_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_proposals_of_an_image_are_rejected_at_once_and_each_restores(any_api):
+    """Stage 3 leaves many automatic masks per image: a reviewer rejects the rest (or those below an
+    object score) in one request, and undo restores each one."""
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    img = api.add_image(p["id"], height=24, width=32)
+    other = api.add_image(p["id"], height=24, width=32, seed=7)
+    uid, ana = api.make_user("ana")
+    _, bob = api.make_user("bob")
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+    mask = np.zeros((24, 32), bool)
+    mask[4:10, 5:20] = True
+    ids = []
+    for score in (0.001, 0.02, None):
+        body = {"segmentation": rle_of(mask), "source": "automatic", "predicted_iou": 0.3,
+                **({} if score is None else {"object_score": score})}
+        r = c.post(f"/api/v1/images/{img}/annotations", json=body, headers=api.admin)
+        assert r.status_code == 201 and r.json()["object_score"] == score, r.text
+        ids.append(r.json()["id"])
+    elsewhere = c.post(f"/api/v1/images/{other}/annotations", headers=api.admin,
+                       json={"segmentation": rle_of(mask), "source": "automatic"}).json()["id"]
+    human = c.post(f"/api/v1/images/{img}/annotations", json={"segmentation": rle_of(mask)}, headers=ana).json()["id"]
+    url = f"/api/v1/images/{img}/proposals/reject"
+
+    assert c.post(url, json={"below_object_score": 2}, headers=ana).status_code == 422
+    assert c.post(url, json={}, headers=bob).status_code == 404  # not a member
+    for wrong in ([human], [elsewhere], [ids[0], 999_999]):
+        r = c.post(url, json={"annotation_ids": wrong}, headers=ana)
+        assert r.status_code == 400 and str(wrong[-1]) in r.json()["detail"], r.text
+    assert len(c.get(f"/api/v1/images/{img}/annotations", headers=ana).json()) == 4, "a refused request rejects nothing"
+
+    r = c.post(url, json={"below_object_score": 0.01}, headers=ana)  # the unscored proposal is kept
+    assert r.status_code == 201 and [x["annotation_id"] for x in r.json()] == [ids[0]], r.text
+    r = c.post(url, headers=ana)  # no body: every proposal left on the image
+    assert r.status_code == 201 and sorted(x["annotation_id"] for x in r.json()) == ids[1:], r.text
+    assert [a["id"] for a in c.get(f"/api/v1/images/{img}/annotations", headers=ana).json()] == [human]
+    assert c.post(url, headers=ana).json() == []  # nothing left to reject
+    for rejection in c.get(f"/api/v1/images/{img}/rejections", headers=ana).json():
+        assert c.post(f"/api/v1/rejections/{rejection['id']}/restore", headers=ana).status_code == 201
+    back = {a["id"]: a for a in c.get(f"/api/v1/images/{img}/annotations", headers=ana).json()}
+    assert set(back) == {human, *ids} and back[ids[1]]["object_score"] == 0.02
+    assert [a["id"] for a in c.get(f"/api/v1/images/{other}/annotations", headers=ana).json()] == [elsewhere]
+
+
 def test_rejected_proposal_is_kept_and_restored_by_whoever_rejected_it(any_api):
     api = any_api
     c = api.client

@@ -1,6 +1,6 @@
 """E2E: the annotator's candidate cycling (Tab / buttons) for an ambiguous first click, Space+drag
 and middle-drag pan beside box drags, the next image's prefetch ("Next image" opens it without
-downloading again), and the stage-3 review of automatic masks (A / R). Screenshots of the
+downloading again), and the stage-3 review of automatic masks (A / R / Shift+R). Screenshots of the
 candidate view and of the stage-3 review go to artifacts/screenshots/."""
 from __future__ import annotations
 
@@ -293,6 +293,49 @@ def test_stage3_review_of_automatic_masks(page, running_app, screenshots) -> Non
     m = ap.decode_rle(fixed[0]["segmentation"])
     assert m[12, 10:40].all() and not m[25, :].any() and m.sum() < 30 * 30
     assert stored[ids[0]]["seconds"] is not None and stored[ids[0]]["clicks"] == 0, "a review records its time"
+    assert not page.page_errors, page.page_errors
+
+
+def test_stage3_rest_rejected_at_once_and_restored_by_one_undo(page, running_app) -> None:  # noqa: ANN001
+    """Shift+R rejects every automatic mask left on the image in one step; Z brings them all back
+    (on the server too), Shift+Z rejects them again. Rows show each mask's object score."""
+    proj = ap.make_project(running_app, "e2e stage 3 rest", [ap.shapes_png(W, H, 29)], stage="fully_automatic")
+    image_id = proj["image_ids"][0]
+    rects = [(55, 55, 165, 165), (190, 140, 300, 220), (10, 10, 40, 40), (250, 20, 300, 60)]
+    with running_app.client() as api:
+        ids = []
+        for rect, score in zip(rects, (0.31, 0.02, 0.004, 0.001)):
+            r = api.post(f"/images/{image_id}/annotations", json={
+                "segmentation": _rect_rle(*rect), "source": "automatic", "predicted_iou": 0.2, "object_score": score})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+
+    ap.login_and_open(page, running_app, proj)
+    hint = page.locator("#stage-hint")
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[0]}']")
+    assert "4 left" in hint.inner_text() and "Shift+R" in hint.inner_text()
+    assert "score 0.310" in page.locator(f"#objects li[data-key='a{ids[0]}']").inner_text()
+    page.keyboard.press("a")  # the best one is accepted
+    page.wait_for_selector(f"#objects li[data-key='a{ids[0]}'][data-source='semi_auto_accepted']")
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[1]}']")
+    page.keyboard.press("Shift+R")  # the three left go at once
+    page.wait_for_function("document.querySelector('#stage-hint').textContent.includes('0 left')"
+                           " || document.querySelector('#stage-hint').hidden", timeout=20_000)
+    assert page.locator("#objects li[data-source='automatic']").count() == 0
+    assert {a["id"] for a in ap.annotations(running_app, image_id)} == {ids[0]}
+    with running_app.client() as api:
+        assert sorted(r["annotation_id"] for r in api.get(f"/images/{image_id}/rejections").json()) == ids[1:]
+    page.keyboard.press("z")  # one undo restores all three, in their places
+    page.wait_for_function("document.querySelectorAll(\"#objects li[data-source='automatic']\").length === 3",
+                           timeout=20_000)
+    keys = page.eval_on_selector_all("#objects li.object", "rows => rows.map((r) => r.dataset.key)")
+    assert keys == [f"a{i}" for i in ids], keys
+    _wait_api(lambda: sorted(a["source"] for a in ap.annotations(running_app, image_id))
+              == ["automatic"] * 3 + ["semi_auto_accepted"])
+    page.keyboard.press("Shift+Z")  # and redo rejects them again
+    page.wait_for_function("document.querySelectorAll(\"#objects li[data-source='automatic']\").length === 0",
+                           timeout=20_000)
+    _wait_api(lambda: [a["id"] for a in ap.annotations(running_app, image_id)] == [ids[0]])
     assert not page.page_errors, page.page_errors
 
 

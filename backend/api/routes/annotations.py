@@ -11,7 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from backend.api.deps import AdminUser, CurrentUser, SessionDep, image_for_user
 from backend.core.errors import BadRequest, Conflict, NotFound
 from backend.db.models import Annotation, Image, Label, ModelVersion, Project, ProposalRejection, User
-from backend.schemas.annotations import AnnotationCreate, AnnotationPublic, AnnotationUpdate, RejectionPublic, Review
+from backend.schemas.annotations import (
+    AnnotationCreate,
+    AnnotationPublic,
+    AnnotationUpdate,
+    RejectionPublic,
+    RejectProposals,
+    Review,
+)
 from backend.services.rle import validate_rle
 
 router = APIRouter(tags=["annotations"])
@@ -52,7 +59,8 @@ def create_annotation(image_id: int, body: AnnotationCreate, session: SessionDep
         image_id=image.id, label_id=body.label_id, segmentation=rle, bbox=bbox, area=area,
         stage=project.stage, source=body.source, model_version_id=body.model_version_id, annotator_id=user.id,
         seconds=body.seconds, clicks=body.clicks, predicted_iou=body.predicted_iou,
-        stability_score=body.stability_score, review_state="pending", client_uid=body.client_uid,
+        stability_score=body.stability_score, object_score=body.object_score, review_state="pending",
+        client_uid=body.client_uid,
     )
     session.add(ann)
     if image.status in ("new", "embedded"):
@@ -144,17 +152,45 @@ def reject_proposal(annotation_id: int, session: SessionDep, user: CurrentUser) 
     if ann.source not in PROPOSAL_SOURCES:
         raise BadRequest(f"annotation {annotation_id} is {ann.source!r}, not a model proposal "
                          f"({' or '.join(PROPOSAL_SOURCES)}): delete it instead")
+    rejection = _reject(session, ann, session.get(Project, image.project_id), user)
+    session.commit()
+    return rejection
+
+
+def _reject(session, ann: Annotation, project: Project, user) -> ProposalRejection:
+    """Move one proposal into a rejection (snapshot kept for restore); the caller commits."""
     snapshot = {}
     for name in _SNAPSHOT_COLUMNS:
         value = getattr(ann, name)
         snapshot[name] = value.isoformat() if isinstance(value, datetime) else value
-    project = session.get(Project, image.project_id)
-    rejection = ProposalRejection(annotation_id=ann.id, image_id=image.id, rejected_by=user.id,
+    rejection = ProposalRejection(annotation_id=ann.id, image_id=ann.image_id, rejected_by=user.id,
                                   stage=project.stage, source=ann.source, snapshot=snapshot)
     session.add(rejection)
     session.delete(ann)
-    session.commit()
     return rejection
+
+
+@router.post("/images/{image_id}/proposals/reject", response_model=list[RejectionPublic], status_code=201)
+def reject_proposals(image_id: int, session: SessionDep, user: CurrentUser,
+                     body: RejectProposals | None = None) -> list[ProposalRejection]:
+    """Reject many proposals of one image at once (all of them, the listed ones, or those below an
+    object score), in one transaction; each can be restored as a single rejection can."""
+    body = body or RejectProposals()
+    image, project = image_for_user(session, image_id, user)
+    query = select(Annotation).where(Annotation.image_id == image.id, Annotation.source.in_(PROPOSAL_SOURCES))
+    if body.annotation_ids is not None:
+        wanted = set(body.annotation_ids)
+        found = list(session.scalars(query.where(Annotation.id.in_(wanted)).order_by(Annotation.id)))
+        missing = sorted(wanted - {a.id for a in found})
+        if missing:
+            raise BadRequest(f"not model proposals of image {image.id}: {missing[:20]}")
+    else:
+        found = list(session.scalars(query.order_by(Annotation.id)))
+    if body.below_object_score is not None:
+        found = [a for a in found if a.object_score is not None and a.object_score < body.below_object_score]
+    rejections = [_reject(session, ann, project, user) for ann in found]
+    session.commit()
+    return rejections
 
 
 @router.get("/images/{image_id}/rejections", response_model=list[RejectionPublic])

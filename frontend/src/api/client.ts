@@ -124,6 +124,10 @@ export class ApiClient {
   deleteAnnotation(id: number): Promise<void> { return this.json("DELETE", `/annotations/${id}`); }
   /** Reject a model proposal (semi_auto/automatic): it leaves the image but can be restored. */
   rejectAnnotation(id: number): Promise<Rejection> { return this.json("POST", `/annotations/${id}/reject`); }
+  /** Reject many proposals of one image in one request: the listed ones, else all; with `below_object_score`, only lower-scored ones. */
+  rejectProposals(imageId: number, body: { annotation_ids?: number[]; below_object_score?: number } = {}): Promise<Rejection[]> {
+    return this.json("POST", `/images/${imageId}/proposals/reject`, body as Json);
+  }
   /** Bring a rejected proposal back (same id); only who rejected it, or an admin. */
   restoreRejection(rejectionId: number): Promise<Annotation> { return this.json("POST", `/rejections/${rejectionId}/restore`); }
   review(id: number, decision: "accept" | "reject"): Promise<Annotation> {

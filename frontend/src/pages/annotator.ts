@@ -168,7 +168,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const left = objects.filter(isProposal).length;
     const what = project?.stage === "fully_automatic" ? "Stage 3 — review the automatic masks"
       : project?.stage === "semi_automatic" ? "Stage 2 — check the prefilled masks" : left ? "Review the proposed masks" : "";
-    stageHint.textContent = what ? `${what}: ${left} left on this image. A accepts, R rejects, F fixes (brush/eraser, then Enter) the highlighted one (click a row to pick another); then annotate what is missing.` : "";
+    stageHint.textContent = what ? `${what}: ${left} left on this image. A accepts, R rejects, F fixes (brush/eraser, then Enter) the highlighted one (click a row to pick another), Shift+R rejects all that are left; then annotate what is missing.` : "";
     stageHint.hidden = !what;
   }
 
@@ -214,6 +214,35 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       await removeObject(o, "proposal reject");
     }
     selectedProposal = nextProposal(objects, o.key);
+  }
+
+  /**
+   * Reject every proposal still listed for this image (Shift+R; stage 3 leaves many): one request,
+   * one undo step that restores them all where they were, and a redo that rejects them again.
+   */
+  async function rejectRest(): Promise<void> {
+    const rest = objects.filter((o) => isProposal(o) && o.annotation);
+    if (!rest.length || !lease) return;
+    const imageId = lease.image.id;
+    const places = new Map(rest.map((o) => [o, objects.indexOf(o)]));
+    const reject = async (): Promise<Rejection[]> => {
+      const made = await api.rejectProposals(imageId, { annotation_ids: rest.map((o) => o.annotation!.id) });
+      objects = objects.filter((o) => !places.has(o));
+      selectedProposal = nextProposal(objects);
+      return made;
+    };
+    let rejections = await reject();
+    lastActionAt = performance.now();
+    status.say(`Rejected the ${rest.length} proposal(s) left on this image. (Z brings them back.)`, "ok");
+    record({ what: `reject ${rest.length} proposals`,
+      undo: async () => {
+        for (const o of [...rest].sort((a, b) => places.get(a)! - places.get(b)!)) {
+          const r = rejections.find((x) => x.annotation_id === o.annotation!.id);
+          if (r) putBack(o, await api.restoreRejection(r.id), places.get(o)!);
+        }
+        selectedProposal = nextProposal(objects);
+      },
+      redo: async () => { rejections = await reject(); } });
   }
 
   /** Put a restored proposal back in the object list, where it was. */
@@ -763,6 +792,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (k === "g" && !ctrl && !snapEl.hidden) void setSnap(!snap);
     else if (k === "n") void submitAndNext();
     else if (k === "s" && !ctrl) void skipImage();
+    else if (k === "r" && e.shiftKey && !ctrl && selectedProposal) void act(rejectRest);
     else if ((k === "a" || k === "r" || k === "f") && selectedProposal) {
       const o = objects.find((x) => x.key === selectedProposal);
       if (o && k === "f") fixProposal(o);
