@@ -12,7 +12,7 @@ import numpy as np
 
 from backend.services.mask_refine import GuidedRefiner, RefineParams, configured_refine
 from workers.engine.embedding import autocast_for
-from workers.engine.objectness import ImageCues, scores_from_cues
+from workers.engine.objectness import object_scores
 
 logger = logging.getLogger(__name__)
 
@@ -132,9 +132,7 @@ def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any],
     from workers.sam.automatic import SamAutomaticMaskGenerator
 
     params = dict(params)
-    min_object_score = float(params.pop("min_object_score", None) or 0.0)
-    for name in ENGINE_PARAMS:
-        params.pop(name, None)
+    min_object_score = float(params.pop("min_object_score", None) or 0.0)  # ENGINE_PARAMS: not the generator's
 
     refiner = None
     if refine is not None and refine.method != "none":
@@ -148,9 +146,8 @@ def generate_masks(model: Any, image: np.ndarray, params: dict[str, Any],
         counts = rec["segmentation"]["counts"]
         if isinstance(counts, bytes):
             rec["segmentation"]["counts"] = counts.decode("ascii")
-    if records:  # one decoded mask at a time: a 32-point grid gives ~1,000 masks on a big image
-        cues = ImageCues(image)
-        scores = scores_from_cues(np.array([cues.cues(coco_rle_to_mask(r["segmentation"])) for r in records]))
+    if records:  # decoded one at a time: a 32-point grid gives ~1,000 masks on a big image
+        scores = object_scores(image, (coco_rle_to_mask(r["segmentation"]) for r in records))
         for rec, score in zip(records, scores):
             rec["object_score"] = float(score)
     kept = [r for r in records if r["object_score"] >= min_object_score]

@@ -18,7 +18,7 @@ drops what is clearly not an object (``min_object_score``).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -89,10 +89,11 @@ class ImageCues:
         return np.array([np.log(max(area / (self.height * self.width), 1e-5)), edge, colour])
 
 
-def mask_cues(image: np.ndarray, masks: Sequence[np.ndarray]) -> np.ndarray:
-    """``len(masks)×3`` array of ``CUES`` for H×W boolean masks of ``image`` (H×W×3 uint8)."""
+def mask_cues(image: np.ndarray, masks: Iterable[np.ndarray]) -> np.ndarray:
+    """N×3 array of ``CUES`` for H×W boolean masks of ``image`` (H×W×3 uint8); ``masks`` is consumed one
+    at a time, so a generator that decodes each mask keeps one mask in memory."""
     cues = ImageCues(image)
-    return np.array([cues.cues(np.asarray(m, dtype=bool)) for m in masks]).reshape(len(masks), len(CUES))
+    return np.array([cues.cues(np.asarray(m, dtype=bool)) for m in masks]).reshape(-1, len(CUES))
 
 
 def scores_from_cues(cues: np.ndarray, model: dict | None = None) -> np.ndarray:
@@ -102,8 +103,6 @@ def scores_from_cues(cues: np.ndarray, model: dict | None = None) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(z @ np.asarray(model["weights"]) + float(model["bias"]))))
 
 
-def object_scores(image: np.ndarray, masks: Sequence[np.ndarray], model: dict | None = None) -> np.ndarray:
+def object_scores(image: np.ndarray, masks: Iterable[np.ndarray], model: dict | None = None) -> np.ndarray:
     """Object score (0–1, higher = more like a whole object) of each H×W boolean mask of ``image``."""
-    if len(masks) == 0:
-        return np.zeros(0)
     return scores_from_cues(mask_cues(image, masks), model)
