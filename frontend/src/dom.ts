@@ -28,6 +28,7 @@ export function statusLine(id = "status"): StatusLine {
   const el = h("p", { id, class: "status", role: "status" });
   const say = (text: string, tone: "info" | "error" | "ok" = "info"): void => {
     el.textContent = text;
+    el.title = text;
     el.dataset.tone = tone;
   };
   return Object.assign(el, { say });

@@ -191,6 +191,26 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.wait_for_selector("#jobs tr[data-job-id]", timeout=30_000)
     assert "prefill" in page.locator("#jobs").inner_text()
     assert "Prefill job started" in page.locator("#status").inner_text()
+    # a round's settings: a bad learning rate is refused in the page; the server's own 422 (a time budget
+    # over its week) is shown in plain words, and the request carried every setting
+    page.fill("#round-steps", "3")
+    page.fill("#round-lr", "2")
+    page.click("#start-round")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('learning rate must be')",
+                           timeout=10_000)
+    page.fill("#round-lr", "0.0001")
+    page.fill("#round-minutes", "20000")
+    page.select_option("#round-encoder", "frozen")
+    with page.expect_response(lambda r: r.request.method == "POST"
+                              and r.url.endswith(f"/projects/{project['id']}/rounds")) as answered:
+        page.click("#start-round")
+    assert answered.value.status == 422
+    assert answered.value.request.post_data_json == {"steps": 3, "learning_rate": 0.0001,
+                                                     "time_budget_seconds": 1_200_000, "freeze_image_encoder": True}
+    page.wait_for_function("document.querySelector('#status').dataset.tone === 'error'"
+                           " && document.querySelector('#status').textContent.includes('time_budget_seconds')",
+                           timeout=10_000)
+    page.fill("#round-minutes", "")
     page.screenshot(path=str(screenshots / "admin.png"), full_page=True)
     assert "e2e shapes" in page.content()
     with running_app.client() as api:

@@ -27,11 +27,20 @@ def _candidates(page) -> dict | None:  # noqa: ANN001
     return page.evaluate("window.maskloop.candidates()")
 
 
+def _canvas_top(page) -> float:  # noqa: ANN001
+    return page.evaluate("document.querySelector('#stage').getBoundingClientRect().top")
+
+
 def test_first_click_candidates_cycle(page, running_app, project, screenshots) -> None:  # noqa: ANN001
     image_id = ap.login_and_open(page, running_app, project)
+    # a toolbar narrow enough to wrap: the image must still stay where the annotator's pointer is while
+    # the candidate switch and status messages of other lengths come and go
+    page.set_viewport_size({"width": 1000, "height": 950})
     take_baseline(page, SIZE)
+    top = _canvas_top(page)
     assert not page.locator("#candidates").is_visible(), "no candidates before a click"
     ap.click(page, SIZE, 110, 110)
+    assert _canvas_top(page) == top, "the candidate switch moved the image"
     c = _candidates(page)
     assert c is not None and len(c["ious"]) == 3, c
     ious, rles = c["ious"], c["rles"]
@@ -78,6 +87,7 @@ def test_first_click_candidates_cycle(page, running_app, project, screenshots) -
     assert np.array_equal(ap.decode_rle(stored[0]["segmentation"]), masks[2]), "the stored mask is not the chosen candidate"
     assert stored[0]["predicted_iou"] == pytest.approx(ious[2], abs=1e-4)
     assert not page.locator("#candidates").is_visible(), "candidates belong to the accepted object only"
+    assert _canvas_top(page) == top, "accepting moved the image"
 
     # a second click refines the chosen candidate: one mask, no candidates
     ap.click(page, SIZE, 240, 180)

@@ -149,7 +149,7 @@ export class ApiClient {
   decoderUrl(modelVersionId: number, multimask: boolean): string {
     return `${this.base}/models/${modelVersionId}/${multimask ? "decoder_multimask" : "decoder"}.onnx`;
   }
-  startRound(projectId: number, body: { steps?: number; freeze_image_encoder?: boolean; learning_rate?: number }): Promise<Round> {
+  startRound(projectId: number, body: { steps?: number; freeze_image_encoder?: boolean; learning_rate?: number; time_budget_seconds?: number }): Promise<Round> {
     return this.json("POST", `/projects/${projectId}/rounds`, body);
   }
   listRounds(projectId: number): Promise<Round[]> { return this.json("GET", `/projects/${projectId}/rounds`); }

@@ -140,10 +140,10 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const labelName = h("input", { id: "label-name", placeholder: "new label" });
   const labelColor = h("input", { id: "label-color", type: "color", value: "#1e90ff" });
   const folder = h("input", { id: "import-folder", placeholder: "server folder below an import root" });
-  const grid = h("input", { id: "job-grid", type: "number", min: 1, max: 128, placeholder: "points per side (server default)" });
-  const iouMin = h("input", { id: "job-iou", type: "number", min: 0, max: 1, step: 0.01, placeholder: "min predicted IoU (default)" });
+  const grid = h("input", { id: "job-grid", type: "number", min: 1, max: 128, placeholder: "default" });
+  const iouMin = h("input", { id: "job-iou", type: "number", min: 0, max: 1, step: 0.01, placeholder: "default" });
   // the bar on the object score (edges, colour contrast, size): higher gives fewer, more object-like masks
-  const objectMin = h("input", { id: "job-object", type: "number", min: 0, max: 1, step: 0.001, placeholder: "min object score (default)",
+  const objectMin = h("input", { id: "job-object", type: "number", min: 0, max: 1, step: 0.001, placeholder: "default",
     title: "drop masks that look less like whole objects; the compact models' default is 0.005, 0.01–0.02 gives a short list" });
   // masks are refined with the image as annotators' masks are, unless this is unticked
   const refineBox = h("input", { id: "job-refine", type: "checkbox", checked: true });
@@ -153,6 +153,23 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const roundsEl = h("div", { id: "rounds" });
   const metricsEl = h("div", { id: "metrics" });
   const steps = h("input", { id: "round-steps", type: "number", value: 200, min: 1 });
+  // a round's other settings: empty (or "default") leaves them to the model's own recipe on the server
+  const roundLr = h("input", { id: "round-lr", type: "number", min: 0, step: 0.00001, placeholder: "default" });
+  const roundMinutes = h("input", { id: "round-minutes", type: "number", min: 0, step: 1, placeholder: "none",
+    title: "stop training after this many minutes, whatever the steps" });
+  const roundEncoder = h("select", { id: "round-encoder" }, h("option", { value: "" }, "default"),
+    h("option", { value: "frozen" }, "frozen"), h("option", { value: "trained" }, "trained"));
+  const roundBody = (): { steps: number; learning_rate?: number; time_budget_seconds?: number; freeze_image_encoder?: boolean } => {
+    const n = Number(steps.value);
+    if (!Number.isInteger(n) || n < 1) throw new Error("steps must be a whole number of at least 1");
+    const lr = roundLr.value ? Number(roundLr.value) : undefined;
+    if (lr !== undefined && !(lr > 0 && lr <= 1)) throw new Error("learning rate must be above 0 and at most 1");
+    const minutes = roundMinutes.value ? Number(roundMinutes.value) : undefined;
+    if (minutes !== undefined && !(minutes > 0)) throw new Error("the time budget must be more than 0 minutes");
+    return { steps: n, ...(lr !== undefined ? { learning_rate: lr } : {}),
+      ...(minutes !== undefined ? { time_budget_seconds: minutes * 60 } : {}),
+      ...(roundEncoder.value ? { freeze_image_encoder: roundEncoder.value === "frozen" } : {}) };
+  };
   const activeModel = h("select", { id: "active-model" });
   let poll: ReturnType<typeof setTimeout> | undefined;
 
@@ -221,7 +238,9 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       }, "Import done.") }, "Import folder")),
     h("section", { class: "card" }, h("h2", {}, "Stage"), stage,
       h("button", { id: "stage-save", onclick: () => void act(() => api.updateProject(projectId, { stage: stage.value as Stage }), "Stage changed.") }, "Switch stage"),
-      h("h3", {}, "Model jobs"), grid, iouMin, objectMin, h("label", { title: "refine each mask with the image, as annotators' masks are" }, refineBox, " refine masks"),
+      h("h3", {}, "Model jobs"), h("label", { class: "field" }, "points per side ", grid),
+      h("label", { class: "field" }, "min predicted IoU ", iouMin), h("label", { class: "field" }, "min object score ", objectMin),
+      h("label", { class: "field", title: "refine each mask with the image, as annotators' masks are" }, refineBox, " refine masks"),
       h("button", { id: "start-prefill", onclick: () => void act(() => api.startJob(projectId, "prefill", jobBody()), "Prefill job started.") }, "Prefill proposals"),
       h("button", { id: "start-automatic", onclick: () => void act(() => api.startJob(projectId, "automatic", jobBody()), "Automatic job started.") }, "Run automatic"),
       jobsEl),
@@ -229,8 +248,10 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       h("button", { onclick: () => void act(() => api.addMember(projectId, Number(member.value)), "Member added.") }, "Add"),
       h("button", { onclick: () => void act(() => api.removeMember(projectId, Number(member.value)), "Member removed.") }, "Remove")),
     h("section", { class: "card" }, h("h2", {}, "Progress"), progressEl),
-    h("section", { class: "card" }, h("h2", {}, "Training rounds"), h("label", {}, "steps ", steps),
-      h("button", { id: "start-round", onclick: () => void act(() => api.startRound(projectId, { steps: Number(steps.value) }), "Round started.") }, "Start round"), roundsEl),
+    h("section", { class: "card" }, h("h2", {}, "Training rounds"), h("label", { class: "field" }, "steps ", steps),
+      h("label", { class: "field" }, "learning rate ", roundLr), h("label", { class: "field" }, "time budget (min) ", roundMinutes),
+      h("label", { class: "field" }, "image encoder ", roundEncoder),
+      h("button", { id: "start-round", onclick: () => void act(() => api.startRound(projectId, roundBody()), "Round started.") }, "Start round"), roundsEl),
     h("section", { class: "card" }, h("h2", {}, "Model"), activeModel,
       h("button", { id: "active-model-save", onclick: () => void act(() => api.setActiveModel(projectId, Number(activeModel.value)), "Active model changed.") }, "Use this model")),
     h("section", { class: "card" }, h("h2", {}, "Metrics"), metricsEl),

@@ -85,9 +85,11 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl, status),
-    stageHint,
-    h("div", { class: "work" }, canvasEl, h("aside", {}, objectsEl, saveEl, timing)), help));
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl),
+    // the status has a row of its own and the stage hint sits beside the image, so neither a message
+    // of another length nor a hint that comes and goes moves the image under the annotator's pointer
+    status,
+    h("div", { class: "work" }, canvasEl, h("aside", {}, stageHint, objectsEl, saveEl, timing)), help));
 
   const debug: AnnotatorDebug = {
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
