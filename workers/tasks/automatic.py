@@ -69,6 +69,19 @@ def _annotation_values(rec: dict[str, Any], *, image_id: int, job_id: int, model
             "job_id": job_id}
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _nothing_passed(params: dict[str, Any]) -> str:
+    """Why a job that ran made no mask, in the admin's words: the bars its masks had to pass."""
+    bars = [f"predicted IoU ≥ {params['pred_iou_thresh']:g}", f"stability ≥ {params['stability_score_thresh']:g}"]
+    if params.get("min_object_score"):
+        bars.append(f"object score ≥ {params['min_object_score']:g}")
+    return (f"no mask passed the filters ({', '.join(bars)}); lower them in the job's settings "
+            "(min predicted IoU, min object score) for more, less certain proposals")
+
+
 def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, Any], filter_existing: bool) -> str:
     """Run (or resume) one automatic job; returns its final status."""
     jobs, images, ann = t("jobs"), t("images"), t("annotations")
@@ -134,8 +147,10 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
             state["done"].append(image_id)
             state["masks"] += len(records)
             _save(conn, jobs, job_id, state, len(ids), message=f"image {image_id}: {len(records)} masks")
-    message = (f"{len(state['done'])} images, {state['masks']} masks"
-               + (f", {len(state['failed'])} images failed" if state["failed"] else ""))
+    message = (f"{_count(len(state['done']), 'image')}, {_count(state['masks'], 'mask')}"
+               + (f", {_count(len(state['failed']), 'image')} failed" if state["failed"] else ""))
+    if state["done"] and not state["masks"]:
+        message += "; " + _nothing_passed(params)
     failed_all = bool(ids) and not state["done"]
     with db.transaction(engine()) as conn:
         _save(conn, jobs, job_id, state, len(ids), status="failed" if failed_all else "succeeded", message=message,

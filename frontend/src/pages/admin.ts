@@ -94,7 +94,7 @@ function progressTables(prog: Record<string, unknown>): Node[] {
   const byStage = (prog.annotations_by_stage ?? {}) as Record<string, Record<string, number>>;
   const sources = [...new Set(Object.values(byStage).flatMap((v) => Object.keys(v)))].sort();
   return [
-    h("p", {}, `${String(prog.images ?? 0)} images; stage ${String(prog.stage ?? "")}`),
+    h("p", {}, `${String(prog.images ?? 0)} image${prog.images === 1 ? "" : "s"}; stage ${String(prog.stage ?? "")}`),
     h("table", { id: "progress-images" }, h("tr", {}, ...Object.keys(byStatus).map((k) => h("th", {}, k))),
       h("tr", {}, ...Object.values(byStatus).map((v) => h("td", {}, String(v))))),
     sources.length ? h("table", { id: "progress-annotations" }, h("tr", {}, h("th", {}, "stage"), ...sources.map((k) => h("th", {}, k)), h("th", {}, "total")),

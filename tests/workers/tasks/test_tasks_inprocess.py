@@ -119,6 +119,19 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
     assert len(_rows(env, "SELECT id FROM annotations")) == before
 
 
+def test_a_job_that_makes_no_mask_says_which_filters_stopped_them(env: Env) -> None:
+    pytest.importorskip("workers.sam.automatic")
+    from workers.tasks.automatic import prefill_semi_auto
+
+    ids = seed_project(env, n_images=1)
+    params = {"points_per_side": 2, "pred_iou_thresh": 1.0, "stability_score_thresh": 0.5}
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="prefill", status="queued", params=params)
+    assert prefill_semi_auto(job_id=jid) == "succeeded"
+    message = _rows(env, "SELECT message FROM jobs WHERE id = :j", j=jid)[0][0]
+    assert message.startswith("1 image, 0 masks; no mask passed the filters (predicted IoU ≥ 1, stability ≥ 0.5")
+    assert "min predicted IoU" in message
+
+
 def test_train_round_registers_new_model_version(env: Env) -> None:
     pytest.importorskip("workers.sam.onnx", reason="the ONNX decoder export (issue 2) has not landed")
     import json
@@ -229,7 +242,7 @@ def test_automatic_batch_bookkeeping_resumes_without_duplicates(env: Env, monkey
     assert sorted(a[0] for a in anns) == [ids["image_ids"][i] for i in (0, 1, 3)]
     assert all(a[1] == "automatic" and a[2] == 0.95 and json.loads(a[3]) == [[5.0, 5.0]] for a in anns)
     status, done, total, message, state = _rows(env, "SELECT status, done, total, message, state FROM jobs")[0]
-    assert (status, done, total) == ("succeeded", 4, 4) and "1 images failed" in message
+    assert (status, done, total) == ("succeeded", 4, 4) and "1 image failed" in message
     assert "cannot decode" in json.loads(state)["failed"][str(ids["image_ids"][2])]
     assert automatic.automatic_batch(job_id=jid) == "succeeded"  # redelivered after success: no-op
     assert len(_rows(env, "SELECT id FROM annotations")) == 3
