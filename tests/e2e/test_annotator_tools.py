@@ -349,6 +349,46 @@ def test_stage3_rest_rejected_at_once_and_restored_by_one_undo(page, running_app
     assert not page.page_errors, page.page_errors
 
 
+def test_stage3_many_proposals_scroll_in_their_panel(page, running_app, screenshots) -> None:  # noqa: ANN001
+    """Stage 3 gives dozens of masks per image: their rows scroll inside the object panel, so the page
+    (and the image) never scrolls; accepting a row far down keeps the panel there, on the next one."""
+    proj = ap.make_project(running_app, "e2e stage 3 many", [ap.shapes_png(W, H, 31)], stage="fully_automatic")
+    image_id = proj["image_ids"][0]
+    with running_app.client() as api:
+        ids = []
+        for k in range(60):
+            x, y = 8 + (k % 10) * 30, 8 + (k // 10) * 36
+            r = api.post(f"/images/{image_id}/annotations", json={
+                "segmentation": _rect_rle(x, y, x + 20, y + 24), "source": "automatic", "predicted_iou": 0.2,
+                "object_score": round(0.5 - k * 0.005, 3)})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+
+    ap.login_and_open(page, running_app, proj)
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[0]}']")
+    top = _canvas_top(page)
+    panel = page.locator("#objects ul")
+    assert panel.evaluate("(ul) => ul.scrollHeight > ul.clientHeight + 100"), "the rows do not scroll in a panel"
+    assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight + 1"), "the page grew past the window"
+    # pick a row far down (the panel scrolls to it), accept it with A: the next one is highlighted and in view
+    row = page.locator(f"#objects li[data-key='a{ids[40]}']")
+    row.scroll_into_view_if_needed()
+    row.click(position={"x": 2, "y": 2})
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[40]}']")
+    page.keyboard.press("a")
+    page.wait_for_selector(f"#objects li[data-key='a{ids[40]}'][data-source='semi_auto_accepted']")
+    page.wait_for_selector(f"#objects li.selected[data-key='a{ids[41]}']")
+    inside = page.evaluate("""(() => {
+        const ul = document.querySelector('#objects ul').getBoundingClientRect();
+        const li = document.querySelector('#objects li.selected').getBoundingClientRect();
+        return li.top >= ul.top - 1 && li.bottom <= ul.bottom + 1; })()""")
+    assert inside, "the highlighted proposal scrolled out of the panel"
+    assert panel.evaluate("(ul) => ul.scrollTop") > 200, "the panel jumped back to the top"
+    assert page.evaluate("window.scrollY") == 0 and _canvas_top(page) == top, "the image moved"
+    page.screenshot(path=str(screenshots / "annotator_stage3_many.png"))
+    assert not page.page_errors, page.page_errors
+
+
 def _wait_api(condition, seconds: float = 20.0) -> None:  # noqa: ANN001
     """Poll the API until ``condition()`` holds (the page saves in the background)."""
     import time

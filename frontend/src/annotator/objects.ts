@@ -85,5 +85,17 @@ export function renderObjects(el: HTMLElement, objects: ListedObject[], labels: 
     if (proposal) li.addEventListener("click", (e) => { if (e.target === li) actions.select(o); });
     return li;
   });
-  mount(el, h("h3", {}, `Objects (${objects.length})`), objects.length ? h("ul", {}, ...rows) : h("p", {}, "No objects yet."));
+  // the list scrolls inside its panel (stage 3 gives dozens of rows): a re-render keeps where the
+  // annotator had scrolled to, and brings the highlighted proposal into the panel's view if it is not
+  const scrolled = el.querySelector("ul")?.scrollTop ?? 0;
+  const list = h("ul", {}, ...rows);
+  mount(el, h("h3", {}, `Objects (${objects.length})`), objects.length ? list : h("p", {}, "No objects yet."));
+  list.scrollTop = scrolled;
+  const row = list.querySelector<HTMLElement>("li.selected");
+  if (row) {
+    const top = row.offsetTop; // the list is the row's offset parent (position: relative)
+    if (top < list.scrollTop || top + row.offsetHeight > list.scrollTop + list.clientHeight) {
+      list.scrollTop = Math.max(0, top - (list.clientHeight - row.offsetHeight) / 2);
+    }
+  }
 }
