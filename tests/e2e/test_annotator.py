@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 
 from tests.e2e import annotator_page as ap
 from tests.e2e.canvas_probe import image_to_client, iou, take_baseline, tinted_mask
@@ -178,6 +179,38 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.wait_for_function("document.querySelector('#progress-images') !== null"
                            " && document.querySelector('#metrics svg') !== null", timeout=30_000)
     # a label added from the console; a prefill job started with no options shows in the job list
+    page.fill("#label-name", "tree")
+    page.click("#add-label")
+    page.wait_for_function("document.querySelector('#label-chips').textContent.includes('tree')", timeout=30_000)
+    # labels are edited in place: rename and recolour "tree", then delete it; a label in use is refused
+    page.on("dialog", lambda dialog: dialog.accept())
+    tree = page.locator(".label-row", has_text="tree")
+    tree.locator(".label-name").fill("shrub")
+    tree.locator(".label-color").fill("#00aa44")
+    tree.locator(".label-save").click()
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Label shrub saved')", timeout=10_000)
+    with running_app.client() as api:
+        saved = [lab for lab in api.get(f"/projects/{project['id']}").json()["labels"] if lab["name"] == "shrub"]
+    assert len(saved) == 1 and saved[0]["color"].lower() == "#00aa44", saved
+    page.locator(".label-row", has_text="shrub").locator(".label-delete").click()
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Label shrub deleted')", timeout=10_000)
+    with running_app.client() as api:
+        names = [lab["name"] for lab in api.get(f"/projects/{project['id']}").json()["labels"]]
+        used = {a["label_id"] for i in project["image_ids"] for a in api.get(f"/images/{i}/annotations").json()}
+        if not used:  # this test run alone: no earlier test accepted a labelled mask
+            m = np.zeros((H, W), np.uint8, order="F")
+            m[5:20, 5:20] = 1
+            rle = mask_utils.encode(np.asfortranarray(m))
+            api.post(f"/images/{project['image_ids'][0]}/annotations", json={
+                "segmentation": {"size": [H, W], "counts": rle["counts"].decode()},
+                "label_id": project["labels"][0]["id"], "source": "manual"}).raise_for_status()
+            used = {project["labels"][0]["id"]}
+    assert "shrub" not in names
+    in_use = next(lab for lab in project["labels"] if lab["id"] in used)
+    page.locator(f".label-row[data-label-id='{in_use['id']}'] .label-delete").click()
+    page.wait_for_function("document.querySelector('#status').dataset.tone === 'error'"
+                           " && document.querySelector('#status').textContent.includes('relabel them first')",
+                           timeout=10_000)
     page.fill("#label-name", "tree")
     page.click("#add-label")
     page.wait_for_function("document.querySelector('#label-chips').textContent.includes('tree')", timeout=30_000)

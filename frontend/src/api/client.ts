@@ -85,6 +85,10 @@ export class ApiClient {
   addLabel(projectId: number, name: string, color: string): Promise<Label> {
     return this.json("POST", `/projects/${projectId}/labels`, { name, color });
   }
+  updateLabel(id: number, patch: { name?: string; color?: string }): Promise<Label> {
+    return this.json("PATCH", `/labels/${id}`, patch);
+  }
+  deleteLabel(id: number): Promise<void> { return this.json("DELETE", `/labels/${id}`); }
   addMember(projectId: number, userId: number): Promise<Project> {
     return this.json("POST", `/projects/${projectId}/members`, { user_id: userId });
   }

@@ -3,7 +3,7 @@
  * the stage, manage members, watch progress, run/promote/discard training rounds, see model
  * versions and metrics (SVG bars), and download exports.
  */
-import type { Job, Project, Stage } from "../api/types";
+import type { Job, Label, Project, Stage } from "../api/types";
 import { barChart, evalValue, numericMetrics } from "../admin/chart";
 import { errorText, h, mount, statusLine } from "../dom";
 import { api } from "../session";
@@ -188,7 +188,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       }
       mount(progressEl, ...progressTables(prog));
       mount(jobsEl, jobsTable(jobs));
-      mount(labelsEl, ...project.labels.map((l) => h("span", { class: "chip", style: `border-color:${l.color}` }, l.name)));
+      mount(labelsEl, ...project.labels.map((l) => labelRow(l)));
       mount(roundsEl, rounds.length ? h("table", {}, h("tr", {}, h("th", {}, "round"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "metrics before / after"), h("th", {}, "")),
         ...rounds.map((r) => {
           const before = numericMetrics(r.metrics_before), after = numericMetrics(r.metrics_after);
@@ -213,7 +213,28 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     await refresh();
   };
 
-  const labelsEl = h("p", { id: "label-chips" });
+  const labelsEl = h("div", { id: "label-chips" });
+  // one row per label: rename or recolour it in place (Save), or delete it (the server refuses while
+  // annotations use it, and says how many)
+  const labelRow = (l: Label): HTMLElement => {
+    const nameIn = h("input", { class: "label-name", value: l.name, "aria-label": `name of label ${l.name}` }) as HTMLInputElement;
+    const colorIn = h("input", { class: "label-color", type: "color", value: l.color, "aria-label": `colour of label ${l.name}` }) as HTMLInputElement;
+    return h("div", { class: "label-row", "data-label-id": l.id },
+      h("span", { class: "chip", style: `border-color:${l.color}` }, l.name), nameIn, colorIn,
+      h("button", { class: "label-save", onclick: () => void act(async () => {
+        const name = nameIn.value.trim();
+        if (!name) throw new Error("a label needs a name");
+        const patch = { ...(name !== l.name ? { name } : {}), ...(colorIn.value !== l.color ? { color: colorIn.value } : {}) };
+        if (!Object.keys(patch).length) return `Label ${l.name} unchanged.`;
+        const saved = await api.updateLabel(l.id, patch);
+        return `Label ${saved.name} saved.`;
+      }, "Label saved.") }, "Save"),
+      h("button", { class: "label-delete", onclick: () => void act(async () => {
+        if (!window.confirm(`Delete label ${l.name}?`)) return "Nothing deleted.";
+        await api.deleteLabel(l.id);
+        return `Label ${l.name} deleted.`;
+      }, "Label deleted.") }, "Delete"));
+  };
   const upload = h("button", { id: "upload", onclick: () => void act(async () => {
     const list = Array.from(files.files ?? []);
     if (!list.length) throw new Error("choose image files first");
