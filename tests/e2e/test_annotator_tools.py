@@ -36,6 +36,10 @@ def test_first_click_candidates_cycle(page, running_app, project, screenshots) -
     # a toolbar narrow enough to wrap: the image must still stay where the annotator's pointer is while
     # the candidate switch and status messages of other lengths come and go
     page.set_viewport_size({"width": 1000, "height": 950})
+    # the canvas follows the window (on the next frame): narrower, still the whole image, fitted
+    page.wait_for_function("document.querySelector('#stage').width === 1000 - 24 - 12 - 360", timeout=10_000)
+    view = page.evaluate("window.maskloop.view()")
+    assert view["scale"] == pytest.approx(min((1000 - 396) / W, page.evaluate("document.querySelector('#stage').height") / H))
     take_baseline(page, SIZE)
     top = _canvas_top(page)
     assert not page.locator("#candidates").is_visible(), "no candidates before a click"

@@ -44,6 +44,24 @@ export class AnnotationCanvas {
     this.draw();
   }
 
+  /**
+   * Give the canvas a new size in pixels (the window changed). A view that showed the whole image
+   * fits it again; a zoomed or panned one keeps the image point that was at the centre there.
+   */
+  resize(width: number, height: number): void {
+    const oldW = this.el.width, oldH = this.el.height;
+    if (width === oldW && height === oldH) return;
+    const fitted = new View();
+    fitted.fit(this.imageWidth, this.imageHeight, oldW, oldH);
+    const wasFitted = Math.abs(fitted.scale - this.view.scale) < 1e-9 && Math.abs(fitted.offsetX - this.view.offsetX) < 1e-6
+      && Math.abs(fitted.offsetY - this.view.offsetY) < 1e-6;
+    this.el.width = width;
+    this.el.height = height;
+    if (!this.imageWidth || wasFitted) this.view.fit(this.imageWidth || 1, this.imageHeight || 1, width, height);
+    else this.view.pan((width - oldW) / 2, (height - oldH) / 2);
+    this.draw();
+  }
+
   /** Show `mask` as the object being edited (null hides it). Draws synchronously. */
   setCurrentMask(mask: Uint8Array | null, color: [number, number, number]): void {
     if (mask && this.current) {

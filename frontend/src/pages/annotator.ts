@@ -54,6 +54,8 @@ let decoderModel = -1;
 let refineParams: RefineParams | null = null;
 /** whether the current image's pixels went to the decoder worker for refinement */
 let guideSent = false;
+/** width of the object panel beside the image, in CSS pixels (style.css: `.work > aside`) */
+const ASIDE_WIDTH = 360;
 /** localStorage key of the annotator's "snap to image" switch */
 const SNAP_KEY = "maskloop.snap";
 
@@ -99,6 +101,23 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
+  // the canvas fills the window beside the object panel and above the key help (down to 480×360 on
+  // a small screen), and
+  // follows the window when it is resized
+  const fitToWindow = (): void => {
+    if (!document.body.contains(canvasEl)) { window.removeEventListener("resize", onResize); return; }
+    const top = canvasEl.getBoundingClientRect().top;
+    const width = document.documentElement.clientWidth - 24 - 12 - ASIDE_WIDTH;
+    // the key help stays in view below (its margins and the page padding: 44 px)
+    const height = window.innerHeight - top - help.offsetHeight - 44;
+    canvas.resize(Math.round(Math.min(2400, Math.max(480, width))), Math.round(Math.min(1600, Math.max(360, height))));
+  };
+  let resizeFrame = 0;
+  const onResize = (): void => {
+    if (!resizeFrame) resizeFrame = requestAnimationFrame(() => { resizeFrame = 0; fitToWindow(); });
+  };
+  window.addEventListener("resize", onResize);
+  fitToWindow();
   const history = new EditHistory();
   const prefetcher = new Prefetcher(api, projectId);
   debug.prefetch = prefetcher.state;
