@@ -102,8 +102,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
   // the canvas fills the window beside the object panel and above the key help (down to 480×360 on
-  // a small screen), and
-  // follows the window when it is resized
+  // a small screen), and follows the window when it is resized
   const fitToWindow = (): void => {
     if (!document.body.contains(canvasEl)) { window.removeEventListener("resize", onResize); return; }
     const top = canvasEl.getBoundingClientRect().top;
