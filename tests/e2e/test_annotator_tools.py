@@ -390,6 +390,17 @@ def test_stage3_many_proposals_scroll_in_their_panel(page, running_app, screensh
     assert panel.evaluate("(ul) => ul.scrollTop") > 200, "the panel jumped back to the top"
     assert page.evaluate("window.scrollY") == 0 and _canvas_top(page) == top, "the image moved"
     page.screenshot(path=str(screenshots / "annotator_stage3_many.png"))
+    # N with proposals left warns first; a second N submits the image and leaves them stored
+    page.keyboard.press("n")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('59 proposals are not reviewed')",
+                           timeout=10_000)
+    assert page.evaluate("window.maskloop.imageId") == image_id
+    page.keyboard.press("n")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('All images in this project are done')",
+                           timeout=30_000)
+    with running_app.client() as api:
+        assert api.get(f"/images/{image_id}").json()["status"] == "done"
+    assert sorted(a["source"] for a in ap.annotations(running_app, image_id)) == ["automatic"] * 59 + ["semi_auto_accepted"]
     assert not page.page_errors, page.page_errors
 
 

@@ -512,6 +512,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     await nextImage();
   }
 
+  /** the image whose unreviewed proposals the annotator was warned of by a first N */
+  let warnedUnreviewed: number | null = null;
   async function submitAndNext(): Promise<void> {
     if (history.state.mask) { status.say("Accept (Enter) or clear (Esc) the current mask first."); return; }
     // an image that never opened is not "done": skip it instead, so it stays in the queue for the others
@@ -523,6 +525,15 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }
     if (lease && readRefused().some((e) => e.imageId === lease!.image.id)) {
       status.say("The server refused a mask of this image: retry it (pick a label) or discard it in the object list first.", "error");
+      return;
+    }
+    // proposals nobody looked at stay as they were stored (stage 2's pending, stage 3's kept): the
+    // first N says so, a second N on the same image submits anyway
+    const left = objects.filter(isProposal).length;
+    if (lease && left && warnedUnreviewed !== lease.image.id) {
+      warnedUnreviewed = lease.image.id;
+      status.say(`${left} proposal${left === 1 ? " is" : "s are"} not reviewed on this image (A accepts, R rejects, `
+        + "Shift+R rejects all that are left). N again submits the image and leaves them as they are.", "error");
       return;
     }
     try {
