@@ -19,6 +19,8 @@ class ImagePublic(ORMModel):
     status: str
     error: str | None = None
     created_at: datetime
+    # the number of annotations on the image (filled by the image list only)
+    annotations: int | None = None
 
 
 class LeasePublic(BaseModel):

@@ -236,6 +236,41 @@ def test_work_queue_never_gives_one_image_to_two_annotators(any_api):
     assert c.post(f"/api/v1/projects/{p['id']}/next", headers=users[0]).status_code == 204
 
 
+def test_a_picked_image_is_leased_reopened_and_never_shared(any_api):
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    images = [api.add_image(p["id"], seed=i) for i in range(3)]
+    uid, ann = api.make_user("picker")
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+    _, outsider = api.make_user("outsider")
+
+    queued = c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()
+    picked = c.post(f"/api/v1/images/{images[2]}/lease", headers=ann)
+    assert picked.status_code == 200 and picked.json()["image"]["id"] == images[2]
+    # one image at a time: the queue's lease was released, and "next" resumes the picked image
+    assert c.post(f"/api/v1/leases/{queued['lease_id']}/renew", headers=ann).status_code == 409
+    assert c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()["lease_id"] == picked.json()["lease_id"]
+    assert c.post(f"/api/v1/images/{images[2]}/lease", headers=ann).json()["lease_id"] == picked.json()["lease_id"]
+    # someone else's image: a 409 that names who holds it
+    r = c.post(f"/api/v1/images/{images[2]}/lease", headers=api.admin)
+    assert r.status_code == 409 and "being annotated by picker" in r.json()["detail"]
+    # a done image can be picked again to correct it
+    assert c.post(f"/api/v1/leases/{picked.json()['lease_id']}/submit", headers=ann).json()["status"] == "done"
+    again = c.post(f"/api/v1/images/{images[2]}/lease", headers=api.admin)
+    assert again.status_code == 200 and again.json()["image"]["status"] == "done"
+    # the project's image list counts each image's annotations
+    mask = np.zeros((24, 32), bool)
+    mask[4:10, 4:12] = True
+    assert c.post(f"/api/v1/images/{images[1]}/annotations", headers=api.admin, json={
+        "label_id": p["labels"][0]["id"], "segmentation": rle_of(mask), "source": "assisted"}).status_code == 201
+    listed = c.get(f"/api/v1/projects/{p['id']}/images", headers=ann).json()["items"]
+    assert {i["id"]: i["annotations"] for i in listed} == {images[0]: 0, images[1]: 1, images[2]: 0}
+    # images of projects one cannot see, and missing images, are 404s
+    assert c.post(f"/api/v1/images/{images[0]}/lease", headers=outsider).status_code == 404
+    assert c.post("/api/v1/images/999999/lease", headers=ann).status_code == 404
+
+
 def test_expired_lease_is_refused_and_image_returns(api, monkeypatch):
     c = api.client
     p = api.make_project()

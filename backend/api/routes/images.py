@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from backend.api.deps import (AdminUser, CurrentUser, SessionDep, SettingsDep, StorageDep, image_for_user,
                               project_for_user)
 from backend.core.errors import BadRequest, NotFound, PayloadTooLarge
-from backend.db.models import IMAGE_STATUSES, Image, Project
+from backend.db.models import IMAGE_STATUSES, Annotation, Image, Project
 from backend.schemas.engine import ImagePublic
 from backend.services import images as image_service
 from backend.services.embedding_jobs import enqueue_image_embedding
@@ -128,8 +128,12 @@ def list_images(project_id: int, session: SessionDep, user: CurrentUser, status:
             raise BadRequest(f"unknown image status {status!r}; expected one of {', '.join(IMAGE_STATUSES)}")
         query = query.where(Image.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery()))
-    items = session.scalars(query.order_by(Image.id).offset(offset).limit(limit))
-    return ImageList(items=[ImagePublic.model_validate(i) for i in items], total=int(total or 0))
+    items = list(session.scalars(query.order_by(Image.id).offset(offset).limit(limit)))
+    counts = dict(session.execute(
+        select(Annotation.image_id, func.count(Annotation.id))
+        .where(Annotation.image_id.in_([i.id for i in items])).group_by(Annotation.image_id)).all()) if items else {}
+    return ImageList(items=[ImagePublic.model_validate(i).model_copy(update={"annotations": int(counts.get(i.id, 0))})
+                            for i in items], total=int(total or 0))
 
 
 @router.get("/images/{image_id}", response_model=ImagePublic)

@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Response
 from sqlalchemy import and_, case, exists, select
 
-from backend.api.deps import CurrentUser, SessionDep, SettingsDep, project_for_user
+from backend.api.deps import CurrentUser, SessionDep, SettingsDep, image_for_user, project_for_user
 from backend.core.errors import Conflict, NotFound
 from backend.db.models import Image, Lease, User, utcnow
 from backend.schemas.engine import ImagePublic, LeasePublic
@@ -85,6 +85,48 @@ def next_image(project_id: int, session: SessionDep, user: CurrentUser, settings
     if lease is None:
         return Response(status_code=204)
     image = session.get(Image, lease.image_id)
+    return LeasePublic(lease_id=lease.id, image=ImagePublic.model_validate(image), expires_at=lease.expires_at)
+
+
+def _lease_image(session, image: Image, user: User, seconds: int) -> Lease:
+    """A lease on ``image`` itself (an image picked from the project's list, to annotate or correct it,
+    whatever its status): the caller's own active lease on it comes back; another annotator's is a
+    409 naming them. The caller's other active leases in the project are released, so one annotator
+    works on one image at a time, as with the queue."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        # the image row is locked while its leases are looked at: two callers cannot both find it free
+        session.execute(select(Image.id).where(Image.id == image.id).with_for_update())
+    now = utcnow()
+    held = session.scalar(select(Lease).where(Lease.image_id == image.id, Lease.state == "active",
+                                              Lease.expires_at > now).order_by(Lease.id))
+    if held is not None:
+        if held.user_id == user.id:
+            return held
+        holder = session.get(User, held.user_id)
+        raise Conflict(f"image {image.id} is being annotated by {holder.username if holder else 'another user'} "
+                       f"until {held.expires_at:%H:%M} UTC; pick another image or try again later")
+    others = session.scalars(
+        select(Lease).join(Image, Image.id == Lease.image_id)
+        .where(Image.project_id == image.project_id, Lease.user_id == user.id, Lease.state == "active",
+               Lease.expires_at > now))
+    for other in others:
+        other.state = "released"
+    lease = Lease(image_id=image.id, user_id=user.id, state="active", expires_at=now + timedelta(seconds=seconds))
+    session.add(lease)
+    return lease
+
+
+@router.post("/images/{image_id}/lease", response_model=LeasePublic)
+def lease_image(image_id: int, session: SessionDep, user: CurrentUser, settings: SettingsDep) -> LeasePublic:
+    image, _ = image_for_user(session, image_id, user)
+    if session.get_bind().dialect.name == "sqlite":
+        with _sqlite_lock:
+            lease = _lease_image(session, image, user, settings.lease_seconds)
+            session.commit()
+    else:
+        lease = _lease_image(session, image, user, settings.lease_seconds)
+        session.commit()
     return LeasePublic(lease_id=lease.id, image=ImagePublic.model_validate(image), expires_at=lease.expires_at)
 
 
