@@ -22,7 +22,7 @@ function route(notice = ""): void {
     return;
   }
   let m: RegExpExecArray | null;
-  if ((m = /^\/annotate\/(\d+)$/.exec(path))) void annotatorPage(root, Number(m[1]), go);
+  if ((m = /^\/annotate\/(\d+)(?:\/image\/(\d+))?$/.exec(path))) void annotatorPage(root, Number(m[1]), go, m[2] ? Number(m[2]) : null);
   else if (path === "/admin" && user.role === "admin") void adminHome(root, go);
   else if ((m = /^\/admin\/(\d+)$/.exec(path)) && user.role === "admin") void adminProject(root, Number(m[1]), go);
   else {

@@ -373,7 +373,8 @@ def test_stage3_many_proposals_scroll_in_their_panel(page, running_app, screensh
     top = _canvas_top(page)
     panel = page.locator("#objects ul")
     assert panel.evaluate("(ul) => ul.scrollHeight > ul.clientHeight + 100"), "the rows do not scroll in a panel"
-    assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight + 1"), "the page grew past the window"
+    assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight + 1"), \
+        "the page grew past the window"
     # pick a row far down (the panel scrolls to it), accept it with A: the next one is highlighted and in view
     row = page.locator(f"#objects li[data-key='a{ids[40]}']")
     row.scroll_into_view_if_needed()
@@ -390,17 +391,72 @@ def test_stage3_many_proposals_scroll_in_their_panel(page, running_app, screensh
     assert panel.evaluate("(ul) => ul.scrollTop") > 200, "the panel jumped back to the top"
     assert page.evaluate("window.scrollY") == 0 and _canvas_top(page) == top, "the image moved"
     page.screenshot(path=str(screenshots / "annotator_stage3_many.png"))
+    # the pointer on a row shows which mask it is: emphasised on the canvas until the pointer leaves
+    x0, y0 = 8 + 5 * 30, 8  # proposal 5's rectangle
+    before = canvas_rgb(page, SIZE).astype(int)
+    page.locator(f"#objects li[data-key='a{ids[5]}']").hover()
+    page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    during = canvas_rgb(page, SIZE).astype(int)
+    change = np.abs(during - before).sum(axis=2)
+    assert np.median(change[y0:y0 + 24, x0:x0 + 20]) > 15, "the hovered row's mask is not emphasised"
+    assert np.median(change[8 + 36:8 + 36 + 24, 8:28]) < 3, "another proposal's mask changed"
+    page.locator("#objects h3").hover()  # off the rows (not over the image, where a hover would decode)
+    page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    after = np.abs(canvas_rgb(page, SIZE).astype(int) - before).sum(axis=2)
+    assert np.median(after[y0:y0 + 24, x0:x0 + 20]) < 3, "the emphasis stayed after the pointer left the row"
     # N with proposals left warns first; a second N submits the image and leaves them stored
     page.keyboard.press("n")
     page.wait_for_function("document.querySelector('#status').textContent.includes('59 proposals are not reviewed')",
                            timeout=10_000)
     assert page.evaluate("window.maskloop.imageId") == image_id
     page.keyboard.press("n")
-    page.wait_for_function("document.querySelector('#status').textContent.includes('All images in this project are done')",
-                           timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('All images in this project are done')", timeout=30_000)
     with running_app.client() as api:
         assert api.get(f"/images/{image_id}").json()["status"] == "done"
-    assert sorted(a["source"] for a in ap.annotations(running_app, image_id)) == ["automatic"] * 59 + ["semi_auto_accepted"]
+    kept = sorted(a["source"] for a in ap.annotations(running_app, image_id))
+    assert kept == ["automatic"] * 59 + ["semi_auto_accepted"]
+    assert not page.page_errors, page.page_errors
+
+
+def test_admin_image_list_opens_a_picked_image(page, running_app) -> None:  # noqa: ANN001
+    """The admin's image list shows each image's status and annotations; "Open" leases that very
+    image in the annotator (not the queue's first); an image another annotator holds says who."""
+    proj = ap.make_project(running_app, "e2e picked", [ap.shapes_png(W, H, s) for s in (2, 5, 8)])
+    first, _, third = proj["image_ids"]
+    with running_app.client() as api:
+        m = np.zeros((H, W), np.uint8, order="F")
+        m[10:30, 10:30] = 1
+        api.post(f"/images/{first}/annotations", json={"segmentation": {"size": [H, W], "counts": mask_utils.encode(
+            np.asfortranarray(m))["counts"].decode()}, "source": "manual"}).raise_for_status()
+        uid = api.post("/users", json={"username": "holder", "password": "holder-pass-1"}).json()["id"]
+        api.post(f"/projects/{proj['id']}/members", json={"user_id": uid}).raise_for_status()
+    import httpx
+
+    with httpx.Client(base_url=running_app.base_url + "/api/v1", timeout=30) as other:
+        login = other.post("/auth/login", json={"username": "holder", "password": "holder-pass-1"})
+        token = login.json()["access_token"]
+        held = other.post(f"/images/{third - 1}/lease", headers={"Authorization": f"Bearer {token}"})
+        assert held.status_code == 200, held.text
+
+    ap.log_in(page, running_app)
+    page.wait_for_selector("button.annotate")
+    page.goto(f"{running_app.base_url}/admin/{proj['id']}")
+    page.wait_for_selector(f"#images-list tr[data-image-id='{third}']", timeout=30_000)
+    rows = {int(r.get_attribute("data-image-id")): r.inner_text()
+            for r in page.locator("#images-list tr[data-image-id]").all()}
+    assert set(rows) == set(proj["image_ids"]) and "images 1–3 of 3" in page.locator("#images-count").inner_text()
+    assert rows[first].split("\t")[-2].strip() == "1", rows[first]  # its annotation is counted
+    page.wait_for_function(f"document.querySelector(\"#images-list tr[data-image-id='{third}'] img\").naturalWidth > 0",
+                           timeout=20_000)  # the thumbnail arrived with the login's token
+    page.locator(f"#images-list tr[data-image-id='{third}'] button.open-image").click()
+    assert ap.wait_ready(page) == third, "the annotator did not open the picked image"
+    assert page.evaluate("location.pathname") == f"/annotate/{proj['id']}"
+    # the image another annotator holds: the page says who, and N goes on with the queue
+    page.goto(f"{running_app.base_url}/annotate/{proj['id']}/image/{third - 1}")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('being annotated by holder')",
+                           timeout=30_000)
+    assert "N to take the next image" in page.locator("#status").inner_text()
     assert not page.page_errors, page.page_errors
 
 

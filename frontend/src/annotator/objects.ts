@@ -53,6 +53,8 @@ export interface ObjectActions {
   accept(o: ListedObject): void;
   reject(o: ListedObject): void;
   select(o: ListedObject): void;
+  /** the pointer entered (the object) or left (null) a row: show which mask it is */
+  hover(o: ListedObject | null): void;
   /** send a refused mask again with the label picked in its row */
   retry(o: ListedObject, labelId: number | null): void;
   discard(o: ListedObject): void;
@@ -83,6 +85,8 @@ export function renderObjects(el: HTMLElement, objects: ListedObject[], labels: 
       proposal ? h("button", { onclick: () => actions.reject(o), title: "reject proposal (R)" }, "reject") : null,
     );
     if (proposal) li.addEventListener("click", (e) => { if (e.target === li) actions.select(o); });
+    li.addEventListener("mouseenter", () => actions.hover(o));
+    li.addEventListener("mouseleave", () => actions.hover(null));
     return li;
   });
   // the list scrolls inside its panel (stage 3 gives dozens of rows): a re-render keeps where the

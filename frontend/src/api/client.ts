@@ -116,6 +116,9 @@ export class ApiClient {
   }
   getImage(id: number): Promise<ImageInfo> { return this.json("GET", `/images/${id}`); }
   async imageBlob(id: number): Promise<Blob> { return (await this.raw(`/images/${id}/file`)).blob(); }
+  async thumbnailBlob(id: number): Promise<Blob> { return (await this.raw(`/images/${id}/thumbnail`)).blob(); }
+  /** a lease on this image itself (picked from the project's list); 409 when another annotator holds it */
+  leaseImage(id: number): Promise<Lease> { return this.json("POST", `/images/${id}/lease`); }
 
   // annotations
   listAnnotations(imageId: number): Promise<Annotation[]> { return this.json("GET", `/images/${imageId}/annotations`); }

@@ -16,6 +16,10 @@ export interface Project {
 export interface ImageInfo {
   id: number; project_id: number; file_name: string; width: number; height: number; sha256: string;
   status: "new" | "embedded" | "in_progress" | "done" | "reviewed"; created_at: string;
+  /** why the image cannot be used (e.g. its embedding failed), if so */
+  error?: string | null;
+  /** the number of its annotations (the project's image list only) */
+  annotations?: number | null;
 }
 export interface UploadResult { created: ImageInfo[]; duplicates: ImageInfo[]; errors: { filename: string; detail: string }[] }
 export interface Lease { lease_id: number; image: ImageInfo; expires_at: string }

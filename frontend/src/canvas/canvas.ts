@@ -17,6 +17,8 @@ export class AnnotationCanvas {
   objects: DrawnObject[] = [];
   /** key of the object to emphasise (the proposal under review); drawn last, twice, with an outline box */
   highlight: string | null = null;
+  /** key of the object whose row in the object list the pointer is over: emphasised instead of `highlight` */
+  hovered: string | null = null;
   current: MaskLayer | null = null;
   currentVisible = false;
   points: PromptPoint[] = [];
@@ -103,9 +105,9 @@ export class AnnotationCanvas {
     ctx.imageSmoothingEnabled = false;
     let emphasised: DrawnObject | null = null;
     for (const o of this.objects) {
-      if (!o.visible) continue;
-      if (o.key === this.highlight) emphasised = o;
-      else ctx.drawImage(o.layer.canvas, 0, 0);
+      // the object whose row the pointer is on is shown (even if hidden) and emphasised; else the highlight
+      if (o.key === this.hovered || (this.hovered === null && o.visible && o.key === this.highlight)) emphasised = o;
+      else if (o.visible) ctx.drawImage(o.layer.canvas, 0, 0);
     }
     if (emphasised) {
       ctx.drawImage(emphasised.layer.canvas, 0, 0);

@@ -5,6 +5,7 @@
  */
 import type { Job, Label, Project, Stage } from "../api/types";
 import { barChart, evalValue, numericMetrics } from "../admin/chart";
+import { imageBrowser } from "../admin/images";
 import { errorText, h, mount, statusLine } from "../dom";
 import { api } from "../session";
 
@@ -132,6 +133,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     return;
   }
   const files = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*" });
+  const images = imageBrowser(projectId, go);
   const stage = h("select", { id: "stage-select" }, ...STAGES.map((s) => h("option", { value: s, selected: s === project.stage }, s)));
   const member = h("select", { id: "member-id" });
   const membersEl = h("p", { id: "members" });
@@ -187,6 +189,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
         poll = setTimeout(() => { if (document.body.contains(roundsEl)) void refresh(); }, 3000);
       }
       mount(progressEl, ...progressTables(prog));
+      void images.reload();
       mount(jobsEl, jobsTable(jobs));
       mount(labelsEl, ...project.labels.map((l) => labelRow(l)));
       mount(roundsEl, rounds.length ? h("table", {}, h("tr", {}, h("th", {}, "round"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "metrics before / after"), h("th", {}, "")),
@@ -256,7 +259,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
         if (!folder.value.trim()) throw new Error("type a folder path on the server first");
         const r = (await api.importFolder(projectId, folder.value.trim())) as { created?: unknown[]; duplicates?: unknown[]; errors?: { filename: string; detail: string }[] };
         return `${r.created?.length ?? 0} imported, ${r.duplicates?.length ?? 0} duplicates, ${r.errors?.length ?? 0} errors${(r.errors ?? []).map((e) => `; ${e.filename}: ${e.detail}`).join("")}`;
-      }, "Import done.") }, "Import folder")),
+      }, "Import done.") }, "Import folder"), images.el),
     h("section", { class: "card" }, h("h2", {}, "Stage"), stage,
       h("button", { id: "stage-save", onclick: () => void act(() => api.updateProject(projectId, { stage: stage.value as Stage }), "Stage changed.") }, "Switch stage"),
       h("h3", {}, "Model jobs"), h("label", { class: "field" }, "points per side ", grid),

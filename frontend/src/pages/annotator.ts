@@ -59,7 +59,13 @@ const ASIDE_WIDTH = 360;
 /** localStorage key of the annotator's "snap to image" switch */
 const SNAP_KEY = "maskloop.snap";
 
-export async function annotatorPage(root: HTMLElement, projectId: number, go: (path: string) => void): Promise<void> {
+/**
+ * The annotator on `projectId`'s work queue; with `pickedImage` (the admin's image list, path
+ * `/annotate/{project}/image/{id}`) it opens that image first, whatever its status, then goes on
+ * with the queue.
+ */
+export async function annotatorPage(root: HTMLElement, projectId: number, go: (path: string) => void,
+  pickedImage: number | null = null): Promise<void> {
   const status = statusLine();
   const canvasEl = h("canvas", { id: "stage", width: 960, height: 680, tabindex: 0 });
   const objectsEl = h("div", { id: "objects" });
@@ -350,6 +356,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   function renderList(): void {
     canvas.objects = objects;
     canvas.highlight = selectedProposal;
+    canvas.hovered = null; // the rows are made anew: the next pointer move over one sets it again
     canvas.requestDraw();
     renderObjects(objectsEl, objects, labels, {
       toggle: (o) => { o.visible = !o.visible; renderList(); canvas.draw(); },
@@ -381,6 +388,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       accept: (o) => void act(() => review(o, "accept")),
       reject: (o) => void act(() => review(o, "reject")),
       select: (o) => { selectedProposal = o.key; renderList(); canvas.draw(); },
+      hover: (o) => { canvas.hovered = o?.key ?? null; canvas.requestDraw(); },
     }, selectedProposal);
     renderStageHint();
     const pending = readOutbox().length;
@@ -481,6 +489,22 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     status.say(`Ready: ${image.file_name} (${image.width}×${image.height}), embedding ${(emb.byteLength / 1048576).toFixed(1)} MiB${fromPrefetch ? " (prefetched)" : ""}, decoder ${decoder.threads} thread(s).`, "ok");
     canvasEl.focus();
     void prefetcher.start(image.id);
+  }
+
+  /** Lease and open the image picked from the project's list; if that cannot be done, say why and offer the queue. */
+  async function openPicked(imageId: number): Promise<void> {
+    let picked: Lease;
+    try {
+      picked = await api.leaseImage(imageId);
+    } catch (err) {
+      status.say(`Image ${imageId} cannot be opened: ${errorText(err)}. Press N to take the next image of the queue instead.`, "error");
+      return;
+    }
+    try {
+      await loadImage(picked);
+    } catch (err) {
+      report(err);
+    }
   }
 
   async function nextImage(): Promise<void> {
@@ -841,7 +865,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     labelId = labels[0]?.id ?? 0;
     renderLabels();
     await flush();
-    await nextImage();
+    if (pickedImage !== null) {
+      // the address goes back to the queue's, so a reload later does not reopen this image
+      window.history.replaceState(null, "", `/annotate/${projectId}`);
+      await openPicked(pickedImage);
+    } else {
+      await nextImage();
+    }
   } catch (err) {
     report(err);
   }
