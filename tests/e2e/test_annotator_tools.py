@@ -404,6 +404,15 @@ def test_stage3_many_proposals_scroll_in_their_panel(page, running_app, screensh
     page.evaluate("new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     after = np.abs(canvas_rgb(page, SIZE).astype(int) - before).sum(axis=2)
     assert np.median(after[y0:y0 + 24, x0:x0 + 20]) < 3, "the emphasis stayed after the pointer left the row"
+    # H hides every mask (the image alone), H again shows them as before
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(ap.shapes_png(W, H, 31), np.uint8), cv2.IMREAD_COLOR),
+                         cv2.COLOR_BGR2RGB).astype(int)
+    page.keyboard.press("h")
+    bare = canvas_rgb(page, SIZE).astype(int)
+    assert np.abs(bare - image).sum(axis=2).max() < 12, "H left a mask drawn over the image"
+    assert "Masks hidden" in page.locator("#status").inner_text()
+    page.keyboard.press("h")
+    assert np.median(np.abs(canvas_rgb(page, SIZE).astype(int) - before).sum(axis=2)) < 3, "H did not show them again"
     # N with proposals left warns first; a second N submits the image and leaves them stored
     page.keyboard.press("n")
     page.wait_for_function("document.querySelector('#status').textContent.includes('59 proposals are not reviewed')",

@@ -17,6 +17,8 @@ export class AnnotationCanvas {
   objects: DrawnObject[] = [];
   /** key of the object to emphasise (the proposal under review); drawn last, twice, with an outline box */
   highlight: string | null = null;
+  /** every mask left out (the image alone, to check the masks against it); prompts are still drawn */
+  masksHidden = false;
   /** key of the object whose row in the object list the pointer is over: emphasised instead of `highlight` */
   hovered: string | null = null;
   current: MaskLayer | null = null;
@@ -42,6 +44,7 @@ export class AnnotationCanvas {
     this.objects = [];
     this.points = [];
     this.box = null;
+    this.masksHidden = false; // a new image shows its masks, whatever H did on the last one
     this.view.fit(width, height, this.el.width, this.el.height);
     this.draw();
   }
@@ -104,7 +107,7 @@ export class AnnotationCanvas {
     ctx.drawImage(this.image, 0, 0, this.imageWidth, this.imageHeight);
     ctx.imageSmoothingEnabled = false;
     let emphasised: DrawnObject | null = null;
-    for (const o of this.objects) {
+    for (const o of this.masksHidden ? [] : this.objects) {
       // the object whose row the pointer is on is shown (even if hidden) and emphasised; else the highlight
       if (o.key === this.hovered || (this.hovered === null && o.visible && o.key === this.highlight)) emphasised = o;
       else if (o.visible) ctx.drawImage(o.layer.canvas, 0, 0);
@@ -121,7 +124,7 @@ export class AnnotationCanvas {
         ctx.setLineDash([]);
       }
     }
-    if (this.currentVisible && this.current) ctx.drawImage(this.current.canvas, 0, 0);
+    if (this.currentVisible && this.current && !this.masksHidden) ctx.drawImage(this.current.canvas, 0, 0);
     const px = 1 / view.scale;
     for (const p of this.points) {
       ctx.beginPath();

@@ -77,7 +77,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const skipBtn = h("button", { id: "skip", title: "give this image to another annotator (S)", onclick: () => void skipImage() }, "Skip (S)");
   // snapping masks to the image (the refinement the server announces): on unless the annotator
@@ -845,6 +845,11 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (k === "b" || k === "e") { tool = tool === (k === "b" ? "brush" : "eraser") ? "prompt" : k === "b" ? "brush" : "eraser"; renderLabels(); }
     else if (e.key === "[" || e.key === "]") brushRadius = Math.max(1, brushRadius * (e.key === "]" ? 1.25 : 0.8));
     else if (k === "g" && !ctrl && !snapEl.hidden) void setSnap(!snap);
+    else if (k === "h" && !ctrl) {
+      canvas.masksHidden = !canvas.masksHidden;
+      canvas.draw();
+      status.say(canvas.masksHidden ? "Masks hidden: the image alone. H shows them again." : "Masks shown.");
+    }
     else if (k === "n") void submitAndNext();
     else if (k === "s" && !ctrl) void skipImage();
     else if (k === "r" && e.shiftKey && !ctrl && selectedProposal) void act(rejectRest);
