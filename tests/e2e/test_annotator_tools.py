@@ -450,6 +450,8 @@ def test_admin_image_list_opens_a_picked_image(page, running_app) -> None:  # no
 
     ap.log_in(page, running_app)
     page.wait_for_selector("button.annotate")
+    # the project list says how far each project is
+    assert "0 of 3 images done" in page.locator(f"#projects li[data-project-id='{proj['id']}']").inner_text()
     page.goto(f"{running_app.base_url}/admin/{proj['id']}")
     page.wait_for_selector(f"#images-list tr[data-image-id='{third}']", timeout=30_000)
     rows = {int(r.get_attribute("data-image-id")): r.inner_text()
