@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from pycocotools import mask as mask_utils
 
 from backend.core.errors import BadRequest
 from backend.services.images import safe_file_name
@@ -256,3 +257,59 @@ def test_concurrent_same_bytes_on_postgres_give_one_row(pg_api):
         second.close()
     with make_session(url) as s:
         assert len(s.query(Image).filter_by(project_id=pid).all()) == 1
+
+
+def test_an_image_is_deleted_with_what_hangs_on_it_and_refused_while_in_use(any_api):
+    from pathlib import Path
+
+    from backend.db.models import Image, Job
+    from backend.db.session import session_scope
+
+    api = any_api
+    c = api.client
+    p, q = api.make_project("one"), api.make_project("two")
+    doomed, kept = api.add_image(p["id"], seed=1), api.add_image(p["id"], seed=2)
+    twin = api.add_image(q["id"], seed=2)  # the same content as `kept`, in another project
+    root = Path(api.settings.resolved_storage_root)
+    with session_scope(api.settings.resolved_database_url) as s:
+        doomed_key, kept_key = s.get(Image, doomed).storage_key, s.get(Image, kept).storage_key
+    mask = np.zeros((24, 32), np.uint8, order="F")
+    mask[2:9, 3:12] = 1
+    seg = {"size": [24, 32], "counts": mask_utils.encode(mask)["counts"].decode()}
+    assert c.post(f"/api/v1/images/{doomed}/annotations", headers=api.admin,
+                  json={"segmentation": seg, "source": "manual"}).status_code == 201
+    uid, ann = api.make_user("holder")
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+
+    # an annotator may not delete; a held image, or a project with a job running, is refused in words
+    assert c.delete(f"/api/v1/images/{doomed}", headers=ann).status_code == 403
+    lease = c.post(f"/api/v1/images/{doomed}/lease", headers=ann).json()
+    r = c.delete(f"/api/v1/images/{doomed}", headers=api.admin)
+    assert r.status_code == 409 and "being annotated by holder" in r.json()["detail"]
+    c.post(f"/api/v1/leases/{lease['lease_id']}/release", headers=ann)
+    with session_scope(api.settings.resolved_database_url) as s:
+        job = Job(project_id=p["id"], kind="automatic", status="running")
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    r = c.delete(f"/api/v1/images/{doomed}", headers=api.admin)
+    assert r.status_code == 409 and f"job {job_id} of this project is running" in r.json()["detail"]
+    with session_scope(api.settings.resolved_database_url) as s:
+        s.get(Job, job_id).status = "succeeded"
+
+    assert c.delete(f"/api/v1/images/{doomed}", headers=api.admin).status_code == 204
+    assert c.get(f"/api/v1/images/{doomed}", headers=api.admin).status_code == 404
+    assert c.get(f"/api/v1/images/{doomed}/annotations", headers=api.admin).status_code == 404
+    assert [i["id"] for i in c.get(f"/api/v1/projects/{p['id']}/images", headers=api.admin).json()["items"]] == [kept]
+    assert not (root / doomed_key).exists(), "the file of a deleted image stayed"
+    from sqlalchemy import func, select
+
+    from backend.db.models import Annotation, Lease
+    with session_scope(api.settings.resolved_database_url) as s:
+        for model in (Annotation, Lease):
+            assert s.scalar(select(func.count(model.id)).where(model.image_id == doomed)) == 0, model
+    assert c.delete(f"/api/v1/images/{doomed}", headers=api.admin).status_code == 404
+    # a file another image shares stays with it
+    assert c.delete(f"/api/v1/images/{kept}", headers=api.admin).status_code == 204
+    assert (root / kept_key).exists()
+    assert c.get(f"/api/v1/images/{twin}/file", headers=api.admin).status_code == 200

@@ -468,6 +468,19 @@ def test_admin_image_list_opens_a_picked_image(page, running_app) -> None:  # no
     page.wait_for_function("document.querySelector('#status').textContent.includes('being annotated by holder')",
                            timeout=30_000)
     assert "N to take the next image" in page.locator("#status").inner_text()
+    # Delete (after a confirm) removes the first image and its annotation
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(f"{running_app.base_url}/admin/{proj['id']}")
+    page.locator(f"#images-list tr[data-image-id='{first}'] button.delete-image").click()
+    page.wait_for_function("document.querySelector('#status').textContent.includes('deleted')", timeout=20_000)
+    page.wait_for_selector(f"#images-list tr[data-image-id='{first}']", state="detached", timeout=20_000)
+    with running_app.client() as api:
+        assert api.get(f"/images/{first}").status_code == 404
+    # the image the other annotator holds is refused, in words
+    page.locator(f"#images-list tr[data-image-id='{third - 1}'] button.delete-image").click()
+    page.wait_for_function("document.querySelector('#status').textContent.includes('was not deleted')"
+                           " && document.querySelector('#status').textContent.includes('being annotated by holder')",
+                           timeout=20_000)
     assert not page.page_errors, page.page_errors
 
 

@@ -11,12 +11,13 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse, Response
 from PIL import Image as PILImage
 from pydantic import BaseModel
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 
 from backend.api.deps import (AdminUser, CurrentUser, SessionDep, SettingsDep, StorageDep, image_for_user,
                               project_for_user)
-from backend.core.errors import BadRequest, NotFound, PayloadTooLarge
-from backend.db.models import IMAGE_STATUSES, Annotation, Image, Project
+from backend.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
+from backend.db.models import IMAGE_STATUSES, Annotation, Embedding, Image, Job, Lease, Project, Round, User, utcnow
 from backend.schemas.engine import ImagePublic
 from backend.services import images as image_service
 from backend.services.embedding_jobs import enqueue_image_embedding
@@ -134,6 +135,40 @@ def list_images(project_id: int, session: SessionDep, user: CurrentUser, status:
         .where(Annotation.image_id.in_([i.id for i in items])).group_by(Annotation.image_id)).all()) if items else {}
     return ImageList(items=[ImagePublic.model_validate(i).model_copy(update={"annotations": int(counts.get(i.id, 0))})
                             for i in items], total=int(total or 0))
+
+
+@router.delete("/images/{image_id}", status_code=204)
+def delete_image(image_id: int, session: SessionDep, storage: StorageDep, admin: AdminUser) -> Response:
+    """Remove an image from its project with everything on it (annotations, leases, rejected proposals,
+    embeddings). Refused (409) while another user holds a lease on it, or while a job or training round
+    of the project runs (they read the project's images). Its stored files go too unless another image
+    (of any project) has the same content."""
+    image, project = image_for_user(session, image_id, admin)
+    now = utcnow()
+    held = session.scalar(select(Lease).where(Lease.image_id == image.id, Lease.state == "active",
+                                              Lease.expires_at > now, Lease.user_id != admin.id).limit(1))
+    if held is not None:
+        holder = session.get(User, held.user_id)
+        raise Conflict(f"image {image.id} is being annotated by {holder.username if holder else 'another user'}; "
+                       "delete it once they submit or release it")
+    for model, what in ((Job, "job"), (Round, "training round")):
+        busy = session.scalar(select(model.id).where(model.project_id == project.id,
+                                                     model.status.in_(("queued", "running"))).limit(1))
+        if busy is not None:
+            raise Conflict(f"{what} {busy} of this project is running; delete images after it finishes")
+    sha = image.sha256
+    keys = {image.storage_key, image.thumbnail_key or image_service.keys.thumbnail_key(sha)}
+    keys |= set(session.scalars(select(Embedding.storage_key).where(Embedding.image_id == image.id)))
+    # the database removes what hangs on the image (ON DELETE CASCADE)
+    session.execute(sa_delete(Image).where(Image.id == image.id))
+    session.commit()
+    if not session.scalar(select(func.count(Image.id)).where(Image.sha256 == sha)):
+        for key in sorted(keys):
+            try:
+                storage.delete(key)
+            except (BlobNotFound, OSError) as exc:  # the row is gone; a left-over file is only disk space
+                log.warning("image %s deleted, but its file %s was not: %s", image_id, key, exc)
+    return Response(status_code=204)
 
 
 @router.get("/images/{image_id}", response_model=ImagePublic)

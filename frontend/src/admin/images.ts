@@ -1,7 +1,8 @@
 /**
  * The admin's list of a project's images: thumbnail, name, size, status (with the reason when an
  * image cannot be used), number of annotations, and "Open", which leases that very image in the
- * annotator (to annotate it out of turn or to correct a finished one). Filtered by status, 50 a page.
+ * annotator (to annotate it out of turn or to correct a finished one), and "Delete" (after a confirm).
+ * Filtered by status, 50 a page.
  */
 import type { ImageInfo } from "../api/types";
 import { errorText, h, mount } from "../dom";
@@ -16,7 +17,8 @@ export interface ImageBrowser {
   reload(): Promise<void>;
 }
 
-export function imageBrowser(projectId: number, go: (path: string) => void): ImageBrowser {
+export function imageBrowser(projectId: number, go: (path: string) => void,
+  say: (text: string, tone: "info" | "error" | "ok") => void): ImageBrowser {
   let offset = 0;
   const filter = h("select", { id: "images-status", "aria-label": "status",
     onchange: () => { offset = 0; void reload(); } },
@@ -33,6 +35,18 @@ export function imageBrowser(projectId: number, go: (path: string) => void): Ima
     thumbs.get(id)!.then((url) => { img.src = url; }, () => { img.alt = "no thumbnail"; });
     return img;
   };
+
+  async function remove(im: ImageInfo): Promise<void> {
+    const n = im.annotations ?? 0;
+    if (!window.confirm(`Delete image ${im.file_name}${n ? ` and its ${n} annotation${n === 1 ? "" : "s"}` : ""}? This cannot be undone.`)) return;
+    try {
+      await api.deleteImage(im.id);
+      say(`Image ${im.file_name} deleted.`, "ok");
+    } catch (err) {
+      say(`Image ${im.file_name} was not deleted: ${errorText(err)}`, "error");
+    }
+    await reload();
+  }
 
   async function reload(): Promise<void> {
     try {
@@ -55,7 +69,9 @@ export function imageBrowser(projectId: number, go: (path: string) => void): Ima
           h("td", {}, im.status, im.error ? h("div", { class: "image-error" }, im.error) : null),
           h("td", {}, String(im.annotations ?? "")),
           h("td", {}, h("button", { class: "open-image", title: "open this image in the annotator",
-            onclick: () => go(`/annotate/${projectId}/image/${im.id}`) }, "Open"))))) : "");
+            onclick: () => go(`/annotate/${projectId}/image/${im.id}`) }, "Open"),
+          h("button", { class: "delete-image", title: "delete this image and its annotations",
+            onclick: () => void remove(im) }, "Delete"))))) : "");
     } catch (err) {
       mount(table, h("p", { class: "status", "data-tone": "error" }, `The image list could not be loaded: ${errorText(err)}`));
     }

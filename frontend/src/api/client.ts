@@ -119,6 +119,8 @@ export class ApiClient {
   async thumbnailBlob(id: number): Promise<Blob> { return (await this.raw(`/images/${id}/thumbnail`)).blob(); }
   /** a lease on this image itself (picked from the project's list); 409 when another annotator holds it */
   leaseImage(id: number): Promise<Lease> { return this.json("POST", `/images/${id}/lease`); }
+  /** admins: the image and everything on it; 409 while it is leased by someone or model work runs */
+  deleteImage(id: number): Promise<void> { return this.json("DELETE", `/images/${id}`); }
 
   // annotations
   listAnnotations(imageId: number): Promise<Annotation[]> { return this.json("GET", `/images/${imageId}/annotations`); }

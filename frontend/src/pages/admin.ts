@@ -133,7 +133,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     return;
   }
   const files = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*" });
-  const images = imageBrowser(projectId, go);
+  const images = imageBrowser(projectId, go, (text, tone) => status.say(text, tone));
   const stage = h("select", { id: "stage-select" }, ...STAGES.map((s) => h("option", { value: s, selected: s === project.stage }, s)));
   const member = h("select", { id: "member-id" });
   const membersEl = h("p", { id: "members" });
