@@ -270,3 +270,43 @@ def import_folder(session: Session, storage: BlobStorage, settings: Settings, pr
         on_progress(0, total)
     return ingest_many(session, storage, settings, project, ((p.name, p.read_bytes) for p in files),
                        on_progress=(lambda done: on_progress(done, total)) if on_progress else None)
+
+
+def stored_files(session: Session, images: Iterable[Image]) -> dict[str, set[str]]:
+    """The storage keys of ``images`` (file, thumbnail, embeddings), by content hash: what deleting
+    them may free (``remove_unshared_files``)."""
+    from backend.db.models import Embedding
+
+    files: dict[str, set[str]] = {}
+    for image in images:
+        keys_of = files.setdefault(image.sha256, set())
+        keys_of |= {image.storage_key, image.thumbnail_key or keys.thumbnail_key(image.sha256)}
+        keys_of |= set(session.scalars(select(Embedding.storage_key).where(Embedding.image_id == image.id)))
+    return files
+
+
+def remove_unshared_files(session: Session, storage: BlobStorage, files: dict[str, set[str]]) -> None:
+    """After image rows were deleted (and committed): remove the stored files of every content hash
+    that no image row, of any project, still has. A file that cannot be removed is logged and left
+    (the rows are gone; it only takes disk space)."""
+    from sqlalchemy import func
+
+    for sha, keys_of in files.items():
+        if session.scalar(select(func.count(Image.id)).where(Image.sha256 == sha)):
+            continue
+        for key in sorted(keys_of):
+            try:
+                storage.delete(key)
+            except OSError as exc:
+                log.warning("the stored file %s of a deleted image was not removed: %s", key, exc)
+
+
+def refuse_while_model_work_runs(session: Session, project_id: int, what: str) -> None:
+    """409 when a job or training round of the project is queued or running (they read its images)."""
+    from backend.db.models import Job, Round
+
+    for model, name in ((Job, "job"), (Round, "training round")):
+        busy = session.scalar(select(model.id).where(model.project_id == project_id,
+                                                     model.status.in_(("queued", "running"))).limit(1))
+        if busy is not None:
+            raise Conflict(f"{name} {busy} of this project is running; {what} after it finishes")

@@ -259,10 +259,33 @@ def test_concurrent_same_bytes_on_postgres_give_one_row(pg_api):
         assert len(s.query(Image).filter_by(project_id=pid).all()) == 1
 
 
+def _small_rle() -> dict:
+    """A 24×32 COCO RLE with one small rectangle (the test images' size)."""
+    mask = np.zeros((24, 32), np.uint8, order="F")
+    mask[2:9, 3:12] = 1
+    return {"size": [24, 32], "counts": mask_utils.encode(mask)["counts"].decode()}
+
+
+def _refused_while_a_job_runs(api, url: str, project_id: int, kind: str, status: str) -> None:
+    """DELETE ``url`` is a 409 naming the project's unfinished job; once the job ends it no longer blocks."""
+    from backend.db.models import Job
+    from backend.db.session import session_scope
+
+    with session_scope(api.settings.resolved_database_url) as s:
+        job = Job(project_id=project_id, kind=kind, status=status)
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    r = api.client.delete(url, headers=api.admin)
+    assert r.status_code == 409 and f"job {job_id} of this project is running" in r.json()["detail"]
+    with session_scope(api.settings.resolved_database_url) as s:
+        s.get(Job, job_id).status = "succeeded"
+
+
 def test_an_image_is_deleted_with_what_hangs_on_it_and_refused_while_in_use(any_api):
     from pathlib import Path
 
-    from backend.db.models import Image, Job
+    from backend.db.models import Image
     from backend.db.session import session_scope
 
     api = any_api
@@ -273,9 +296,7 @@ def test_an_image_is_deleted_with_what_hangs_on_it_and_refused_while_in_use(any_
     root = Path(api.settings.resolved_storage_root)
     with session_scope(api.settings.resolved_database_url) as s:
         doomed_key, kept_key = s.get(Image, doomed).storage_key, s.get(Image, kept).storage_key
-    mask = np.zeros((24, 32), np.uint8, order="F")
-    mask[2:9, 3:12] = 1
-    seg = {"size": [24, 32], "counts": mask_utils.encode(mask)["counts"].decode()}
+    seg = _small_rle()
     assert c.post(f"/api/v1/images/{doomed}/annotations", headers=api.admin,
                   json={"segmentation": seg, "source": "manual"}).status_code == 201
     uid, ann = api.make_user("holder")
@@ -287,15 +308,7 @@ def test_an_image_is_deleted_with_what_hangs_on_it_and_refused_while_in_use(any_
     r = c.delete(f"/api/v1/images/{doomed}", headers=api.admin)
     assert r.status_code == 409 and "being annotated by holder" in r.json()["detail"]
     c.post(f"/api/v1/leases/{lease['lease_id']}/release", headers=ann)
-    with session_scope(api.settings.resolved_database_url) as s:
-        job = Job(project_id=p["id"], kind="automatic", status="running")
-        s.add(job)
-        s.flush()
-        job_id = job.id
-    r = c.delete(f"/api/v1/images/{doomed}", headers=api.admin)
-    assert r.status_code == 409 and f"job {job_id} of this project is running" in r.json()["detail"]
-    with session_scope(api.settings.resolved_database_url) as s:
-        s.get(Job, job_id).status = "succeeded"
+    _refused_while_a_job_runs(api, f"/api/v1/images/{doomed}", p["id"], "automatic", "running")
 
     assert c.delete(f"/api/v1/images/{doomed}", headers=api.admin).status_code == 204
     assert c.get(f"/api/v1/images/{doomed}", headers=api.admin).status_code == 404
@@ -313,3 +326,39 @@ def test_an_image_is_deleted_with_what_hangs_on_it_and_refused_while_in_use(any_
     assert c.delete(f"/api/v1/images/{kept}", headers=api.admin).status_code == 204
     assert (root / kept_key).exists()
     assert c.get(f"/api/v1/images/{twin}/file", headers=api.admin).status_code == 200
+
+
+def test_a_project_is_deleted_with_its_images_but_not_what_others_share(any_api):
+    from pathlib import Path
+
+    from sqlalchemy import func, select
+
+    from backend.db.models import Annotation, Image, Job, Label, Round
+    from backend.db.session import session_scope
+
+    api = any_api
+    c = api.client
+    p, q = api.make_project("gone"), api.make_project("stays")
+    only, shared = api.add_image(p["id"], seed=3), api.add_image(p["id"], seed=4)
+    twin = api.add_image(q["id"], seed=4)
+    root = Path(api.settings.resolved_storage_root)
+    with session_scope(api.settings.resolved_database_url) as s:
+        only_key, shared_key = s.get(Image, only).storage_key, s.get(Image, shared).storage_key
+        s.add(Round(project_id=p["id"], status="succeeded"))
+    seg = _small_rle()
+    assert c.post(f"/api/v1/images/{only}/annotations", headers=api.admin,
+                  json={"segmentation": seg, "source": "manual", "label_id": p["labels"][0]["id"]}).status_code == 201
+    _, ann = api.make_user("someone")
+    assert c.delete(f"/api/v1/projects/{p['id']}", headers=ann).status_code == 403
+    _refused_while_a_job_runs(api, f"/api/v1/projects/{p['id']}", p["id"], "prefill", "queued")
+
+    assert c.delete(f"/api/v1/projects/{p['id']}", headers=api.admin).status_code == 204
+    assert c.get(f"/api/v1/projects/{p['id']}", headers=api.admin).status_code == 404
+    assert [x["id"] for x in c.get("/api/v1/projects", headers=api.admin).json()] == [q["id"]]
+    with session_scope(api.settings.resolved_database_url) as s:
+        for model in (Image, Label, Round, Job):
+            assert s.scalar(select(func.count(model.id)).where(model.project_id == p["id"])) == 0, model
+        assert s.scalar(select(func.count(Annotation.id)).where(Annotation.image_id.in_([only, shared]))) == 0
+    assert not (root / only_key).exists() and (root / shared_key).exists()
+    assert c.get(f"/api/v1/images/{twin}/file", headers=api.admin).status_code == 200
+    assert c.delete(f"/api/v1/projects/{p['id']}", headers=api.admin).status_code == 404

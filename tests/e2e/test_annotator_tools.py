@@ -484,6 +484,28 @@ def test_admin_image_list_opens_a_picked_image(page, running_app) -> None:  # no
     assert not page.page_errors, page.page_errors
 
 
+def test_admin_deletes_a_project_after_its_name_is_typed(page, running_app) -> None:  # noqa: ANN001
+    proj = ap.make_project(running_app, "e2e doomed", [ap.shapes_png(W, H, 40)])
+    ap.log_in(page, running_app)
+    page.wait_for_selector("button.annotate")
+    page.goto(f"{running_app.base_url}/admin/{proj['id']}")
+    page.wait_for_selector(f"#images-list tr[data-image-id='{proj['image_ids'][0]}']", timeout=30_000)
+    answers = iter(["e2e doome", "e2e doomed"])  # a wrong name first: nothing is deleted
+    page.on("dialog", lambda dialog: dialog.accept(next(answers)))
+    page.click("#delete-project")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('does not match')", timeout=10_000)
+    with running_app.client() as api:
+        assert api.get(f"/projects/{proj['id']}").status_code == 200
+    page.click("#delete-project")
+    page.wait_for_function("location.pathname === '/admin'", timeout=20_000)
+    page.wait_for_selector("#admin-projects li", timeout=20_000)
+    assert "e2e doomed" not in page.locator("#admin-projects").inner_text()
+    with running_app.client() as api:
+        assert api.get(f"/projects/{proj['id']}").status_code == 404
+        assert api.get(f"/images/{proj['image_ids'][0]}").status_code == 404
+    assert not page.page_errors, page.page_errors
+
+
 def _wait_api(condition, seconds: float = 20.0) -> None:  # noqa: ANN001
     """Poll the API until ``condition()`` holds (the page saves in the background)."""
     import time

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from backend.api.deps import (AdminUser, CurrentUser, SessionDep, SettingsDep, StorageDep, image_for_user,
                               project_for_user)
 from backend.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
-from backend.db.models import IMAGE_STATUSES, Annotation, Embedding, Image, Job, Lease, Project, Round, User, utcnow
+from backend.db.models import IMAGE_STATUSES, Annotation, Image, Lease, Project, User, utcnow
 from backend.schemas.engine import ImagePublic
 from backend.services import images as image_service
 from backend.services.embedding_jobs import enqueue_image_embedding
@@ -151,23 +151,12 @@ def delete_image(image_id: int, session: SessionDep, storage: StorageDep, admin:
         holder = session.get(User, held.user_id)
         raise Conflict(f"image {image.id} is being annotated by {holder.username if holder else 'another user'}; "
                        "delete it once they submit or release it")
-    for model, what in ((Job, "job"), (Round, "training round")):
-        busy = session.scalar(select(model.id).where(model.project_id == project.id,
-                                                     model.status.in_(("queued", "running"))).limit(1))
-        if busy is not None:
-            raise Conflict(f"{what} {busy} of this project is running; delete images after it finishes")
-    sha = image.sha256
-    keys = {image.storage_key, image.thumbnail_key or image_service.keys.thumbnail_key(sha)}
-    keys |= set(session.scalars(select(Embedding.storage_key).where(Embedding.image_id == image.id)))
+    image_service.refuse_while_model_work_runs(session, project.id, "delete images")
+    files = image_service.stored_files(session, [image])
     # the database removes what hangs on the image (ON DELETE CASCADE)
     session.execute(sa_delete(Image).where(Image.id == image.id))
     session.commit()
-    if not session.scalar(select(func.count(Image.id)).where(Image.sha256 == sha)):
-        for key in sorted(keys):
-            try:
-                storage.delete(key)
-            except (BlobNotFound, OSError) as exc:  # the row is gone; a left-over file is only disk space
-                log.warning("image %s deleted, but its file %s was not: %s", image_id, key, exc)
+    image_service.remove_unshared_files(session, storage, files)
     return Response(status_code=204)
 
 

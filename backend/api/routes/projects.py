@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from backend.api.deps import AdminUser, CurrentUser, SessionDep, project_for_user
+from backend.api.deps import AdminUser, CurrentUser, SessionDep, StorageDep, project_for_user
 from backend.core.errors import BadRequest, Conflict, NotFound
 from backend.db.models import Annotation, Image, Label, ModelVersion, Project, ProjectMember, User
 from backend.schemas.projects import (ActiveModel, LabelCreate, LabelPublic, LabelUpdate, MemberAdd, ProjectCreate,
                                       ProjectPublic, ProjectUpdate)
+from backend.services.images import refuse_while_model_work_runs, remove_unshared_files, stored_files
 from backend.services.model_registry import default_model_version_id
 
 router = APIRouter(tags=["projects"])
@@ -54,6 +56,20 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminUser) -> Pr
 @router.get("/projects/{project_id}", response_model=ProjectPublic)
 def get_project(project_id: int, session: SessionDep, user: CurrentUser) -> ProjectPublic:
     return project_public(project_for_user(session, project_id, user))
+
+
+@router.delete("/projects/{project_id}", status_code=204)
+def delete_project(project_id: int, session: SessionDep, storage: StorageDep, admin: AdminUser) -> Response:
+    """Remove a project with its images, annotations, labels, members, jobs and rounds (the model
+    versions its rounds trained stay: other projects may use them). Refused (409) while a job or round
+    of it runs. Stored image files go unless an image of another project has the same content."""
+    project = project_for_user(session, project_id, admin)
+    refuse_while_model_work_runs(session, project.id, "delete the project")
+    files = stored_files(session, session.scalars(select(Image).where(Image.project_id == project.id)))
+    session.execute(sa_delete(Project).where(Project.id == project.id))  # the rest cascades in the database
+    session.commit()
+    remove_unshared_files(session, storage, files)
+    return Response(status_code=204)
 
 
 @router.patch("/projects/{project_id}", response_model=ProjectPublic)

@@ -79,6 +79,8 @@ export class ApiClient {
   createProject(name: string, labels: { name: string; color: string }[], stage?: Stage): Promise<Project> {
     return this.json("POST", "/projects", stage ? { name, labels, stage } : { name, labels });
   }
+  /** admins: the project with its images and annotations; 409 while a job or round of it runs */
+  deleteProject(id: number): Promise<void> { return this.json("DELETE", `/projects/${id}`); }
   updateProject(id: number, patch: { name?: string; stage?: Stage }): Promise<Project> {
     return this.json("PATCH", `/projects/${id}`, patch);
   }

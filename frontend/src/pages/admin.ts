@@ -45,7 +45,8 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
     h("div", { class: "cards" }, create, userForm), h("h2", {}, "Projects"), list, h("h2", {}, "Model versions"), models);
   try {
     const [projects, mvs] = await Promise.all([api.listProjects(), api.listModels()]);
-    mount(list, ...projects.map((p) => h("li", {}, h("a", { href: `/admin/${p.id}`, "data-nav": "1" }, p.name), ` — ${p.stage}`)));
+    mount(list, ...(projects.length ? projects.map((p) => h("li", {}, h("a", { href: `/admin/${p.id}`, "data-nav": "1" }, p.name), ` — ${p.stage}`))
+      : [h("li", {}, "No projects yet: create one above.")]));
     mount(models, h("table", {}, h("tr", {}, h("th", {}, "id"), h("th", {}, "name"), h("th", {}, "arch"), h("th", {}, "parent"), h("th", {}, "round"), h("th", {}, "created")),
       ...mvs.map((m) => h("tr", {}, h("td", {}, String(m.id)), h("td", {}, m.name), h("td", {}, m.arch), h("td", {}, String(m.parent_id ?? "")),
         h("td", {}, String(m.round_id ?? "")), h("td", {}, m.created_at.slice(0, 19))))));
@@ -282,6 +283,17 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     h("section", { class: "card" }, h("h2", {}, "Export"),
       h("button", { onclick: () => void download(`/projects/${projectId}/export?format=coco`, `project-${projectId}-coco.json`).catch((e) => status.say(errorText(e), "error")) }, "COCO JSON"),
       h("button", { onclick: () => void download(`/projects/${projectId}/export?format=sa1b`, `project-${projectId}-sa1b.zip`).catch((e) => status.say(errorText(e), "error")) }, "SA-1B zip")),
+    h("section", { class: "card danger" }, h("h2", {}, "Delete the project"),
+      h("p", { class: "help" }, "Removes the project with all its images, annotations, jobs and rounds (model versions stay). This cannot be undone."),
+      h("button", { id: "delete-project", onclick: () => void (async () => {
+        const typed = window.prompt(`Type the project's name, ${project.name}, to delete it with everything in it:`);
+        if (typed === null) return;
+        if (typed.trim() !== project.name) { status.say("The name typed does not match; nothing was deleted.", "error"); return; }
+        try {
+          await api.deleteProject(projectId);
+          go("/admin");
+        } catch (err) { status.say(`The project was not deleted: ${errorText(err)}`, "error"); }
+      })() }, "Delete project…")),
   );
   await refresh();
 }
