@@ -20,7 +20,7 @@ IMAGE_STATUSES = ("new", "embedded", "in_progress", "done", "reviewed")
 SOURCES = ("manual", "assisted", "semi_auto", "semi_auto_accepted", "automatic")
 REVIEW_STATES = ("pending", "accepted", "rejected")
 ROUND_STATUSES = ("queued", "running", "succeeded", "failed", "promoted", "discarded")
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def utcnow() -> datetime:

@@ -333,6 +333,15 @@ def test_rounds_refuse_empty_snapshot_and_record_one(any_api):
     assert job.status_code == 201, job.text
     with session_scope(api.settings.resolved_database_url) as session:  # what the worker reads
         assert session.get(Job, job.json()["id"]).params == {"refine": False, "min_object_score": 0.02}
+    # an admin cancels a job that has not ended (the worker stops before its next image); an ended one is a 409
+    _, annotator = api.make_user("canceller")
+    assert c.post(f"/api/v1/jobs/{job.json()['id']}/cancel", headers=annotator).status_code == 403
+    cancelled = c.post(f"/api/v1/jobs/{job.json()['id']}/cancel", headers=api.admin)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["error"] == "cancelled by admin"
+    again = c.post(f"/api/v1/jobs/{job.json()['id']}/cancel", headers=api.admin)
+    assert again.status_code == 409 and "already ended (cancelled)" in again.json()["detail"]
+    assert c.post("/api/v1/jobs/999999/cancel", headers=api.admin).status_code == 404
 
 
 def test_embedding_is_202_until_computed(api):

@@ -224,6 +224,17 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.wait_for_selector("#jobs tr[data-job-id]", timeout=30_000)
     assert "prefill" in page.locator("#jobs").inner_text()
     assert "Prefill job started" in page.locator("#status").inner_text()
+    # a job that has not ended can be cancelled from its row (the worker may have finished it meanwhile)
+    job_row = page.locator("#jobs tr[data-job-id]").last
+    job_id = int(job_row.get_attribute("data-job-id"))
+    cancel = job_row.locator("button.cancel-job")
+    if cancel.count():
+        cancel.click()
+        page.wait_for_function(f"document.querySelector('#status').textContent.includes('Job {job_id} cancelled')"
+                               " || document.querySelector('#status').textContent.includes('already ended')",
+                               timeout=20_000)
+        with running_app.client() as api:
+            assert api.get(f"/jobs/{job_id}").json()["status"] in ("cancelled", "succeeded", "failed")
     # a round's settings: a bad learning rate is refused in the page; the server's own 422 (a time budget
     # over its week) is shown in plain words, and the request carried every setting
     page.fill("#round-steps", "3")

@@ -47,6 +47,11 @@ def _save(conn: sa.Connection, jobs: sa.Table, job_id: int, state: dict[str, Any
     db.update_row(conn, jobs, job_id, **values)
 
 
+def _cancelled(conn: sa.Connection, jobs: sa.Table, job_id: int) -> bool:
+    row = db.get_row(conn, jobs, job_id)
+    return row is not None and row._mapping.get("status") == "cancelled"
+
+
 def _label_for(conn: sa.Connection, project_id: int, params: dict[str, Any]) -> int | None:
     if params.get("label_id") is not None:
         return int(params["label_id"])
@@ -113,12 +118,17 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
             q = q.where(images.c.id.in_([int(i) for i in overrides["image_ids"]]))
         ids = [r.id for r in conn.execute(q)]
         label_id = _label_for(conn, project_id, overrides)
+        if _cancelled(conn, jobs, job_id):
+            return "cancelled"
         _save(conn, jobs, job_id, state, len(ids), status="running", started_at=job._mapping.get("started_at") or db.now())
     skip = set(state["done"]) | {int(k) for k in state["failed"]}
     for image_id in ids:
         if image_id in skip:
             continue
         with db.transaction(engine()) as conn:
+            if _cancelled(conn, jobs, job_id):  # an admin cancelled it: stop before the next image
+                logger.info("job %s cancelled after %d images", job_id, len(state["done"]))
+                return "cancelled"
             image = db.get_row(conn, images, image_id)
             existing_rows = list(conn.execute(sa.select(ann).where(ann.c.image_id == image_id)))
         if "job_id" in ann.c and any(a._mapping["job_id"] == job_id for a in existing_rows):
@@ -141,6 +151,8 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
             continue
         pause_between_items()
         with db.transaction(engine()) as conn:
+            if _cancelled(conn, jobs, job_id):  # cancelled while this image was segmented: not stored
+                return "cancelled"
             for rec in records:
                 db.insert_row(conn, ann, **_annotation_values(rec, image_id=image_id, job_id=job_id, model_version_id=mv,
                                                                label_id=label_id, source=source, stage=stage))
@@ -153,6 +165,8 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
         message += "; " + _nothing_passed(params)
     failed_all = bool(ids) and not state["done"]
     with db.transaction(engine()) as conn:
+        if _cancelled(conn, jobs, job_id):
+            return "cancelled"
         _save(conn, jobs, job_id, state, len(ids), status="failed" if failed_all else "succeeded", message=message,
               error="every image failed" if failed_all else None, finished_at=db.now())
     return "failed" if failed_all else "succeeded"

@@ -148,6 +148,19 @@ def get_job(job_id: int, session: SessionDep, user: CurrentUser) -> Job:
     return job
 
 
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: int, session: SessionDep, admin: AdminUser) -> Job:
+    """Stop a queued or running job: a worker that has not started it skips it, one that runs it stops
+    before its next image (what it stored so far stays). 409 for a job that has already ended."""
+    job = get_job(job_id, session, admin)
+    if job.status not in ("queued", "running"):
+        raise Conflict(f"job {job_id} has already ended ({job.status})")
+    job.status, job.error = "cancelled", f"cancelled by {admin.username}"
+    job.message, job.finished_at = f"cancelled by {admin.username}", utcnow()
+    session.commit()
+    return job
+
+
 @router.get("/projects/{project_id}/jobs", response_model=list[JobPublic])
 def list_jobs(project_id: int, session: SessionDep, user: CurrentUser) -> list[Job]:
     project = project_for_user(session, project_id, user)

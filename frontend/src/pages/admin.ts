@@ -105,11 +105,14 @@ function progressTables(prog: Record<string, unknown>): Node[] {
   ];
 }
 
-function jobsTable(jobs: Job[]): Node {
+/** The project's jobs; one that has not ended has a Cancel button (`cancel(job)`). */
+function jobsTable(jobs: Job[], cancel: (j: Job) => void): Node {
   if (!jobs.length) return h("p", {}, "No jobs yet.");
-  return h("table", {}, h("tr", {}, h("th", {}, "job"), h("th", {}, "kind"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "message")),
+  return h("table", {}, h("tr", {}, h("th", {}, "job"), h("th", {}, "kind"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "message"), h("th", {}, "")),
     ...jobs.map((j) => h("tr", { "data-job-id": j.id }, h("td", {}, String(j.id)), h("td", {}, j.kind), h("td", {}, j.status),
-      h("td", {}, `${Math.round(j.progress * 100)}% (${j.done}/${j.total})`), h("td", {}, j.error ? `error: ${j.error}` : j.message ?? ""))));
+      h("td", {}, `${Math.round(j.progress * 100)}% (${j.done}/${j.total})`), h("td", {}, j.error ? `${j.status === "cancelled" ? "" : "error: "}${j.error}` : j.message ?? ""),
+      h("td", {}, j.status === "queued" || j.status === "running"
+        ? h("button", { class: "cancel-job", title: "stop this job before its next image", onclick: () => cancel(j) }, "Cancel") : ""))));
 }
 
 async function download(path: string, fallbackName: string): Promise<void> {
@@ -191,7 +194,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       }
       mount(progressEl, ...progressTables(prog));
       void images.reload();
-      mount(jobsEl, jobsTable(jobs));
+      mount(jobsEl, jobsTable(jobs, (j) => void act(() => api.cancelJob(j.id), `Job ${j.id} cancelled.`)));
       mount(labelsEl, ...project.labels.map((l) => labelRow(l)));
       mount(roundsEl, rounds.length ? h("table", {}, h("tr", {}, h("th", {}, "round"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "metrics before / after"), h("th", {}, "")),
         ...rounds.map((r) => {

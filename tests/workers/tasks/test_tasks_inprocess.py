@@ -266,3 +266,31 @@ def test_export_job_writes_coco_file_and_bad_format_fails(env: Env) -> None:
                  params={"format": "pascal"})
     assert export_dataset(job_id=bad) == "failed"
     assert "unknown export format 'pascal'" in _rows(env, "SELECT error FROM jobs WHERE id = :i", i=bad)[0][0]
+
+
+def test_a_cancelled_job_stops_before_its_next_image(env: Env, monkeypatch) -> None:
+    """An admin's cancel (the job row says ``cancelled``) is honoured between images: the image being
+    segmented when it came is not stored, the rest are not started, and the status stays."""
+    from workers.tasks import automatic
+
+    ids = seed_project(env, n_images=3)
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="queued",
+                 params={"points_per_side": 2})
+    seen: list[int] = []
+
+    def generate_then_cancel(model, image, params, refine):  # noqa: ANN001 - the generator's signature
+        seen.append(1)
+        eng = env.engine()
+        with eng.begin() as conn:
+            conn.execute(sa.text("UPDATE jobs SET status = 'cancelled' WHERE id = :j"), {"j": jid})
+        eng.dispose()
+        return []
+
+    monkeypatch.setattr(automatic, "generate_masks", generate_then_cancel)
+    assert automatic.automatic_batch(job_id=jid) == "cancelled"
+    assert len(seen) == 1, "images after the cancel were still segmented"
+    status, done = _rows(env, "SELECT status, done FROM jobs WHERE id = :j", j=jid)[0]
+    assert (status, done) == ("cancelled", 0)
+    # a redelivered task does nothing
+    assert automatic.automatic_batch(job_id=jid) == "cancelled"
+    assert len(seen) == 1
