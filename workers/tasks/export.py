@@ -23,7 +23,7 @@ def export_job(job_id: int) -> str:
     if job is None:
         logger.warning("export job %s does not exist", job_id)
         return "missing"
-    if job._mapping.get("status") in ("succeeded", "failed"):
+    if job._mapping.get("status") in ("succeeded", "failed", "cancelled"):  # a cancelled export is not started
         return str(job._mapping["status"])
     params = db.load_json(job._mapping.get("params")) or {}
     fmt = params.get("format", "coco")

@@ -266,6 +266,11 @@ def test_export_job_writes_coco_file_and_bad_format_fails(env: Env) -> None:
                  params={"format": "pascal"})
     assert export_dataset(job_id=bad) == "failed"
     assert "unknown export format 'pascal'" in _rows(env, "SELECT error FROM jobs WHERE id = :i", i=bad)[0][0]
+    # an export cancelled before a worker took it is not run
+    cancelled = insert(env, "jobs", project_id=ids["project_id"], kind="export", status="cancelled",
+                       params={"format": "coco"})
+    assert export_dataset(job_id=cancelled) == "cancelled"
+    assert _rows(env, "SELECT status, result FROM jobs WHERE id = :i", i=cancelled)[0] == ("cancelled", None)
 
 
 def test_a_cancelled_job_stops_before_its_next_image(env: Env, monkeypatch) -> None:
