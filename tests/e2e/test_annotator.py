@@ -214,6 +214,16 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.fill("#label-name", "tree")
     page.click("#add-label")
     page.wait_for_function("document.querySelector('#label-chips').textContent.includes('tree')", timeout=30_000)
+    # a name being typed survives the page's refresh after another action (and the 3 s poll while jobs run)
+    tree_name = page.locator(".label-row", has_text="tree").locator(".label-name")
+    tree_name.fill("tree (typing")
+    page.evaluate("document.querySelector('#progress-images').dataset.before = '1'")
+    page.click("#stage-save")
+    # the refresh that follows an action draws the progress tables anew (and, before, the label rows too)
+    page.wait_for_function("document.querySelector('#progress-images') && !document.querySelector('#progress-images')"
+                           ".dataset.before", timeout=10_000)
+    assert tree_name.input_value() == "tree (typing"
+    tree_name.fill("tree")
     page.fill("#job-grid", "4")
     assert page.is_checked("#job-refine")  # masks refined with the image unless unticked
     page.uncheck("#job-refine")

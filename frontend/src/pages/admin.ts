@@ -195,7 +195,13 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       mount(progressEl, ...progressTables(prog));
       void images.reload();
       mount(jobsEl, jobsTable(jobs, (j) => void act(() => api.cancelJob(j.id), `Job ${j.id} cancelled.`)));
-      mount(labelsEl, ...project.labels.map((l) => labelRow(l)));
+      // label rows are made anew only when the labels changed: the 3-second refresh while a job runs
+      // must not wipe a name or colour being edited
+      const labelsNow = JSON.stringify(project.labels);
+      if (labelsNow !== labelsShown) {
+        labelsShown = labelsNow;
+        mount(labelsEl, ...project.labels.map((l) => labelRow(l)));
+      }
       mount(roundsEl, rounds.length ? h("table", {}, h("tr", {}, h("th", {}, "round"), h("th", {}, "status"), h("th", {}, "progress"), h("th", {}, "metrics before / after"), h("th", {}, "")),
         ...rounds.map((r) => {
           const before = numericMetrics(r.metrics_before), after = numericMetrics(r.metrics_after);
@@ -221,6 +227,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   };
 
   const labelsEl = h("div", { id: "label-chips" });
+  let labelsShown = "";
   // one row per label: rename or recolour it in place (Save), or delete it (the server refuses while
   // annotations use it, and says how many)
   const labelRow = (l: Label): HTMLElement => {
