@@ -34,6 +34,11 @@ export function statusLine(id = "status"): StatusLine {
   return Object.assign(el, { say });
 }
 
+/** "1 image", "3 images": a count with its noun. */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 /** The message of any thrown value. */
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

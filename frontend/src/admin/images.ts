@@ -5,7 +5,7 @@
  * Filtered by status, 50 a page.
  */
 import type { ImageInfo } from "../api/types";
-import { errorText, h, mount } from "../dom";
+import { errorText, h, mount, plural } from "../dom";
 import { api } from "../session";
 
 const PAGE = 50;
@@ -38,7 +38,7 @@ export function imageBrowser(projectId: number, go: (path: string) => void,
 
   async function remove(im: ImageInfo): Promise<void> {
     const n = im.annotations ?? 0;
-    if (!window.confirm(`Delete image ${im.file_name}${n ? ` and its ${n} annotation${n === 1 ? "" : "s"}` : ""}? This cannot be undone.`)) return;
+    if (!window.confirm(`Delete image ${im.file_name}${n ? ` and its ${plural(n, "annotation")}` : ""}? This cannot be undone.`)) return;
     try {
       await api.deleteImage(im.id);
       say(`Image ${im.file_name} deleted.`, "ok");

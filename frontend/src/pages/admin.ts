@@ -6,7 +6,7 @@
 import type { Job, Label, Project, Stage } from "../api/types";
 import { barChart, evalValue, numericMetrics } from "../admin/chart";
 import { imageBrowser } from "../admin/images";
-import { errorText, h, mount, statusLine } from "../dom";
+import { errorText, h, mount, plural, statusLine } from "../dom";
 import { api } from "../session";
 
 const STAGES: Stage[] = ["assisted_manual", "semi_automatic", "fully_automatic"];
@@ -96,7 +96,7 @@ function progressTables(prog: Record<string, unknown>): Node[] {
   const byStage = (prog.annotations_by_stage ?? {}) as Record<string, Record<string, number>>;
   const sources = [...new Set(Object.values(byStage).flatMap((v) => Object.keys(v)))].sort();
   return [
-    h("p", {}, `${String(prog.images ?? 0)} image${prog.images === 1 ? "" : "s"}; stage ${String(prog.stage ?? "")}`),
+    h("p", {}, `${plural(Number(prog.images ?? 0), "image")}; stage ${String(prog.stage ?? "")}`),
     h("table", { id: "progress-images" }, h("tr", {}, ...Object.keys(byStatus).map((k) => h("th", {}, k))),
       h("tr", {}, ...Object.values(byStatus).map((v) => h("td", {}, String(v))))),
     sources.length ? h("table", { id: "progress-annotations" }, h("tr", {}, h("th", {}, "stage"), ...sources.map((k) => h("th", {}, k)), h("th", {}, "total")),

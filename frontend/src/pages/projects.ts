@@ -1,5 +1,5 @@
 /** The project list: open the annotator, or (admins) the admin console of a project. */
-import { errorText, h, mount, statusLine } from "../dom";
+import { errorText, h, mount, plural, statusLine } from "../dom";
 import { api, currentUser } from "../session";
 
 export async function projectsPage(root: HTMLElement, go: (path: string) => void): Promise<void> {
@@ -22,11 +22,11 @@ export async function projectsPage(root: HTMLElement, go: (path: string) => void
   }
 }
 
-/** "3 of 40 images done · " from a project's progress, "" when it is unknown. */
+/** "3 of 40 images done " from a project's progress, "" when it is unknown. */
 function progressText(prog: Record<string, unknown> | null): string {
   if (!prog) return "";
   const total = Number(prog.images ?? 0);
   const byStatus = (prog.images_by_status ?? {}) as Record<string, number>;
   const done = (byStatus.done ?? 0) + (byStatus.reviewed ?? 0);
-  return total ? `${done} of ${total} image${total === 1 ? "" : "s"} done ` : "no images yet ";
+  return total ? `${done} of ${plural(total, "image")} done ` : "no images yet ";
 }
