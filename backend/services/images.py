@@ -272,27 +272,40 @@ def import_folder(session: Session, storage: BlobStorage, settings: Settings, pr
                        on_progress=(lambda done: on_progress(done, total)) if on_progress else None)
 
 
+# ids or hashes per IN (...) list: well under SQLite's limit on bound parameters
+IN_CHUNK = 500
+
+
 def stored_files(session: Session, images: Iterable[Image]) -> dict[str, set[str]]:
     """The storage keys of ``images`` (file, thumbnail, embeddings), by content hash: what deleting
-    them may free (``remove_unshared_files``)."""
+    them may free (``remove_unshared_files``). The embeddings are read a few hundred images a query."""
     from backend.db.models import Embedding
 
+    images = list(images)
+    sha_of = {image.id: image.sha256 for image in images}
     files: dict[str, set[str]] = {}
     for image in images:
-        keys_of = files.setdefault(image.sha256, set())
-        keys_of |= {image.storage_key, image.thumbnail_key or keys.thumbnail_key(image.sha256)}
-        keys_of |= set(session.scalars(select(Embedding.storage_key).where(Embedding.image_id == image.id)))
+        files.setdefault(image.sha256, set()).update(
+            {image.storage_key, image.thumbnail_key or keys.thumbnail_key(image.sha256)})
+    ids = list(sha_of)
+    for chunk in range(0, len(ids), IN_CHUNK):
+        rows = session.execute(select(Embedding.image_id, Embedding.storage_key)
+                               .where(Embedding.image_id.in_(ids[chunk:chunk + IN_CHUNK])))
+        for image_id, key in rows:
+            files[sha_of[image_id]].add(key)
     return files
 
 
 def remove_unshared_files(session: Session, storage: BlobStorage, files: dict[str, set[str]]) -> None:
     """After image rows were deleted (and committed): remove the stored files of every content hash
-    that no image row, of any project, still has. A file that cannot be removed is logged and left
-    (the rows are gone; it only takes disk space)."""
-    from sqlalchemy import func
-
+    that no image row, of any project, still has (asked a few hundred hashes a query). A file that cannot be
+    removed is logged and left (the rows are gone; it only takes disk space)."""
+    shas = list(files)
+    still_used: set[str] = set()
+    for chunk in range(0, len(shas), IN_CHUNK):
+        still_used.update(session.scalars(select(Image.sha256).where(Image.sha256.in_(shas[chunk:chunk + IN_CHUNK]))))
     for sha, keys_of in files.items():
-        if session.scalar(select(func.count(Image.id)).where(Image.sha256 == sha)):
+        if sha in still_used:
             continue
         for key in sorted(keys_of):
             try:
