@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 
 from backend.api.deps import (AdminUser, CurrentUser, SessionDep, SettingsDep, StorageDep, image_for_user,
                               project_for_user)
+from backend.api.routes.work_queue import active_lease, holder_name
 from backend.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
-from backend.db.models import IMAGE_STATUSES, Annotation, Image, Lease, Project, User, utcnow
+from backend.db.models import IMAGE_STATUSES, Annotation, Image, Project, utcnow
 from backend.schemas.engine import ImagePublic
 from backend.services import images as image_service
 from backend.services.embedding_jobs import enqueue_image_embedding
@@ -144,12 +145,9 @@ def delete_image(image_id: int, session: SessionDep, storage: StorageDep, admin:
     of the project runs (they read the project's images). Its stored files go too unless another image
     (of any project) has the same content."""
     image, project = image_for_user(session, image_id, admin)
-    now = utcnow()
-    held = session.scalar(select(Lease).where(Lease.image_id == image.id, Lease.state == "active",
-                                              Lease.expires_at > now, Lease.user_id != admin.id).limit(1))
+    held = active_lease(session, image.id, utcnow(), other_than=admin.id)
     if held is not None:
-        holder = session.get(User, held.user_id)
-        raise Conflict(f"image {image.id} is being annotated by {holder.username if holder else 'another user'}; "
+        raise Conflict(f"image {image.id} is being annotated by {holder_name(session, held)}; "
                        "delete it once they submit or release it")
     image_service.refuse_while_model_work_runs(session, project.id, "delete images")
     files = image_service.stored_files(session, [image])

@@ -88,6 +88,20 @@ def next_image(project_id: int, session: SessionDep, user: CurrentUser, settings
     return LeasePublic(lease_id=lease.id, image=ImagePublic.model_validate(image), expires_at=lease.expires_at)
 
 
+def active_lease(session, image_id: int, now, other_than: int | None = None) -> Lease | None:
+    """The unexpired active lease on an image (held by anyone but user ``other_than``), if any."""
+    query = select(Lease).where(Lease.image_id == image_id, Lease.state == "active", Lease.expires_at > now)
+    if other_than is not None:
+        query = query.where(Lease.user_id != other_than)
+    return session.scalar(query.order_by(Lease.id).limit(1))
+
+
+def holder_name(session, lease: Lease) -> str:
+    """Who holds ``lease``, for a message."""
+    holder = session.get(User, lease.user_id)
+    return holder.username if holder else "another user"
+
+
 def _lease_image(session, image: Image, user: User, seconds: int) -> Lease:
     """A lease on ``image`` itself (an image picked from the project's list, to annotate or correct it,
     whatever its status): the caller's own active lease on it comes back; another annotator's is a
@@ -98,13 +112,11 @@ def _lease_image(session, image: Image, user: User, seconds: int) -> Lease:
         # the image row is locked while its leases are looked at: two callers cannot both find it free
         session.execute(select(Image.id).where(Image.id == image.id).with_for_update())
     now = utcnow()
-    held = session.scalar(select(Lease).where(Lease.image_id == image.id, Lease.state == "active",
-                                              Lease.expires_at > now).order_by(Lease.id))
+    held = active_lease(session, image.id, now)
     if held is not None:
         if held.user_id == user.id:
             return held
-        holder = session.get(User, held.user_id)
-        raise Conflict(f"image {image.id} is being annotated by {holder.username if holder else 'another user'} "
+        raise Conflict(f"image {image.id} is being annotated by {holder_name(session, held)} "
                        f"until {held.expires_at:%H:%M} UTC; pick another image or try again later")
     others = session.scalars(
         select(Lease).join(Image, Image.id == Lease.image_id)
