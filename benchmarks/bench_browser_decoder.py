@@ -136,6 +136,9 @@ def summarize(st: dict) -> str:
     if reused.any():
         parts += (f"; {reused.mean() * 100:.0f}% of clicks answered by the hover decode "
                   f"(their p50 {pct(lat[reused], 50):.1f} ms, the others' {pct(lat[fresh], 50) if fresh.any() else float('nan'):.1f} ms)")
+    if st.get("progressive"):
+        parts += (f"; drawn first unrefined, then refined: click→refined mask drawn p50 "
+                  f"{pct(st['refinedLatencies'], 50):.1f} ms, p95 {pct(st['refinedLatencies'], 95):.1f} ms")
     return parts + f"; mask pixels median {statistics.median(st['maskPixels']):.0f}"
 
 
@@ -155,10 +158,12 @@ def main() -> None:
                     help="hover mode: the pointer rests this long (uniform range) before the click")
     ap.add_argument("--build", action="store_true", help="run `npm run build` in frontend/ first")
     ap.add_argument("--refine", nargs="+", default=["guided"],
-                    choices=["guided", "ranked", "wholegc", "nogc", "edges", "none"],
-                    help="refine masks with the image as the annotator does (guided: the server's default "
-                         "settings; ranked: those, but a first click's three candidates all refined and ranked by "
-                         "their predicted IoU after refinement (MASKLOOP_MASK_REFINE_SELECT=refined); wholegc: the "
+                    choices=["guided", "progressive", "ranked", "wholegc", "nogc", "edges", "none"],
+                    help="refine masks with the image (guided: the server's default settings, each mask refined "
+                         "before it is drawn, as hover and decode-ahead decodes are; progressive: the same settings, "
+                         "a fresh click's mask drawn before it is refined and again after, as the annotator does; "
+                         "ranked: the default settings, but a first click's three candidates all refined and ranked "
+                         "by their predicted IoU after refinement (MASKLOOP_MASK_REFINE_SELECT=refined); wholegc: the "
                          "GrabCut pass on the whole image instead of a window around the mask; nogc: without the "
                          "GrabCut pass; edges: without the colour term and the GrabCut pass), or not; several "
                          "values run each")
@@ -197,13 +202,15 @@ def main() -> None:
                                f"&embedding=/fixtures/emb_float16.bin&threads={threads}&mode={mode}&labels={labels}"
                                f"&image=/fixtures/image.png")
                         if refine != "none":
-                            p = {"guided": RefineParams(), "ranked": RefineParams(select="refined"),
+                            p = {"guided": RefineParams(), "progressive": RefineParams(),
+                                 "ranked": RefineParams(select="refined"),
                                  "wholegc": RefineParams(grabcut_crop=0.0),
                                  "nogc": RefineParams(grabcut=0), "edges": RefineParams(colour=0.0, grabcut=0)}[refine]
                             spec = (p.work_size, p.radius, p.eps, p.colour, p.colour_bins, p.colour_clip,
                                     p.grabcut, p.grabcut_iters, p.grabcut_disc, p.grabcut_crop)
                             url += "&refine=" + ",".join(map(str, spec)) + f"&select={p.select}"
                             url += "&select_weights=" + ",".join(map(str, p.select_weights))
+                            url += "&progressive=1" if refine == "progressive" else ""
                         dwell = tuple(args.dwell_ms) if mode in ("hover", "ahead") else None
                         st = run_clicks(page, url, args.clicks, seed=threads, dwell_ms=dwell,
                                         right_share=0.5 if mode == "ahead" and labels == "buttons" else 0.0)

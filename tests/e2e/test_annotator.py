@@ -172,6 +172,49 @@ def test_snap_to_image_switches_off_and_is_remembered(page, running_app, project
     assert not page.page_errors, page.page_errors
 
 
+_ENTER_WHILE_REFINING = """() => new Promise((resolve, reject) => {
+  const started = performance.now();
+  const tick = () => {
+    const d = window.maskloop;
+    if (d.refining > 0) {
+      const raw = d.currentRle();
+      window.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+      resolve(raw);
+    } else if (performance.now() - started > 20000) reject(new Error("no mask was drawn before its refinement"));
+    else setTimeout(tick, 1);
+  };
+  tick();
+})"""
+
+
+def test_mask_drawn_before_refinement_and_accepted_refined(page, running_app, project) -> None:  # noqa: ANN001
+    image_id = _login_and_open(page, running_app, project)
+    before = len(_annotations(running_app, image_id))
+    _click(page, 110, 110)
+    # a follow-up click decoded afresh: the decoder's mask is drawn first, the refined one after it
+    _click(page, 60, 180)
+    last = page.evaluate("window.maskloop.lastClick")
+    assert not last["reused"] and last["refineMs"] > 0
+    assert last["refinedMs"] is not None and last["refinedMs"] > last["ms"], last
+    assert page.evaluate("window.maskloop.refining") == 0
+    refined = _current_mask(page)
+    assert "snapped to the image at" in page.locator("#timing").inner_text()
+
+    # Enter pressed while the first, unrefined mask is on screen: the accept waits for the refinement
+    page.keyboard.press("Escape")
+    _click(page, 110, 110)
+    page.mouse.click(*image_to_client(page, (W, H), 60, 180))
+    raw = ap.decode_rle(page.evaluate(_ENTER_WHILE_REFINING))
+    assert (raw != refined).any(), "the refinement did not change this mask, so the test cannot tell them apart"
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    stored = _annotations(running_app, image_id)
+    assert len(stored) == before + 1
+    assert np.array_equal(ap.decode_rle(stored[-1]["segmentation"]), refined), "the unrefined mask was stored"
+    assert page.evaluate("window.maskloop.currentRle()") is None
+    assert not page.page_errors, page.page_errors
+
+
 def test_admin_console_screenshot(page, running_app, project, screenshots) -> None:  # noqa: ANN001
     ap.log_in(page, running_app)
     page.wait_for_selector("button.annotate")

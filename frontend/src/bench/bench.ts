@@ -13,6 +13,8 @@
  *   pointer rests (`DecoderClient.decodeAhead`, both labels, likelier first). With `labels=buttons`
  *   a right click is negative; with `labels=mask` a follow-up click is negative inside the current
  *   mask and positive outside it (the evaluation's robot clicker: take out what is wrong, add what is missing).
+ * With `progressive=1` (and `refine`), a click that is decoded afresh draws the decoder's mask at once
+ * and the refined one when it comes, as the annotator does; `refinedLatencies` times the second.
  */
 import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, insideMask, sortByIou, type DecodeResult } from "../decoder/client";
@@ -24,13 +26,16 @@ interface BenchState {
   ready: boolean; error: string | null; mode: string; threads: number; embeddingBytes: number; isolated: boolean; multimask: boolean;
   /** per click: event → mask drawn; worker run(); worker post-processing; drawing; answered by a hover decode */
   latencies: number[]; decodeMs: number[]; postMs: number[]; drawMs: number[]; reused: boolean[]; maskPixels: number[];
-  /** per click: of the worker's post-processing, the edge-aware refinement (0 when off) */
-  refineMs: number[]; refined: boolean;
+  /** per click: the edge-aware refinement (0 when off; with `progressive`, its own request's time) */
+  refineMs: number[]; refined: boolean; progressive: boolean;
+  /** per click: event → refined mask drawn (the same as `latencies` when it came refined or refinement is off) */
+  refinedLatencies: number[];
   hovers: number;
 }
 const state: BenchState = {
   ready: false, error: null, mode: "cold", threads: 0, embeddingBytes: 0, isolated: self.crossOriginIsolated, multimask: false,
   latencies: [], decodeMs: [], postMs: [], drawMs: [], reused: [], maskPixels: [], refineMs: [], refined: false, hovers: 0,
+  progressive: false, refinedLatencies: [],
 };
 (window as unknown as { bench: BenchState }).bench = state;
 
@@ -91,6 +96,7 @@ async function main(): Promise<void> {
     };
   }
   state.refined = guide !== null;
+  state.progressive = state.refined && q.get("progressive") === "1";
   await decoder.setEmbedding("bench", embedding.data, embedding.header.shape, embedding.header.orig_size, embedding.header.input_size, guide);
 
   // warm-up so the first measured click does not pay for WASM compilation
@@ -133,12 +139,20 @@ async function main(): Promise<void> {
     if (fresh()) { points = []; lowRes = null; mask = null; }
     const negative = points.length > 0 && (labels === "mask" ? insideMask(mask, w, p) : e.button === 2);
     points = [...points, { x: p.x, y: p.y, label: negative ? 0 : 1 }];
-    const r = await decoder.decode({ points, box: null }, lowRes, points.length === 1);
+    const r = await decoder.decode({ points, box: null }, lowRes, points.length === 1, state.progressive);
     const drawn = draw(r);
-    state.latencies.push(performance.now() - t0);
+    const first = performance.now() - t0;
+    let refineMs = r.timings.refine;
+    const best = sortByIou(r.masks)[0];
+    if (!best.refined && state.progressive && await decoder.refineCandidate(best)) {
+      canvas.setCurrentMask(best.mask, [30, 144, 255]);
+      refineMs = decoder.lastRefineMs;
+    }
+    state.refinedLatencies.push(performance.now() - t0);
+    state.latencies.push(first);
     state.decodeMs.push(r.timings.run);
     state.postMs.push(r.timings.post);
-    state.refineMs.push(r.timings.refine);
+    state.refineMs.push(refineMs);
     state.drawMs.push(drawn.ms);
     state.reused.push(r.reused);
     state.maskPixels.push(drawn.mask.reduce((a, b) => a + b, 0));

@@ -8,6 +8,11 @@
  * hover's decode, finished or still running, instead of decoding again: for a first click the hover
  * is the visible preview; for a follow-up click the annotator decodes the prompt the click would
  * make ahead of time, without showing it (`speculativeLabels`).
+ *
+ * A click may ask for its masks before they are refined with the image (`decode(..., deferRefine)`):
+ * the page draws the decoder's mask at once and then asks for it refined (`refineCandidate`), a
+ * request that runs after any waiting click and before hovers, and is dropped when the page no
+ * longer wants it by the time it would start (the annotator clicked again meanwhile).
  */
 import type { DecodedMask, DecodeTimings, DecoderRequest, DecoderResponse, Prompt, PromptBox, PromptPoint } from "./protocol";
 import type { RefineParams } from "./refine";
@@ -26,9 +31,11 @@ export interface DecodeResult {
 }
 
 interface Job {
-  prompt: Prompt; maskInput: Float32Array | null; multimask: boolean;
+  prompt: Prompt; maskInput: Float32Array | null; multimask: boolean; deferRefine?: boolean;
   resolve: (r: DecodeResult | null) => void; reject: (e: Error) => void;
 }
+
+interface RefineJob { mask: DecodedMask; wanted: () => boolean; resolve: (ok: boolean) => void }
 
 /** Pointer positions closer than this (image pixels) count as the same click. */
 export const SAME_POINT_PX = 0.75;
@@ -94,6 +101,9 @@ export class DecoderClient {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private clicks: Job[] = [];
+  private refines: RefineJob[] = [];
+  /** refinements asked for and not finished, so a mask asked twice is refined once */
+  private refining = new Map<DecodedMask, Promise<boolean>>();
   private hoverJob: Job | null = null;
   /** a hover waiting for the pointer to rest */
   private resting: { job: Job; timer: ReturnType<typeof setTimeout> } | null = null;
@@ -165,9 +175,11 @@ export class DecoderClient {
   /**
    * Decode a click now (ahead of any hover). When a hover decoded the same prompt (`samePrompt`) with
    * the same mask input (the same array) on this embedding, its result answers the click, finished
-   * or still running; otherwise a waiting hover is dropped.
+   * or still running; otherwise a waiting hover is dropped. With `deferRefine` a fresh decode comes
+   * back with the decoder's own masks (`refined` false, when masks are refined at all): refine the
+   * shown one with `refineCandidate`. A reused hover decode comes refined either way.
    */
-  async decode(prompt: Prompt, maskInput: Float32Array | null, multimask = false): Promise<DecodeResult> {
+  async decode(prompt: Prompt, maskInput: Float32Array | null, multimask = false, deferRefine = false): Promise<DecodeResult> {
     const mm = multimask && this.multimask;
     const hover = this.ahead.find((a) => a.key === this.embeddingKey && a.multimask === mm && a.maskInput === maskInput
       && samePrompt(a.prompt, prompt));
@@ -177,7 +189,7 @@ export class DecoderClient {
     }
     this.dropHover();
     const r = await new Promise<DecodeResult | null>((resolve, reject) => {
-      this.clicks.push({ prompt, maskInput, multimask: mm, resolve, reject });
+      this.clicks.push({ prompt, maskInput, multimask: mm, deferRefine, resolve, reject });
       void this.pump();
     });
     if (!r) throw new Error("the decode was cancelled");
@@ -232,6 +244,22 @@ export class DecoderClient {
 
   private async pump(): Promise<void> {
     if (this.running) return;
+    if (!this.clicks.length && this.refines.length) {
+      const rj = this.refines.shift()!;
+      if (rj.mask.refined || !rj.wanted()) {
+        rj.resolve(rj.mask.refined);
+        void this.pump();
+        return;
+      }
+      this.running = true;
+      try {
+        rj.resolve(await this.refineNow(rj.mask));
+      } finally {
+        this.running = false;
+        void this.pump();
+      }
+      return;
+    }
     const job = this.clicks.shift() ?? this.hoverJob;
     if (!job) return;
     if (job === this.hoverJob) this.hoverJob = null;
@@ -240,6 +268,7 @@ export class DecoderClient {
       const r = await this.request({
         type: "decode", key: this.embeddingKey, prompt: job.prompt,
         maskInput: job.maskInput ? job.maskInput.slice() : null, multimask: job.multimask,
+        ...(job.deferRefine ? { deferRefine: true } : {}),
       });
       if (r.type !== "decoded") throw new Error(`unexpected decoder reply ${r.type}`);
       this.lastRunMs = r.timings.run;
@@ -253,17 +282,37 @@ export class DecoderClient {
   }
 
   /**
-   * Refine a candidate the worker left unrefined (see `DecodedMask.refined`), in place: its `mask`
-   * array gets the refined mask, so every state holding it shows it. False when it cannot be done
-   * (the worker no longer holds that decode, e.g. another image was loaded); the mask stays as it was.
+   * Refine a mask the worker left unrefined (see `DecodedMask.refined`), in place: its `mask` array
+   * gets the refined mask, so every state holding it shows it. It waits for the clicks already asked
+   * for and goes before hovers; when it would start and `wanted()` says no, it is dropped (false, the
+   * mask stays as it was and may be asked for again). False also when it cannot be done (the worker
+   * no longer holds that decode, e.g. another image was loaded). `lastRefineMs` is its time in the worker.
    */
-  async refineCandidate(m: DecodedMask): Promise<boolean> {
-    if (m.refined) return true;
+  refineCandidate(m: DecodedMask, wanted: () => boolean = () => true): Promise<boolean> {
+    if (m.refined) return Promise.resolve(true);
+    const asked = this.refining.get(m);
+    if (asked) {
+      // a wanted request must not ride on one that may be dropped: queue it again behind it
+      return asked.then((ok) => (ok || m.refined ? m.refined : this.refineCandidate(m, wanted)));
+    }
+    const p = new Promise<boolean>((resolve) => {
+      this.refines.push({ mask: m, wanted, resolve });
+      void this.pump();
+    }).finally(() => this.refining.delete(m));
+    this.refining.set(m, p);
+    return p;
+  }
+
+  /** worker time of the last refinement asked through `refineCandidate` (ms) */
+  lastRefineMs = 0;
+
+  private async refineNow(m: DecodedMask): Promise<boolean> {
     try {
       const r = await this.request({ type: "refineCandidate", key: this.embeddingKey, decodeId: m.decodeId, index: m.index });
       if (r.type !== "refinedMask" || r.mask.length !== m.mask.length) return false;
       m.mask.set(r.mask);
       m.refined = true;
+      this.lastRefineMs = r.ms;
       return true;
     } catch {
       return false;

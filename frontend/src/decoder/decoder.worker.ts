@@ -27,9 +27,9 @@ let multi: ort.InferenceSession | null = null;
 let embedding: Loaded | null = null;
 /** the page's switch: refine masks with the image (when it sent the image) or not; kept across images */
 let refineOn = true;
-/** logits of recent multimask decodes whose other candidates may still be refined on demand */
+/** logits of recent decodes whose unrefined masks may still be refined on demand */
 const held: { decodeId: number; key: string; logits: Float32Array; points: PromptPoint[] }[] = [];
-const HELD = 3;
+const HELD = 4;
 const noMask = {
   mask_input: new ort.Tensor("float32", new Float32Array(LOW_RES * LOW_RES), [1, 1, LOW_RES, LOW_RES]),
   has_mask_input: new ort.Tensor("float32", new Float32Array([0]), [1]),
@@ -81,15 +81,17 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   // With refinement, `choose` refines what is shown first: every candidate when they are ranked by
   // their predicted IoU after refinement (then `iou` is that), else the one of the highest decoder
   // IoU, the others keeping the plain threshold until the page asks (Tab), from the logits held here.
+  // A deferred decode refines nothing here: the page draws the decoder's mask, then asks for it refined.
+  const defer = refiner !== null && req.deferRefine === true && (count === 1 || refiner.selectWeights === null);
   const tr = performance.now();
-  const chosen = refiner ? refiner.choose(logits, count, ious, req.prompt.points) : null;
+  const chosen = refiner && !defer ? refiner.choose(logits, count, ious, req.prompt.points) : null;
   refineMs = chosen ? performance.now() - tr : 0;
   for (let k = 0; k < count; k++) {
     const mask = chosen?.masks[k] ?? logitsToMask(logits, height, width, k);
     result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: chosen ? chosen.ious[k] : ious[k],
       decodeId: req.id, index: k, refined: refiner === null || chosen?.masks[k] != null });
   }
-  const hold = refiner !== null && count > 1 && result.some((m) => !m.refined);
+  const hold = refiner !== null && result.some((m) => !m.refined);
   if (hold) {
     held.push({ decodeId: req.id, key: req.key, logits, points: req.prompt.points });
     if (held.length > HELD) held.shift();

@@ -17,6 +17,12 @@ export type DecoderRequest =
       id: number; type: "decode"; key: string; prompt: Prompt;
       /** previous 1×1×256×256 low-res logits, or null on the first click */
       maskInput: Float32Array | null; multimask: boolean;
+      /**
+       * answer with the decoder's own masks at once (all `refined` false, the logits held) and leave
+       * the refinement to a `refineCandidate` request, so the page can draw the mask before it is
+       * refined; ignored when a first click's candidates are ranked by their refined IoU
+       */
+      deferRefine?: boolean;
     }
   | {
       /** refine a candidate the worker left unrefined (`DecodedMask.refined` false) */
@@ -43,7 +49,7 @@ export interface DecodedMask {
   /**
    * false for the other candidates of a multimask decode when masks are refined and ranked by the
    * decoder's IoU (`select` "head"): only the best is refined at once, the others on demand
-   * (`DecoderClient.refineCandidate`)
+   * (`DecoderClient.refineCandidate`); false for every mask of a decode asked with `deferRefine`
    */
   refined: boolean;
 }

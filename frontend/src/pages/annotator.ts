@@ -10,7 +10,7 @@ import type { Annotation, Label, Lease, Project, Rejection } from "../api/types"
 import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
 import { parseColor } from "../decoder/masks";
-import type { Prompt, PromptPoint } from "../decoder/protocol";
+import type { DecodedMask, Prompt, PromptPoint } from "../decoder/protocol";
 import { imagePixels, type RefineParams } from "../decoder/refine";
 import { errorText, h, mount, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
@@ -37,14 +37,20 @@ export interface AnnotatorDebug {
   /** every image opened: whether it came from the prefetch, and ms from lease to ready */
   loads: { imageId: number; prefetched: boolean; ms: number }[];
   prefetch: PrefetchState | null;
-  /** the last click: ms from the mouse event to the mask drawn, and whether a hover decode answered it */
-  lastClick: { ms: number; reused: boolean; decoderMs: number; refineMs: number } | null;
+  /**
+   * the last click: ms from the mouse event to the mask drawn (the decoder's own mask when it comes
+   * before its refinement), to the refined mask drawn (null when not refined: refinement off, or
+   * another click came first), and whether a hover decode answered it
+   */
+  lastClick: { ms: number; refinedMs: number | null; reused: boolean; decoderMs: number; refineMs: number } | null;
   /** decodes made ahead of follow-up clicks while the pointer rested */
   ahead: number;
   /** box masks shown while a box was being dragged */
   boxPreviews: number;
   /** whether the current image's masks are refined with its pixels (edge-aware) */
   refined: boolean;
+  /** refinements of a drawn mask asked for and not finished (the decoder's own mask is on screen meanwhile) */
+  refining: number;
 }
 declare global { interface Window { maskloop?: AnnotatorDebug } }
 
@@ -103,7 +109,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
-    loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0, refined: false,
+    loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0, refined: false, refining: 0,
   };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
@@ -174,19 +180,37 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }
   }
 
+  /** decoded masks that came before their refinement (a click's, or a first click's other candidates), by array */
+  const unrefined = new WeakMap<Uint8Array, DecodedMask>();
+
+  /**
+   * When the editor's mask came unrefined, have it refined (in place) and draw it again if it is still
+   * the editor's. Resolves true once refined; false when there was nothing to refine, or the editor
+   * moved on before the refinement started (dropped), or it could not be done.
+   */
+  function refineShown(): Promise<boolean> {
+    const mask = history.state.mask;
+    const m = mask ? unrefined.get(mask) : undefined;
+    if (!m || !decoder) return Promise.resolve(false);
+    debug.refining++;
+    return decoder.refineCandidate(m, () => history.state.mask === m.mask).then((ok) => {
+      debug.refining--;
+      if (ok) {
+        unrefined.delete(m.mask);
+        if (history.state.mask === m.mask) show(history.state);
+      }
+      return ok;
+    });
+  }
+
   /** Show the next (+1) or previous (−1) candidate of the current first click. */
   function cycle(step: number): boolean {
     const s = history.state;
     if (!s.candidates || s.candidates.length < 2) return false;
     history.replace(withCandidate(s, s.candidate + step));
     show(history.state);
-    const shown = history.state.candidates?.[history.state.candidate];
-    if (shown && !shown.refined && decoder) {
-      // only the best candidate comes refined; this one is refined now and redrawn when it is
-      void decoder.refineCandidate(shown).then((ok) => {
-        if (ok && history.state.mask === shown.mask) show(history.state);
-      });
-    }
+    // only the best candidate comes refined; this one is refined now and redrawn when it is
+    void refineShown();
     return true;
   }
 
@@ -577,16 +601,25 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (!decoder || !ready) return;
     const prompt: Prompt = { points: state.points, box: state.box };
     const ambiguous = state.points.length === 1 && !state.box && !state.lowRes;
-    const r = await decoder.decode(prompt, state.lowRes, ambiguous);
-    debug.decodes++;
+    // the decoder's mask is drawn as soon as it is decoded, and again once refined with the image
+    const r = await decoder.decode(prompt, state.lowRes, ambiguous, true);
     const ranked = sortByIou(r.masks);
+    for (const m of ranked) if (!m.refined) unrefined.set(m.mask, m);
     const candidates = ambiguous && ranked.length > 1 ? ranked : null;
     edit(withCandidate({ ...state, points: r.prompt.points, mask: ranked[0].mask, lowRes: ranked[0].lowRes, iou: ranked[0].iou, candidates, candidate: 0 }, 0));
     show(history.state);
     const ms = performance.now() - eventTime;
-    debug.lastClick = { ms, reused: r.reused, decoderMs: r.timings.run, refineMs: r.timings.refine };
-    timing.textContent = `click → mask ${ms.toFixed(0)} ms${r.reused ? " (answered by the hover preview's decode)" : ""}; decoder run ${r.timings.run.toFixed(0)} ms`
-      + (r.timings.refine ? `, edge refinement ${r.timings.refine.toFixed(0)} ms` : "");
+    let refinedMs: number | null = ranked[0].refined && debug.refined ? ms : null;
+    let refineMs = r.timings.refine;
+    if (!ranked[0].refined && await refineShown()) {
+      refinedMs = performance.now() - eventTime;
+      refineMs = decoder.lastRefineMs;
+    }
+    debug.decodes++;
+    debug.lastClick = { ms, refinedMs, reused: r.reused, decoderMs: r.timings.run, refineMs };
+    timing.textContent = `click → mask ${ms.toFixed(0)} ms${r.reused ? " (answered by the hover preview's decode)" : ""}`
+      + (refinedMs !== null && refinedMs > ms + 0.5 ? `, snapped to the image at ${refinedMs.toFixed(0)} ms` : "")
+      + `; decoder run ${r.timings.run.toFixed(0)} ms` + (refineMs ? `, edge refinement ${refineMs.toFixed(0)} ms` : "");
   }
 
   /** Snap masks to the image or not, from the next decode on (the shown mask stays as it is). */
@@ -648,7 +681,23 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     canvas.setCurrentMask(sortByIou(r.masks)[0].mask, color());
   }
 
-  function accept(): void {
+  /** an accept waiting for its mask's refinement (a second Enter meanwhile does nothing) */
+  let accepting = false;
+  /** Accept the editor's mask as shown refined: a mask still being refined is accepted once it is. */
+  async function accept(): Promise<void> {
+    if (accepting) return;
+    const mask = history.state.mask;
+    const m = mask ? unrefined.get(mask) : undefined;
+    if (m && decoder) {
+      accepting = true;
+      try {
+        if (await decoder.refineCandidate(m)) unrefined.delete(m.mask);
+      } finally {
+        accepting = false;
+      }
+      if (history.state.mask !== mask) { status.say("The mask changed before it was accepted; Enter accepts the new one."); return; }
+      show(history.state);
+    }
     acceptCurrent(true);
   }
 
@@ -838,10 +887,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (e.key === "Tab") { if (!cycle(e.shiftKey ? -1 : 1)) return; }
     else if (keyLabel) { labelId = keyLabel.id; renderLabels(); show(history.state); }
     else if (k === "l" && !ctrl && !labelFilter.hidden) labelFilter.focus();
-    else if (e.key === "Enter") accept();
+    else if (e.key === "Enter") void accept();
     else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; if (fixing) { fixing = null; status.say("Fix cancelled; the proposal is unchanged."); } }
-    else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) show(history.state); else void undoObject(true); }
-    else if (k === "z") { if (history.undo()) show(history.state); else void undoObject(); }
+    else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) { show(history.state); void refineShown(); } else void undoObject(true); }
+    else if (k === "z") { if (history.undo()) { show(history.state); void refineShown(); } else void undoObject(); }
     else if (k === "b" || k === "e") { tool = tool === (k === "b" ? "brush" : "eraser") ? "prompt" : k === "b" ? "brush" : "eraser"; renderLabels(); }
     else if (e.key === "[" || e.key === "]") brushRadius = Math.max(1, brushRadius * (e.key === "]" ? 1.25 : 0.8));
     else if (k === "g" && !ctrl && !snapEl.hidden) void setSnap(!snap);
