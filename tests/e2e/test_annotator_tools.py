@@ -592,6 +592,49 @@ def test_box_released_outside_brush_strokes_undo_accept_and_skip(page, running_a
     assert not page.page_errors, page.page_errors
 
 
+def test_previous_image_reopens_a_submitted_one_to_correct_it(page, running_app) -> None:  # noqa: ANN001
+    proj = ap.make_project(running_app, "e2e previous", [ap.shapes_png(W, H, s) for s in (4, 11)])
+    first = ap.login_and_open(page, running_app, proj)
+    page.keyboard.press("p")  # nothing opened before this image
+    page.wait_for_function("document.querySelector('#status').textContent.includes('no earlier image')", timeout=10_000)
+    ap.click(page, SIZE, 110, 110)
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    page.keyboard.press("n")  # submit: the first image is done, the second opens
+    page.wait_for_function(f"window.maskloop.ready && window.maskloop.imageId !== {first}", timeout=180_000)
+    second = page.evaluate("window.maskloop.imageId")
+
+    # P: back to the submitted image with its mask listed; the second goes back to the queue
+    page.keyboard.press("p")
+    page.wait_for_function(f"window.maskloop.ready && window.maskloop.imageId === {first}", timeout=180_000)
+    page.wait_for_selector("#objects li.object")
+    assert page.locator("#objects li.object").count() == 1
+    assert "Back to" in page.locator("#status").inner_text()
+    with running_app.client() as api:
+        assert api.get(f"/images/{first}").json()["status"] == "done"
+    # a mask left in the editor must be accepted or cleared first
+    ap.click(page, SIZE, 250, 180)
+    page.keyboard.press("p")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('or clear (Esc)')", timeout=10_000)
+    assert page.evaluate("window.maskloop.imageId") == first
+    page.keyboard.press("Enter")  # a second object on the corrected image
+    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
+                           timeout=30_000)
+    assert len(ap.annotations(running_app, first)) == 2
+
+    # N submits it again and the queue hands back the image that was released; the toolbar button and
+    # the list survive a reload
+    page.keyboard.press("n")
+    page.wait_for_function(f"window.maskloop.ready && window.maskloop.imageId === {second}", timeout=180_000)
+    page.reload()
+    assert ap.wait_ready(page) == second
+    page.locator("#previous").click()
+    page.wait_for_function(f"window.maskloop.ready && window.maskloop.imageId === {first}", timeout=180_000)
+    assert len(ap.annotations(running_app, first)) == 2
+    assert not page.page_errors, page.page_errors
+
+
 def test_labels_past_the_ninth_have_a_key_and_a_filter(page, running_app) -> None:  # noqa: ANN001
     labels = [{"name": f"class{i:02d}", "color": f"#{i * 0x101010:06x}"} for i in range(1, 13)]
     with running_app.client() as api:

@@ -12,10 +12,11 @@ import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
 import { parseColor } from "../decoder/masks";
 import type { DecodedMask, Prompt, PromptPoint } from "../decoder/protocol";
 import { imagePixels, type RefineParams } from "../decoder/refine";
+import { previousOf, readVisited, visitedKey, withoutImage, withVisit } from "../annotator/visited";
 import { errorText, h, mount, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
 import { decodeRle, encodeRle } from "../rle";
-import { api } from "../session";
+import { api, currentUser } from "../session";
 import { EditHistory, paintStroke, withCandidate, type EditState } from "../annotator/history";
 import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
 import { discardRefused, dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox, readRefused, retryRefused } from "../annotator/outbox";
@@ -83,8 +84,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · wheel zoom · Space+drag or middle-drag pan · N: submit & next · S: skip this image (it goes to another annotator)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · wheel zoom · Space+drag or middle-drag pan · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
+  const prevBtn = h("button", { id: "previous", title: "back to the image you opened before this one, to correct it (P)",
+    onclick: () => void previousImage() }, "◀ Previous (P)");
   const skipBtn = h("button", { id: "skip", title: "give this image to another annotator (S)", onclick: () => void skipImage() }, "Skip (S)");
   // snapping masks to the image (the refinement the server announces): on unless the annotator
   // switched it off (G), remembered in this browser
@@ -99,7 +102,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), prevBtn, nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl),
     // the status has a row of its own and the stage hint sits beside the image, so neither a message
     // of another length nor a hint that comes and goes moves the image under the annotator's pointer
     status,
@@ -506,6 +509,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     debug.refined = guideSent && snap;
     await decoder.setEmbedding(`${image.id}:${modelVersionId}`, emb.data, emb.header.shape, emb.header.orig_size, emb.header.input_size, guide);
     ready = debug.ready = true;
+    saveVisited(withVisit(visited(), image.id));
     startedAt = null;
     clicks = 0;
     lastActionAt = performance.now();
@@ -513,6 +517,38 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     status.say(`Ready: ${image.file_name} (${image.width}×${image.height}), embedding ${(emb.byteLength / 1048576).toFixed(1)} MiB${fromPrefetch ? " (prefetched)" : ""}, decoder ${decoder.threads} thread(s).`, "ok");
     canvasEl.focus();
     void prefetcher.start(image.id);
+  }
+
+  // the images this annotator opened in this project, for P (kept in this browser)
+  const me = currentUser();
+  const visitKey = me ? visitedKey(me.id, projectId) : null;
+  const visited = (): number[] => (visitKey ? readVisited(localStorage, visitKey) : []);
+  const saveVisited = (list: number[]): void => { if (visitKey) localStorage.setItem(visitKey, JSON.stringify(list)); };
+
+  /**
+   * Go back to the image opened before this one, to correct it. Its lease releases the current image
+   * (back to the queue; what was accepted on it is saved); when it cannot be leased (another annotator
+   * holds it) the current image stays open.
+   */
+  async function previousImage(): Promise<void> {
+    if (history.state.mask) { status.say("Accept (Enter) or clear (Esc) the current mask first."); return; }
+    const prev = previousOf(visited(), lease?.image.id ?? null);
+    if (prev === null) { status.say("There is no earlier image of yours in this project to go back to."); return; }
+    await flush();
+    let picked: Lease;
+    try {
+      picked = await api.leaseImage(prev);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) saveVisited(withoutImage(visited(), prev));
+      status.say(`The previous image (${prev}) cannot be opened: ${errorText(err)}.`, "error");
+      return;
+    }
+    try {
+      await loadImage(picked);
+      status.say(`Back to ${picked.image.file_name} (${picked.image.status}): correct it, then N submits it and takes the next image; P goes further back.`, "ok");
+    } catch (err) {
+      report(err);
+    }
   }
 
   /** Lease and open the image picked from the project's list; if that cannot be done, say why and offer the queue. */
@@ -900,6 +936,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       status.say(canvas.masksHidden ? "Masks hidden: the image alone. H shows them again." : "Masks shown.");
     }
     else if (k === "n") void submitAndNext();
+    else if (k === "p" && !ctrl) void previousImage();
     else if (k === "s" && !ctrl) void skipImage();
     else if (k === "r" && e.shiftKey && !ctrl && selectedProposal) void act(rejectRest);
     else if ((k === "a" || k === "r" || k === "f") && selectedProposal) {
