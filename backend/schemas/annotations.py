@@ -42,6 +42,15 @@ class Review(BaseModel):
     decision: Literal["accept", "reject"]
 
 
+class ImageReview(BaseModel):
+    """A reviewer's verdict on a submitted image: approve it as it is, or send it back to the
+    annotators with a note saying what to fix."""
+    decision: Literal["approve", "reject"]
+    note: str | None = Field(default=None, max_length=2000)
+    # with reject: the annotations that are wrong (the others keep their state)
+    rejected: list[int] = Field(default_factory=list, max_length=10_000)
+
+
 class RejectProposals(BaseModel):
     """Which model proposals of an image to reject at once: the listed ones, else all of them; with
     ``below_object_score``, only those whose object score is known and lower."""

@@ -18,6 +18,7 @@ class ImagePublic(ORMModel):
     sha256: str
     status: str
     error: str | None = None
+    review_note: str | None = None
     created_at: datetime
     # the number of annotations on the image (filled by the image list only)
     annotations: int | None = None

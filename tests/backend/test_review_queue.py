@@ -82,3 +82,74 @@ def test_skip_gives_the_image_to_the_others_and_keeps_its_annotations(any_api):
     c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=sam)
     assert c.post(f"/api/v1/projects/{p['id']}/next", headers=sam).status_code == 204
     assert c.post(f"/api/v1/projects/{p['id']}/next", headers=kim).json()["image"]["id"] == first
+
+
+def _submitted_with_masks(api, c, headers: dict, count: int = 2) -> tuple[dict, int, list[int]]:  # noqa: ANN001
+    """A project with one image an annotator annotated (``count`` masks) and submitted."""
+    p = api.make_project()
+    image_id = api.add_image(p["id"])
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=headers).json()
+    ids = []
+    for k in range(count):
+        mask = np.zeros((24, 32), bool)
+        mask[2 + 8 * k:8 + 8 * k, 3:9] = True
+        r = c.post(f"/api/v1/images/{image_id}/annotations", headers=headers,
+                   json={"segmentation": rle_of(mask), "source": "manual"})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    assert c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=headers).json()["status"] == "done"
+    return p, image_id, ids
+
+
+def test_image_review_sends_back_with_a_note_then_approves(any_api):
+    api, c = any_api, any_api.client
+    p, image_id, ids = _submitted_with_masks(api, c, api.admin)
+    uid, ann = api.make_user("rita")
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+    url = f"/api/v1/images/{image_id}/review"
+
+    # only admins review; bad bodies name the problem
+    assert c.post(url, json={"decision": "approve"}, headers=ann).status_code == 403
+    for body, what in (({"decision": "maybe"}, "decision"), ({"decision": "reject", "note": "x" * 2001}, "note"),
+                       ({"decision": "reject", "rejected": ["a"]}, "rejected")):
+        r = c.post(url, json=body, headers=api.admin)
+        assert r.status_code == 422 and what in r.json()["detail"], r.text
+    r = c.post(url, json={"decision": "reject", "note": "   "}, headers=api.admin)
+    assert r.status_code == 400 and "say what to fix" in r.json()["detail"]
+    r = c.post(url, json={"decision": "reject", "rejected": [ids[0], 999_999]}, headers=api.admin)
+    assert r.status_code == 400 and "999999" in r.json()["detail"]
+    r = c.post(url, json={"decision": "approve", "rejected": [ids[0]]}, headers=api.admin)
+    assert r.status_code == 400 and "send it back" in r.json()["detail"]
+    # nothing changed by the refused calls
+    states = {a["id"]: a["review_state"] for a in c.get(f"/api/v1/images/{image_id}/annotations", headers=ann).json()}
+    assert states == {ids[0]: "pending", ids[1]: "pending"}
+
+    # send back: the wrong mask is rejected, the image is in the queue again with the note
+    r = c.post(url, json={"decision": "reject", "rejected": [ids[0]], "note": "  the top mask misses the handle "},
+               headers=api.admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "in_progress" and r.json()["review_note"] == "the top mask misses the handle"
+    r = c.post(url, json={"decision": "approve"}, headers=api.admin)
+    assert r.status_code == 409 and "only submitted images" in r.json()["detail"]
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()
+    assert lease["image"]["id"] == image_id and lease["image"]["review_note"] == "the top mask misses the handle"
+    states = {a["id"]: a["review_state"] for a in c.get(f"/api/v1/images/{image_id}/annotations", headers=ann).json()}
+    assert states == {ids[0]: "rejected", ids[1]: "pending"}
+    # the annotator fixes the rejected mask: it is to be reviewed again
+    mask = np.zeros((24, 32), bool)
+    mask[2:9, 3:12] = True
+    r = c.patch(f"/api/v1/annotations/{ids[0]}", json={"segmentation": rle_of(mask)}, headers=ann)
+    assert r.status_code == 200 and r.json()["review_state"] == "pending"
+    assert c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=ann).json()["status"] == "done"
+
+    # approve: every mask accepted, the image reviewed and its note gone
+    r = c.post(url, json={"decision": "approve", "note": "fine now"}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["status"] == "reviewed" and r.json()["review_note"] is None
+    states = {a["id"]: a["review_state"] for a in c.get(f"/api/v1/images/{image_id}/annotations", headers=ann).json()}
+    assert states == {ids[0]: "accepted", ids[1]: "accepted"}
+    # a reviewed image can be sent back again (a second look); one rejected earlier and not listed is pending again
+    r = c.post(url, json={"decision": "reject", "rejected": [ids[1]]}, headers=api.admin)
+    assert r.status_code == 200 and r.json()["review_note"] is None
+    states = {a["id"]: a["review_state"] for a in c.get(f"/api/v1/images/{image_id}/annotations", headers=ann).json()}
+    assert states == {ids[0]: "accepted", ids[1]: "rejected"}
+    assert c.post("/api/v1/images/999999/review", json={"decision": "approve"}, headers=api.admin).status_code == 404

@@ -1,11 +1,12 @@
 """Annotations of an image: create (idempotent by client_uid), list, update, delete, review; model
-proposals rejected by an annotator (kept for undo and metrics) and restored."""
+proposals rejected by an annotator (kept for undo and metrics) and restored; a reviewer's verdict on
+a whole submitted image (approve, or send it back with a note)."""
 from __future__ import annotations
 
 from datetime import datetime
 
 from fastapi import APIRouter, Response
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from backend.api.deps import AdminUser, CurrentUser, SessionDep, image_for_user
@@ -15,10 +16,12 @@ from backend.schemas.annotations import (
     AnnotationCreate,
     AnnotationPublic,
     AnnotationUpdate,
+    ImageReview,
     RejectionPublic,
     RejectProposals,
     Review,
 )
+from backend.schemas.engine import ImagePublic
 from backend.services.rle import validate_rle
 
 router = APIRouter(tags=["annotations"])
@@ -109,6 +112,8 @@ def update_annotation(annotation_id: int, body: AnnotationUpdate, session: Sessi
         if user.role != "admin":
             raise BadRequest("only admins set review_state; annotators accept prefilled masks via source")
         ann.review_state = body.review_state
+    elif user.role != "admin" and (body.label_id is not None or body.segmentation is not None):
+        ann.review_state = "pending"  # an annotator changed it (e.g. fixed what review rejected): review it again
     if body.seconds is not None:
         ann.seconds = (ann.seconds or 0.0) + body.seconds if ann.source == "semi_auto_accepted" else body.seconds
     if body.clicks is not None:
@@ -138,6 +143,45 @@ def review_annotation(annotation_id: int, body: Review, session: SessionDep, adm
             image.status = "reviewed"
     session.commit()
     return ann
+
+
+REVIEWABLE = ("done", "reviewed")
+
+
+@router.post("/images/{image_id}/review", response_model=ImagePublic)
+def review_image(image_id: int, body: ImageReview, session: SessionDep, admin: AdminUser) -> Image:
+    """A reviewer's verdict on a submitted image. ``approve``: every annotation on it is accepted and
+    the image becomes ``reviewed``. ``reject``: the annotations listed in ``rejected`` are marked
+    rejected (the others keep their state; one rejected earlier and not listed is pending again) and
+    the image goes back to the work queue (``in_progress``) with ``note`` for the annotators, who see
+    both; a send-back says what to fix, by a note or rejected annotations or both."""
+    image, _ = image_for_user(session, image_id, admin)
+    if image.status not in REVIEWABLE:
+        raise Conflict(f"image {image.id} is {image.status!r}: only submitted images (done or reviewed) are reviewed")
+    note = (body.note or "").strip() or None
+    ids = set(session.scalars(select(Annotation.id).where(Annotation.image_id == image.id)))
+    if body.decision == "approve":
+        if body.rejected:
+            raise BadRequest("an approved image has no rejected annotations: send it back (decision reject) instead")
+        session.execute(update(Annotation).where(Annotation.image_id == image.id).values(review_state="accepted"))
+        image.status = "reviewed"
+        image.review_note = None
+    else:
+        strangers = sorted(set(body.rejected) - ids)
+        if strangers:
+            raise BadRequest(f"annotation(s) {', '.join(map(str, strangers))} are not on image {image.id}")
+        if note is None and not body.rejected:
+            raise BadRequest("say what to fix: a note, rejected annotations, or both")
+        rejected = set(body.rejected)
+        for ann in session.scalars(select(Annotation).where(Annotation.image_id == image.id)):
+            if ann.id in rejected:
+                ann.review_state = "rejected"
+            elif ann.review_state == "rejected":
+                ann.review_state = "pending"
+        image.status = "in_progress"
+        image.review_note = note
+    session.commit()
+    return image
 
 
 PROPOSAL_SOURCES = ("semi_auto", "automatic")

@@ -22,6 +22,8 @@ class Image(Base):
     height: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="new", index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # what a reviewer said when sending the image back (shown to annotators); cleared when approved
+    review_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
