@@ -4,6 +4,7 @@ import { adminHome, adminProject } from "./pages/admin";
 import { annotatorPage } from "./pages/annotator";
 import { loginPage } from "./pages/login";
 import { projectsPage } from "./pages/projects";
+import { reviewPage } from "./pages/review";
 import { api, clearSession, currentUser } from "./session";
 
 const root = document.getElementById("app")!;
@@ -25,6 +26,7 @@ function route(notice = ""): void {
   if ((m = /^\/annotate\/(\d+)(?:\/image\/(\d+))?$/.exec(path))) void annotatorPage(root, Number(m[1]), go, m[2] ? Number(m[2]) : null);
   else if (path === "/admin" && user.role === "admin") void adminHome(root, go);
   else if ((m = /^\/admin\/(\d+)$/.exec(path)) && user.role === "admin") void adminProject(root, Number(m[1]), go);
+  else if ((m = /^\/review\/(\d+)$/.exec(path)) && user.role === "admin") void reviewPage(root, Number(m[1]), go);
   else {
     if (path !== "/projects") history.replaceState(null, "", "/projects");
     void projectsPage(root, go);

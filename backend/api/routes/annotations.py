@@ -112,8 +112,8 @@ def update_annotation(annotation_id: int, body: AnnotationUpdate, session: Sessi
         if user.role != "admin":
             raise BadRequest("only admins set review_state; annotators accept prefilled masks via source")
         ann.review_state = body.review_state
-    elif user.role != "admin" and (body.label_id is not None or body.segmentation is not None):
-        ann.review_state = "pending"  # an annotator changed it (e.g. fixed what review rejected): review it again
+    elif body.label_id is not None or body.segmentation is not None:
+        ann.review_state = "pending"  # changed (e.g. fixed after review rejected it): to be reviewed again
     if body.seconds is not None:
         ann.seconds = (ann.seconds or 0.0) + body.seconds if ann.source == "semi_auto_accepted" else body.seconds
     if body.clicks is not None:

@@ -69,12 +69,15 @@ export function renderObjects(el: HTMLElement, objects: ListedObject[], labels: 
       ...labels.map((l) => h("option", { value: l.id, selected: l.id === o.labelId }, l.name)));
     if (!o.annotation && !o.refused) select.disabled = true;
     const proposal = isProposal(o);
-    const li = h("li", { class: `object${selected === o.key ? " selected" : ""}`, "data-key": o.key, "data-source": o.source },
+    const rejected = o.annotation?.review_state === "rejected";
+    const li = h("li", { class: `object${selected === o.key ? " selected" : ""}${rejected ? " review-rejected" : ""}`, "data-key": o.key, "data-source": o.source },
       h("span", { class: "swatch", style: `background:${label?.color ?? "#888"}` }),
       `#${i + 1} `, select, ` ${o.source}${o.refused ? "" : o.pendingUid ? " (saving…)" : ""} `,
       o.annotation?.object_score != null ? h("span", { class: "object-score",
         title: "object score of an automatic mask: how much it looks like a whole object (edges, colour contrast, size)" },
         `score ${o.annotation.object_score.toFixed(3)} `) : null,
+      rejected ? h("span", { class: "review-state", title: "a reviewer marked this mask wrong: fix it (delete and redo, or relabel)" },
+        "rejected in review ") : null,
       o.refused ? h("span", { class: "refused" }, `not saved: ${o.refused} `) : null,
       o.refused ? h("button", { class: "retry", title: "send again with the label chosen here",
         onclick: () => actions.retry(o, select.value ? Number(select.value) : null) }, "retry") : null,

@@ -144,6 +144,10 @@ export class ApiClient {
   review(id: number, decision: "accept" | "reject"): Promise<Annotation> {
     return this.json("POST", `/annotations/${id}/review`, { decision });
   }
+  /** admins: approve a submitted image (every mask accepted) or send it back with a note and the wrong masks */
+  reviewImage(imageId: number, decision: "approve" | "reject", note: string | null = null, rejected: number[] = []): Promise<ImageInfo> {
+    return this.json("POST", `/images/${imageId}/review`, { decision, note, rejected });
+  }
 
   // work queue
   async next(projectId: number): Promise<Lease | null> {

@@ -20,6 +20,8 @@ export interface ImageInfo {
   error?: string | null;
   /** the number of its annotations (the project's image list only) */
   annotations?: number | null;
+  /** what a reviewer said when sending it back to the annotators (null once approved) */
+  review_note?: string | null;
 }
 export interface UploadResult { created: ImageInfo[]; duplicates: ImageInfo[]; errors: { filename: string; detail: string }[] }
 export interface Lease { lease_id: number; image: ImageInfo; expires_at: string }

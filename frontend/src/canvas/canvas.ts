@@ -67,6 +67,14 @@ export class AnnotationCanvas {
     this.draw();
   }
 
+  /** Zoom in (wheel up) or out by one wheel step about the pointer, and redraw. */
+  wheelZoom(e: WheelEvent): void {
+    const r = this.el.getBoundingClientRect();
+    this.view.zoomAt(((e.clientX - r.left) * this.el.width) / r.width, ((e.clientY - r.top) * this.el.height) / r.height,
+      e.deltaY < 0 ? 1.15 : 1 / 1.15);
+    this.requestDraw();
+  }
+
   /** Show `mask` as the object being edited (null hides it). Draws synchronously. */
   setCurrentMask(mask: Uint8Array | null, color: [number, number, number]): void {
     if (mask && this.current) {

@@ -142,6 +142,8 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const member = h("select", { id: "member-id" });
   const membersEl = h("p", { id: "members" });
   const progressEl = h("div", { id: "progress" });
+  const reviewBtn = h("button", { id: "open-review", title: "approve the submitted images or send them back with a note",
+    onclick: () => go(`/review/${projectId}`) }, "Review submitted images");
   const jobsEl = h("div", { id: "jobs" });
   const labelName = h("input", { id: "label-name", placeholder: "new label" });
   const labelColor = h("input", { id: "label-color", type: "color", value: "#1e90ff" });
@@ -193,6 +195,8 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
         poll = setTimeout(() => { if (document.body.contains(roundsEl)) void refresh(); }, 3000);
       }
       mount(progressEl, ...progressTables(prog));
+      const submitted = Number(((prog.images_by_status ?? {}) as Record<string, number>).done ?? 0);
+      reviewBtn.textContent = `Review submitted images (${submitted})`;
       void images.reload();
       mount(jobsEl, jobsTable(jobs, (j) => void act(() => api.cancelJob(j.id), `Job ${j.id} cancelled.`)));
       // label rows are made anew only when the labels changed: the 3-second refresh while a job runs
@@ -282,7 +286,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     h("section", { class: "card" }, h("h2", {}, "Members"), membersEl, member,
       h("button", { onclick: () => void act(() => api.addMember(projectId, Number(member.value)), "Member added.") }, "Add"),
       h("button", { onclick: () => void act(() => api.removeMember(projectId, Number(member.value)), "Member removed.") }, "Remove")),
-    h("section", { class: "card" }, h("h2", {}, "Progress"), progressEl),
+    h("section", { class: "card" }, h("h2", {}, "Progress"), progressEl, reviewBtn),
     h("section", { class: "card" }, h("h2", {}, "Training rounds"), h("label", { class: "field" }, "steps ", steps),
       h("label", { class: "field" }, "learning rate ", roundLr), h("label", { class: "field" }, "time budget (min) ", roundMinutes),
       h("label", { class: "field" }, "image encoder ", roundEncoder),

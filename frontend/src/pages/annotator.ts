@@ -13,7 +13,7 @@ import { parseColor } from "../decoder/masks";
 import type { DecodedMask, Prompt, PromptPoint } from "../decoder/protocol";
 import { imagePixels, type RefineParams } from "../decoder/refine";
 import { previousOf, readVisited, visitedKey, withoutImage, withVisit } from "../annotator/visited";
-import { errorText, h, mount, statusLine } from "../dom";
+import { errorText, h, mount, plural, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
 import { decodeRle, encodeRle } from "../rle";
 import { api, currentUser } from "../session";
@@ -84,6 +84,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const saveEl = h("p", { id: "autosave" });
   const timing = h("p", { id: "timing", class: "help" });
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
+  // why a reviewer sent this image back (its note, the masks rejected), when they did
+  const reviewHint = h("p", { id: "review-hint", class: "hint", hidden: true });
   const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · wheel zoom · Space+drag or middle-drag pan · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const prevBtn = h("button", { id: "previous", title: "back to the image you opened before this one, to correct it (P)",
@@ -106,7 +108,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     // the status has a row of its own and the stage hint sits beside the image, so neither a message
     // of another length nor a hint that comes and goes moves the image under the annotator's pointer
     status,
-    h("div", { class: "work" }, canvasEl, h("aside", {}, stageHint, objectsEl, saveEl, timing)), help));
+    h("div", { class: "work" }, canvasEl, h("aside", {}, reviewHint, stageHint, objectsEl, saveEl, timing)), help));
 
   const debug: AnnotatorDebug = {
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
@@ -392,11 +394,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
         if (o.refused) { o.labelId = id; return; } // taken by "retry"
         void act(async () => {
           const from = o.labelId;
-          await api.updateAnnotation(o.annotation!.id, { label_id: id });
+          // the server's copy comes back (a relabelled mask rejected in review is pending review again)
+          o.annotation = await api.updateAnnotation(o.annotation!.id, { label_id: id });
           o.labelId = id;
           if (from !== null) {
-            record({ what: "relabel", undo: async () => { await api.updateAnnotation(o.annotation!.id, { label_id: from }); o.labelId = from; },
-              redo: async () => { await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; } });
+            record({ what: "relabel",
+              undo: async () => { o.annotation = await api.updateAnnotation(o.annotation!.id, { label_id: from }); o.labelId = from; },
+              redo: async () => { o.annotation = await api.updateAnnotation(o.annotation!.id, { label_id: id }); o.labelId = id; } });
           }
         });
       },
@@ -489,6 +493,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     selectedProposal = nextProposal(objects);
     renderList();
     canvas.draw();
+    const rejectedInReview = objects.filter((o) => o.annotation?.review_state === "rejected").length;
+    reviewHint.hidden = !image.review_note && !rejectedInReview;
+    reviewHint.textContent = `Sent back by review${image.review_note ? `: “${image.review_note}”` : "."}`
+      + (rejectedInReview ? ` ${plural(rejectedInReview, "mask")} marked “rejected in review” below: fix or delete ${rejectedInReview === 1 ? "it" : "them"}.` : "");
     modelVersionId = Number(emb.header.model_version);
     if (!decoder || decoderModel !== modelVersionId) {
       status.say("Loading the decoder…");
@@ -900,12 +908,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   };
   window.addEventListener("mouseup", onMouseUp);
   canvasEl.addEventListener("mouseleave", () => { canvas.brushCursor = null; if (!down) show(history.state); });
-  canvasEl.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    const r = canvasEl.getBoundingClientRect();
-    canvas.view.zoomAt(((e.clientX - r.left) * canvasEl.width) / r.width, ((e.clientY - r.top) * canvasEl.height) / r.height, e.deltaY < 0 ? 1.15 : 1 / 1.15);
-    canvas.requestDraw();
-  }, { passive: false });
+  canvasEl.addEventListener("wheel", (e) => { e.preventDefault(); canvas.wheelZoom(e); }, { passive: false });
 
   // keyboard
   const typing = (e: KeyboardEvent): boolean => ["INPUT", "SELECT", "TEXTAREA"].includes((e.target as HTMLElement).tagName);
