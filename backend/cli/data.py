@@ -92,8 +92,9 @@ def import_images(
 def export_dataset(
     project: str = typer.Option(..., "--project", "-p", help="Project id or name."),
     output: Path = typer.Option(..., "--out", "--output", "-o",
-                                help="File to write (.json for coco, .zip for sa1b)."),
-    format: str = typer.Option("coco", help="coco (instances JSON with RLE) or sa1b (zip)."),
+                                help="File to write (.json for coco, .zip for sa1b and yolo)."),
+    format: str = typer.Option("coco", help="coco (instances JSON with RLE), sa1b (zip of per-image JSON) or "
+                               "yolo (zip of YOLO segmentation polygon labels and data.yaml)."),
     stage: list[str] = typer.Option(None, help="Only these annotation stages (repeatable)."),
     source: list[str] = typer.Option(None, help="Only these sources (repeatable)."),
     review_state: list[str] = typer.Option(None, help="Only these review states (repeatable)."),

@@ -1,5 +1,6 @@
 """Dataset export entry point: read a project's images, labels and filtered annotations, then build
-a COCO instances JSON (``coco_export``) or an SA-1B style zip (``sa1b_export``).
+a COCO instances JSON (``coco_export``), an SA-1B style zip (``sa1b_export``) or a YOLO segmentation
+labels zip (``yolo_export``).
 
 ``build_export(conn, project_id, format, filters)`` takes a SQLAlchemy Connection so both the API
 (streamed export) and the Celery export task (``workers/tasks/export.py``) call the same code.
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from backend.db.models import REVIEW_STATES, SOURCES, STAGES, Annotation, Image, Label, Project
 
-FORMATS = {"coco": ("json", "application/json"), "sa1b": ("zip", "application/zip")}
+FORMATS = {"coco": ("json", "application/json"), "sa1b": ("zip", "application/zip"), "yolo": ("zip", "application/zip")}
 FILTERS = {"stage": STAGES, "source": SOURCES, "review_state": REVIEW_STATES}
 
 
@@ -67,7 +68,8 @@ def load_export_data(conn: Connection, project_id: int, filters: dict[str, Any] 
 
 
 def build_export(conn: Connection, project_id: int, format: str, filters: dict[str, Any] | None = None) -> bytes:
-    """The export file's bytes: COCO JSON (``format="coco"``) or SA-1B zip (``format="sa1b"``)."""
+    """The export file's bytes: COCO JSON (``format="coco"``), SA-1B zip (``format="sa1b"``) or YOLO
+    segmentation labels zip (``format="yolo"``)."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(FORMATS)}")
     data = load_export_data(conn, project_id, filters)
@@ -75,6 +77,10 @@ def build_export(conn: Connection, project_id: int, format: str, filters: dict[s
         from backend.services.coco_export import coco_json_bytes
 
         return coco_json_bytes(data)
+    if format == "yolo":
+        from backend.services.yolo_export import yolo_zip_bytes
+
+        return yolo_zip_bytes(data)
     from backend.services.sa1b_export import sa1b_zip_bytes
 
     return sa1b_zip_bytes(data)

@@ -296,7 +296,9 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     h("section", { class: "card" }, h("h2", {}, "Metrics"), metricsEl),
     h("section", { class: "card" }, h("h2", {}, "Export"),
       h("button", { onclick: () => void download(`/projects/${projectId}/export?format=coco`, `project-${projectId}-coco.json`).catch((e) => status.say(errorText(e), "error")) }, "COCO JSON"),
-      h("button", { onclick: () => void download(`/projects/${projectId}/export?format=sa1b`, `project-${projectId}-sa1b.zip`).catch((e) => status.say(errorText(e), "error")) }, "SA-1B zip")),
+      h("button", { onclick: () => void download(`/projects/${projectId}/export?format=sa1b`, `project-${projectId}-sa1b.zip`).catch((e) => status.say(errorText(e), "error")) }, "SA-1B zip"),
+      h("button", { id: "export-yolo", title: "YOLO segmentation labels (polygons) and data.yaml, for Ultralytics-style training",
+        onclick: () => void download(`/projects/${projectId}/export?format=yolo`, `project-${projectId}-yolo.zip`).catch((e) => status.say(errorText(e), "error")) }, "YOLO-seg zip")),
     h("section", { class: "card danger" }, h("h2", {}, "Delete the project"),
       h("p", { class: "help" }, "Removes the project with all its images, annotations, jobs and rounds (model versions stay). This cannot be undone."),
       h("button", { id: "delete-project", onclick: () => void (async () => {
