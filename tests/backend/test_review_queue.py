@@ -153,3 +153,34 @@ def test_image_review_sends_back_with_a_note_then_approves(any_api):
     states = {a["id"]: a["review_state"] for a in c.get(f"/api/v1/images/{image_id}/annotations", headers=ann).json()}
     assert states == {ids[0]: "accepted", ids[1]: "rejected"}
     assert c.post("/api/v1/images/999999/review", json={"decision": "approve"}, headers=api.admin).status_code == 404
+
+
+def test_metrics_count_review_outcomes_per_annotator(any_api):
+    api, c = any_api, any_api.client
+    uid, ann = api.make_user("olga")
+    p, image_id, ids = _submitted_with_masks(api, c, api.admin)  # a project the admin annotated
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+    # olga annotates a second image of the project (1 click, 2 s)
+    second = api.add_image(p["id"], seed=7)
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()
+    assert lease["image"]["id"] == second
+    mask = np.zeros((24, 32), bool)
+    mask[3:9, 4:10] = True
+    r = c.post(f"/api/v1/images/{second}/annotations", headers=ann,
+               json={"segmentation": rle_of(mask), "source": "assisted", "clicks": 1, "seconds": 2.0})
+    olgas = r.json()["id"]
+    c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=ann)
+
+    m = c.get(f"/api/v1/projects/{p['id']}/metrics", headers=api.admin).json()
+    assert m["review"] == {"images_to_review": 2, "images_reviewed": 0, "images_sent_back": 0,
+                           "masks": {"pending": 3, "accepted": 0, "rejected": 0}}
+    c.post(f"/api/v1/images/{image_id}/review", json={"decision": "approve"}, headers=api.admin)
+    c.post(f"/api/v1/images/{second}/review", json={"decision": "reject", "rejected": [olgas]}, headers=api.admin)
+    m = c.get(f"/api/v1/projects/{p['id']}/metrics", headers=api.admin).json()
+    assert m["review"] == {"images_to_review": 0, "images_reviewed": 1, "images_sent_back": 1,
+                           "masks": {"pending": 0, "accepted": 2, "rejected": 1}}
+    by_name = {a["username"]: a for a in m["annotators"]}
+    assert by_name["olga"]["review"] == {"pending": 0, "accepted": 0, "rejected": 1}
+    assert by_name["olga"]["review_rejected_share"] == 1.0
+    assert by_name["olga"]["clicks_per_mask"] == 1 and by_name["olga"]["seconds_per_mask"] == 2.0
+    assert by_name["admin"]["review"]["accepted"] == 2 and by_name["admin"]["review_rejected_share"] == 0.0

@@ -1,6 +1,7 @@
 """E2E: the review page. An admin approves one submitted image and sends another back with a mask
-marked wrong and a note; the annotator then gets it from the queue with the note and the rejected
-mask flagged, and fixing the mask clears the flag (checked through the API). Screenshot: review.png."""
+marked wrong and a note; the project's metrics count that per annotator; the annotator then gets it
+from the queue with the note and the rejected mask flagged, and fixing the mask clears the flag
+(checked through the API). Screenshot: review.png."""
 from __future__ import annotations
 
 import numpy as np
@@ -80,6 +81,14 @@ def test_review_approves_and_sends_back_with_a_note(page, running_app, screensho
     image, states = _review_state(running_app, second)
     assert image["status"] == "in_progress" and image["review_note"] == "the block mask misses its right edge"
     assert states == {ids[second][0]: "pending", ids[second][1]: "rejected"}
+
+    # the project's metrics count the outcome per annotator
+    page.goto(f"{running_app.base_url}/admin/{proj['id']}")
+    row = page.locator("#metric-annotators tr", has_text="admin")
+    row.wait_for(timeout=30_000)
+    cells = row.locator("td").all_inner_texts()
+    assert cells[1] == "4" and cells[6:9] == ["2", "1", "33 %"], cells
+    assert "1 approved, 1 sent back" in page.locator("#metric-review").inner_text()
 
     # the annotator gets the image back from the queue with the note and the rejected mask flagged
     page.goto(f"{running_app.base_url}/projects")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fastapi import APIRouter
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from backend.api.deps import CurrentUser, SessionDep, project_for_user
 from backend.db.models import Annotation, Image, ModelVersion, ProposalRejection, Round, User
@@ -24,6 +24,13 @@ def _summary(rows: list[Annotation], n_images: int) -> dict:
         "clicks_per_mask": sum(clicks) / len(clicks) if clicks else None,
         "by_source": {s: sum(1 for a in rows if a.source == s) for s in sorted({a.source for a in rows})},
     }
+
+
+def _review_counts(rows: list[Annotation]) -> dict[str, int]:
+    counts = {"pending": 0, "accepted": 0, "rejected": 0}
+    for a in rows:
+        counts[a.review_state] = counts.get(a.review_state, 0) + 1
+    return counts
 
 
 @router.get("/projects/{project_id}/metrics")
@@ -53,17 +60,31 @@ def project_metrics(project_id: int, session: SessionDep, user: CurrentUser) -> 
         per_version[a.model_version_id].append(a)
     by_model = {str(k): _summary(v, len({a.image_id for a in v})) for k, v in per_version.items()}
 
-    # Per annotator: masks per hour of annotation time.
+    # Per annotator: masks per hour of annotation time, effort per mask, and what review made of their masks.
     names = dict(session.execute(select(User.id, User.username)).all())
     per_user: dict[int, list[Annotation]] = defaultdict(list)
     for a in rows:
         if a.annotator_id is not None and a.source in HUMAN:
             per_user[a.annotator_id].append(a)
     annotators = []
-    for uid, items in per_user.items():
+    for uid, items in sorted(per_user.items()):
         seconds = sum(a.seconds or 0.0 for a in items)
+        reviewed = _review_counts(items)
+        decided = reviewed["accepted"] + reviewed["rejected"]
         annotators.append({"user_id": uid, "username": names.get(uid), "masks": len(items),
-                           "seconds": seconds, "masks_per_hour": 3600 * len(items) / seconds if seconds else None})
+                           "seconds": seconds, "masks_per_hour": 3600 * len(items) / seconds if seconds else None,
+                           "seconds_per_mask": _summary(items, 0)["seconds_per_mask"],
+                           "clicks_per_mask": _summary(items, 0)["clicks_per_mask"],
+                           "review": reviewed, "review_rejected_share": reviewed["rejected"] / decided if decided else None})
+    statuses = dict(session.execute(select(Image.status, func.count()).where(Image.project_id == project.id)
+                                    .group_by(Image.status)).all())
+    # sent back by review (a note or a rejected mask) and not submitted again yet
+    rejected_on = select(Annotation.image_id).where(Annotation.review_state == "rejected")
+    sent_back = session.scalar(select(func.count()).select_from(Image).where(
+        Image.project_id == project.id, Image.status.not_in(("done", "reviewed")),
+        or_(Image.review_note.is_not(None), Image.id.in_(rejected_on)))) or 0
+    review = {"images_to_review": statuses.get("done", 0), "images_reviewed": statuses.get("reviewed", 0),
+              "images_sent_back": sent_back, "masks": _review_counts(rows)}
 
     # Over time: daily buckets of seconds and clicks per mask.
     daily: dict[str, list[Annotation]] = defaultdict(list)
@@ -80,4 +101,4 @@ def project_metrics(project_id: int, session: SessionDep, user: CurrentUser) -> 
     models = [{"id": mv.id, "name": mv.name, "metrics": mv.metrics}
               for mv in session.scalars(select(ModelVersion).where(ModelVersion.id.in_([v for v in versions if v])))]
     return {"project_id": project.id, "stage": project.stage, "stages": stages, "by_model_version": by_model,
-            "annotators": annotators, "timeline": timeline, "rounds": rounds, "models": models}
+            "annotators": annotators, "review": review, "timeline": timeline, "rounds": rounds, "models": models}

@@ -90,6 +90,30 @@ function metricCharts(metrics: Record<string, unknown>): Node[] {
   return out;
 }
 
+/** Per annotator: masks, time, effort per mask and what review made of their masks; then the review totals. */
+function annotatorTables(metrics: Record<string, unknown>): Node[] {
+  type Row = { username: string | null; user_id: number; masks: number; seconds: number; masks_per_hour: number | null;
+    seconds_per_mask: number | null; clicks_per_mask: number | null; review?: Record<string, number>; review_rejected_share?: number | null };
+  const rows = (metrics.annotators ?? []) as Row[];
+  const num = (v: number | null | undefined, digits = 1): string => (typeof v === "number" ? v.toFixed(digits) : "–");
+  const review = (metrics.review ?? null) as { images_to_review: number; images_reviewed: number; images_sent_back: number;
+    masks: Record<string, number> } | null;
+  const out: Node[] = [h("h3", {}, "Annotators")];
+  out.push(rows.length ? h("table", { id: "metric-annotators" },
+    h("tr", {}, ...["annotator", "masks", "hours", "masks/hour", "s/mask", "clicks/mask", "accepted in review", "rejected in review", "rejected share"]
+      .map((t) => h("th", {}, t))),
+    ...rows.map((r) => h("tr", { "data-user-id": r.user_id }, h("td", {}, r.username ?? `user ${r.user_id}`), h("td", {}, String(r.masks)),
+      h("td", {}, num(r.seconds / 3600, 2)), h("td", {}, num(r.masks_per_hour)), h("td", {}, num(r.seconds_per_mask)),
+      h("td", {}, num(r.clicks_per_mask)), h("td", {}, String(r.review?.accepted ?? 0)), h("td", {}, String(r.review?.rejected ?? 0)),
+      h("td", {}, typeof r.review_rejected_share === "number" ? `${Math.round(r.review_rejected_share * 100)} %` : "–")))) : h("p", {}, "No masks by annotators yet."));
+  if (review) {
+    out.push(h("p", { id: "metric-review" }, `Review: ${plural(review.images_to_review, "submitted image")} waiting, ${review.images_reviewed} approved, `
+      + `${review.images_sent_back} sent back and not resubmitted; masks ${review.masks.accepted ?? 0} accepted, ${review.masks.rejected ?? 0} rejected, `
+      + `${review.masks.pending ?? 0} not reviewed.`));
+  }
+  return out;
+}
+
 /** Images by status and annotations by stage and source, as tables. */
 function progressTables(prog: Record<string, unknown>): Node[] {
   const byStatus = (prog.images_by_status ?? {}) as Record<string, number>;
@@ -219,7 +243,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
               h("button", { onclick: () => void act(() => api.promoteRound(r.id), "Round promoted.") }, "Promote"),
               h("button", { onclick: () => void act(() => api.discardRound(r.id), "Round discarded.") }, "Discard")) : ""));
         })) : h("p", {}, "No rounds yet."));
-      mount(metricsEl, ...metricCharts(metrics));
+      mount(metricsEl, ...annotatorTables(metrics), ...metricCharts(metrics));
     } catch (err) { status.say(errorText(err), "error"); }
   };
   const act = async (fn: () => Promise<unknown>, ok: string): Promise<void> => {
