@@ -71,11 +71,12 @@ def project_metrics(project_id: int, session: SessionDep, user: CurrentUser) -> 
         seconds = sum(a.seconds or 0.0 for a in items)
         reviewed = _review_counts(items)
         decided = reviewed["accepted"] + reviewed["rejected"]
+        effort = _summary(items, 0)
         annotators.append({"user_id": uid, "username": names.get(uid), "masks": len(items),
                            "seconds": seconds, "masks_per_hour": 3600 * len(items) / seconds if seconds else None,
-                           "seconds_per_mask": _summary(items, 0)["seconds_per_mask"],
-                           "clicks_per_mask": _summary(items, 0)["clicks_per_mask"],
-                           "review": reviewed, "review_rejected_share": reviewed["rejected"] / decided if decided else None})
+                           "seconds_per_mask": effort["seconds_per_mask"], "clicks_per_mask": effort["clicks_per_mask"],
+                           "review": reviewed,
+                           "review_rejected_share": reviewed["rejected"] / decided if decided else None})
     statuses = dict(session.execute(select(Image.status, func.count()).where(Image.project_id == project.id)
                                     .group_by(Image.status)).all())
     # sent back by review (a note or a rejected mask) and not submitted again yet
