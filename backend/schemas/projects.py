@@ -46,6 +46,9 @@ class ProjectPublic(BaseModel):
     labels: list[LabelPublic]
     member_ids: list[int]
     created_at: datetime
+    # the project's images and those done (submitted or reviewed): filled by the project list only
+    images: int | None = None
+    images_done: int | None = None
 
 
 class MemberAdd(BaseModel):

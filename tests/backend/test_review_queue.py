@@ -184,3 +184,18 @@ def test_metrics_count_review_outcomes_per_annotator(any_api):
     assert by_name["olga"]["review_rejected_share"] == 1.0
     assert by_name["olga"]["clicks_per_mask"] == 1 and by_name["olga"]["seconds_per_mask"] == 2.0
     assert by_name["admin"]["review"]["accepted"] == 2 and by_name["admin"]["review_rejected_share"] == 0.0
+
+
+def test_project_list_says_how_many_images_are_done(any_api):
+    api, c = any_api, any_api.client
+    p, image_id, _ = _submitted_with_masks(api, c, api.admin)
+    api.add_image(p["id"], seed=5)
+    empty = api.make_project("nothing here")
+    listed = {x["id"]: x for x in c.get("/api/v1/projects", headers=api.admin).json()}
+    assert (listed[p["id"]]["images"], listed[p["id"]]["images_done"]) == (2, 1)
+    assert (listed[empty["id"]]["images"], listed[empty["id"]]["images_done"]) == (0, 0)
+    # a reviewed image counts as done
+    c.post(f"/api/v1/images/{image_id}/review", json={"decision": "approve"}, headers=api.admin)
+    listed = {x["id"]: x for x in c.get("/api/v1/projects", headers=api.admin).json()}
+    assert listed[p["id"]]["images_done"] == 1
+    assert c.get(f"/api/v1/projects/{p['id']}", headers=api.admin).json()["images"] is None  # the list only

@@ -12,6 +12,8 @@ export interface Label { id: number; name: string; color: string }
 export interface Project {
   id: number; name: string; stage: Stage; active_model_version_id: number | null;
   labels: Label[]; member_ids: number[]; created_at: string;
+  /** the project list only: its images, and those submitted or reviewed */
+  images?: number | null; images_done?: number | null;
 }
 export interface ImageInfo {
   id: number; project_id: number; file_name: string; width: number; height: number; sha256: string;
