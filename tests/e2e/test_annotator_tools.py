@@ -413,6 +413,18 @@ def test_stage3_many_proposals_scroll_in_their_panel(page, running_app, screensh
     assert "Masks hidden" in page.locator("#status").inner_text()
     page.keyboard.press("h")
     assert np.median(np.abs(canvas_rgb(page, SIZE).astype(int) - before).sum(axis=2)) < 3, "H did not show them again"
+    # O lowers the masks' opacity (60 %, then 30 %), then back to full; the slider says so, the browser keeps it
+    region = (slice(y0, y0 + 24), slice(x0, x0 + 20))
+    tint = [np.median(np.abs(before - image).sum(axis=2)[region])]
+    for expected in ("60", "30"):
+        page.keyboard.press("o")
+        assert page.locator("#mask-opacity").input_value() == expected
+        tint.append(np.median(np.abs(canvas_rgb(page, SIZE).astype(int) - image).sum(axis=2)[region]))
+    assert tint[0] > tint[1] > tint[2] > 5, f"opacity does not fade the masks: {tint}"
+    assert page.evaluate("localStorage.getItem('maskloop.maskOpacity')") == "0.3"
+    page.keyboard.press("o")
+    assert page.locator("#mask-opacity").input_value() == "100"
+    assert np.median(np.abs(canvas_rgb(page, SIZE).astype(int) - before).sum(axis=2)) < 3, "full opacity differs"
     # N with proposals left warns first; a second N submits the image and leaves them stored
     page.keyboard.press("n")
     page.wait_for_function("document.querySelector('#status').textContent.includes('59 proposals are not reviewed')",

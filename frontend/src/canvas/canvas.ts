@@ -19,6 +19,8 @@ export class AnnotationCanvas {
   highlight: string | null = null;
   /** every mask left out (the image alone, to check the masks against it); prompts are still drawn */
   masksHidden = false;
+  /** how strongly masks cover the image: 1 as painted, lower lets more of the image through */
+  maskOpacity = 1;
   /** key of the object whose row in the object list the pointer is over: emphasised instead of `highlight` */
   hovered: string | null = null;
   current: MaskLayer | null = null;
@@ -114,6 +116,7 @@ export class AnnotationCanvas {
     ctx.imageSmoothingEnabled = view.scale < 1;
     ctx.drawImage(this.image, 0, 0, this.imageWidth, this.imageHeight);
     ctx.imageSmoothingEnabled = false;
+    ctx.globalAlpha = this.maskOpacity;
     let emphasised: DrawnObject | null = null;
     for (const o of this.masksHidden ? [] : this.objects) {
       // the object whose row the pointer is on is shown (even if hidden) and emphasised; else the highlight
@@ -133,6 +136,7 @@ export class AnnotationCanvas {
       }
     }
     if (this.currentVisible && this.current && !this.masksHidden) ctx.drawImage(this.current.canvas, 0, 0);
+    ctx.globalAlpha = 1;
     const px = 1 / view.scale;
     for (const p of this.points) {
       ctx.beginPath();

@@ -71,6 +71,13 @@ const SNAP_KEY = "maskloop.snap";
  * `/annotate/{project}/image/{id}`) it opens that image first, whatever its status, then goes on
  * with the queue.
  */
+const OPACITY_KEY = "maskloop.maskOpacity";
+/** the mask opacity this browser last used (1 when never set or unreadable) */
+function storedOpacity(): number {
+  const v = Number(localStorage.getItem(OPACITY_KEY));
+  return Number.isFinite(v) && v >= 0.1 && v <= 1 ? v : 1;
+}
+
 export async function annotatorPage(root: HTMLElement, projectId: number, go: (path: string) => void,
   pickedImage: number | null = null): Promise<void> {
   const status = statusLine();
@@ -86,7 +93,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
   // why a reviewer sent this image back (its note, the masks rejected), when they did
   const reviewHint = h("p", { id: "review-hint", class: "hint", hidden: true });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · wheel zoom · Space+drag or middle-drag pan · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · O: mask opacity (100/60/30 %) · wheel zoom · Space+drag or middle-drag pan · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const prevBtn = h("button", { id: "previous", title: "back to the image you opened before this one, to correct it (P)",
     onclick: () => void previousImage() }, "◀ Previous (P)");
@@ -98,13 +105,18 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     onchange: () => void setSnap((snapBox as HTMLInputElement).checked) }) as HTMLInputElement;
   const snapEl = h("label", { id: "snap-toggle", hidden: true,
     title: "refine every mask with the image's colours and edges (G); off: the model's own masks" }, snapBox, " Snap to image (G)");
+  // how strongly masks cover the image (O cycles 100/60/30 %; the slider sets any), remembered in this browser
+  const opacityEl = h("input", { id: "mask-opacity", type: "range", min: 10, max: 100, step: 5,
+    value: Math.round(storedOpacity() * 100), title: "mask opacity (O)", "aria-label": "mask opacity",
+    oninput: () => setOpacity(Number(opacityEl.value) / 100) }) as HTMLInputElement;
   const candInfo = h("span", { id: "cand-info" });
   const candidatesEl = h("span", { id: "candidates", class: "candidates", hidden: true },
     h("button", { id: "cand-prev", title: "previous candidate (Shift+Tab)", onclick: () => { cycle(-1); canvasEl.focus(); } }, "◀"),
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), prevBtn, nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl),
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), prevBtn, nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl,
+      h("label", { class: "opacity", title: "mask opacity (O)" }, "masks ", opacityEl)),
     // the status has a row of its own and the stage hint sits beside the image, so neither a message
     // of another length nor a hint that comes and goes moves the image under the annotator's pointer
     status,
@@ -118,6 +130,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   };
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
+  canvas.maskOpacity = storedOpacity();
+  function setOpacity(value: number): void {
+    canvas.maskOpacity = Math.min(1, Math.max(0.1, value));
+    opacityEl.value = String(Math.round(canvas.maskOpacity * 100));
+    localStorage.setItem(OPACITY_KEY, String(canvas.maskOpacity));
+    canvas.draw();
+  }
   // the canvas fills the window beside the object panel and above the key help (down to 480×360 on
   // a small screen), and follows the window when it is resized
   const fitToWindow = (): void => {
@@ -937,6 +956,11 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       canvas.masksHidden = !canvas.masksHidden;
       canvas.draw();
       status.say(canvas.masksHidden ? "Masks hidden: the image alone. H shows them again." : "Masks shown.");
+    }
+    else if (k === "o" && !ctrl) {
+      // 100 → 60 → 30 → 100 %
+      setOpacity(canvas.maskOpacity > 0.8 ? 0.6 : canvas.maskOpacity > 0.45 ? 0.3 : 1);
+      status.say(`Masks at ${Math.round(canvas.maskOpacity * 100)} % opacity (O changes it).`);
     }
     else if (k === "n") void submitAndNext();
     else if (k === "p" && !ctrl) void previousImage();
