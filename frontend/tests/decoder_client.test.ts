@@ -320,3 +320,67 @@ describe("decoder threads", () => {
     expect([0, 1, 2, 3, 4, 6, 8, 16, 64].map(decoderThreads)).toEqual([1, 1, 2, 2, 2, 3, 4, 4, 4]);
   });
 });
+
+describe("DecoderClient refinement of a drawn mask", () => {
+  useFakeWorker();
+
+  const refineRequests = (w: FakeWorker) => w.requests.filter((r) => r.type === "refineCandidate");
+  const answerRefined = (w: FakeWorker, id: number, value = 1) =>
+    w.onmessage?.({ data: { id, type: "refinedMask", mask: new Uint8Array(4).fill(value), ms: 7 } } as MessageEvent<DecoderResponse>);
+
+  async function unrefinedClick(client: DecoderClient, worker: FakeWorker, x: number) {
+    const pending = client.decode(click(x, x), null, false, true);
+    await tick();
+    const req = worker.decodes()[worker.decodes().length - 1];
+    expect(req.deferRefine).toBe(true);
+    worker.onmessage?.({ data: { id: req.id, type: "decoded", masks: [{ mask: new Uint8Array(4), lowRes: new Float32Array(4), iou: 0.5,
+      decodeId: req.id, index: 0, refined: false }], width: 2, height: 2, ms: 1, timings: { run: 1, post: 0, refine: 0 } } } as MessageEvent<DecoderResponse>);
+    return (await pending).masks[0];
+  }
+
+  it("refines in place once, however often it is asked, and says how long it took", async () => {
+    const { client, worker } = await readyClient();
+    const m = await unrefinedClick(client, worker, 1);
+    const a = client.refineCandidate(m);
+    const b = client.refineCandidate(m);
+    await tick();
+    expect(refineRequests(worker)).toHaveLength(1);
+    answerRefined(worker, refineRequests(worker)[0].id);
+    expect([await a, await b]).toEqual([true, true]);
+    expect(Array.from(m.mask)).toEqual([1, 1, 1, 1]);
+    expect(m.refined).toBe(true);
+    expect(client.lastRefineMs).toBe(7);
+    expect(await client.refineCandidate(m)).toBe(true); // already refined: nothing asked
+    expect(refineRequests(worker)).toHaveLength(1);
+  });
+
+  it("lets a waiting click go first and drops a refinement the page no longer wants", async () => {
+    const { client, worker } = await readyClient();
+    const first = await unrefinedClick(client, worker, 1);
+    // a hover decode runs; meanwhile the refinement and a second click wait
+    const hover = client.decodeLatest(click(5, 5), null, true);
+    await tick();
+    let current = first;
+    const refined = client.refineCandidate(first, () => current === first);
+    const second = client.decode(click(2, 2), null, false, true);
+    await tick();
+    worker.answer(worker.decodes()[worker.decodes().length - 1].id); // the hover
+    await hover;
+    await tick();
+    // the click went before the refinement
+    expect(worker.decodes()[worker.decodes().length - 1].prompt.points[0].x).toBe(2);
+    expect(refineRequests(worker)).toHaveLength(0);
+    current = null as unknown as typeof first; // the editor moved on to the second click's mask
+    worker.answer(worker.decodes()[worker.decodes().length - 1].id);
+    await second;
+    expect(await refined).toBe(false); // dropped, never sent
+    expect(refineRequests(worker)).toHaveLength(0);
+    expect(first.refined).toBe(false);
+    // asked again by someone who wants it (an accept), it is refined after all
+    const again = client.refineCandidate(first);
+    await tick();
+    expect(refineRequests(worker)).toHaveLength(1);
+    answerRefined(worker, refineRequests(worker)[0].id);
+    expect(await again).toBe(true);
+  });
+});
