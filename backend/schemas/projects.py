@@ -27,15 +27,22 @@ class LabelPublic(ORMModel):
     color: str
 
 
+# the longest annotation guidelines a project keeps (characters)
+MAX_INSTRUCTIONS = 20_000
+
+
 class ProjectCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     labels: list[LabelCreate] = Field(default_factory=list, max_length=1000)
     stage: Stage = "assisted_manual"
+    instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
 
 
 class ProjectUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     stage: Stage | None = None
+    # "" clears them
+    instructions: str | None = Field(default=None, max_length=MAX_INSTRUCTIONS)
 
 
 class ProjectPublic(BaseModel):
@@ -45,6 +52,7 @@ class ProjectPublic(BaseModel):
     active_model_version_id: int | None
     labels: list[LabelPublic]
     member_ids: list[int]
+    instructions: str | None = None
     created_at: datetime
     # the project's images and those done (submitted or reviewed): filled by the project list only
     images: int | None = None

@@ -199,3 +199,23 @@ def test_project_list_says_how_many_images_are_done(any_api):
     listed = {x["id"]: x for x in c.get("/api/v1/projects", headers=api.admin).json()}
     assert listed[p["id"]]["images_done"] == 1
     assert c.get(f"/api/v1/projects/{p['id']}", headers=api.admin).json()["images"] is None  # the list only
+
+
+def test_project_instructions_set_shown_and_cleared(any_api):
+    api, c = any_api, any_api.client
+    r = c.post("/api/v1/projects", headers=api.admin, json={
+        "name": "guided", "labels": [{"name": "cat", "color": "#123456"}],
+        "instructions": "  Outline the whole cat, tail included.\nSkip cats under 10 px.  "})
+    assert r.status_code == 201
+    assert r.json()["instructions"] == "Outline the whole cat, tail included.\nSkip cats under 10 px."
+    pid = r.json()["id"]
+    uid, ann = api.make_user("ivan")
+    c.post(f"/api/v1/projects/{pid}/members", json={"user_id": uid}, headers=api.admin)
+    assert c.get(f"/api/v1/projects/{pid}", headers=ann).json()["instructions"].startswith("Outline the whole cat")
+    assert c.patch(f"/api/v1/projects/{pid}", json={"instructions": "x"}, headers=ann).status_code == 403
+    r = c.patch(f"/api/v1/projects/{pid}", json={"instructions": "y" * 20_001}, headers=api.admin)
+    assert r.status_code == 422 and "instructions" in r.json()["detail"]
+    r = c.patch(f"/api/v1/projects/{pid}", json={"stage": "semi_automatic"}, headers=api.admin)  # untouched
+    assert r.json()["instructions"].startswith("Outline the whole cat")
+    r = c.patch(f"/api/v1/projects/{pid}", json={"instructions": "   "}, headers=api.admin)  # blank clears them
+    assert r.status_code == 200 and r.json()["instructions"] is None

@@ -647,6 +647,39 @@ def test_previous_image_reopens_a_submitted_one_to_correct_it(page, running_app)
     assert not page.page_errors, page.page_errors
 
 
+def test_project_guidelines_open_once_and_toggle(page, running_app) -> None:  # noqa: ANN001
+    proj = ap.make_project(running_app, "e2e guidelines", [ap.shapes_png(W, H, 17)])
+    ap.log_in(page, running_app)
+    page.wait_for_selector(f"button.annotate[data-project-id='{proj['id']}']")
+    # the admin writes the guidelines in the console
+    page.goto(f"{running_app.base_url}/admin/{proj['id']}")
+    page.fill("#instructions", "Outline every disc.\nLeave the blocks alone.")
+    page.click("#instructions-save")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Instructions saved')", timeout=10_000)
+    with running_app.client() as api:
+        assert api.get(f"/projects/{proj['id']}").json()["instructions"] == "Outline every disc.\nLeave the blocks alone."
+    # the annotator sees them the first time, beside the image
+    page.goto(f"{running_app.base_url}/annotate/{proj['id']}")
+    ap.wait_ready(page)
+    panel = page.locator("#guidelines")
+    assert panel.is_visible() and "Leave the blocks alone." in panel.inner_text()
+    page.keyboard.press("?")  # hides them
+    assert not panel.is_visible()
+    page.reload()
+    ap.wait_ready(page)
+    assert not panel.is_visible(), "seen guidelines opened again by themselves"
+    page.locator("#guidelines-toggle").click()
+    assert panel.is_visible()
+    # changed guidelines open by themselves again
+    with running_app.client() as api:
+        changed = {"instructions": "Outline every disc and every block."}
+        api.patch(f"/projects/{proj['id']}", json=changed).raise_for_status()
+    page.reload()
+    ap.wait_ready(page)
+    assert panel.is_visible() and "every block" in panel.inner_text()
+    assert not page.page_errors, page.page_errors
+
+
 def test_labels_past_the_ninth_have_a_key_and_a_filter(page, running_app) -> None:  # noqa: ANN001
     labels = [{"name": f"class{i:02d}", "color": f"#{i * 0x101010:06x}"} for i in range(1, 13)]
     with running_app.client() as api:

@@ -22,7 +22,8 @@ def project_public(project: Project) -> ProjectPublic:
         id=project.id, name=project.name, stage=project.stage,
         active_model_version_id=project.active_model_version_id,
         labels=[LabelPublic.model_validate(lab) for lab in project.labels],
-        member_ids=sorted(m.user_id for m in project.members), created_at=project.created_at,
+        member_ids=sorted(m.user_id for m in project.members), instructions=project.instructions,
+        created_at=project.created_at,
     )
 
 
@@ -53,7 +54,8 @@ def create_project(body: ProjectCreate, session: SessionDep, _: AdminUser) -> Pr
         raise BadRequest("label names must be unique within a project")
     if session.scalar(select(Project.id).where(Project.name == body.name)) is not None:
         raise Conflict(f"a project named {body.name!r} already exists")
-    project = Project(name=body.name, stage=body.stage, active_model_version_id=default_model_version_id(session))
+    project = Project(name=body.name, stage=body.stage, active_model_version_id=default_model_version_id(session),
+                      instructions=(body.instructions or "").strip() or None)
     project.labels = [Label(name=lab.name, color=lab.color) for lab in body.labels]
     session.add(project)
     try:
@@ -92,6 +94,8 @@ def update_project(project_id: int, body: ProjectUpdate, session: SessionDep, ad
         project.name = body.name
     if body.stage is not None:
         project.stage = body.stage
+    if body.instructions is not None:
+        project.instructions = body.instructions.strip() or None
     session.commit()
     return project_public(project)
 

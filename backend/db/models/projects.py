@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backend.db.base import Base, utcnow
@@ -15,6 +15,8 @@ class Project(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     stage: Mapped[str] = mapped_column(String(30), default="assisted_manual")
     active_model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
+    # the annotation guidelines annotators read beside the image (plain text)
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     labels: Mapped[list["Label"]] = relationship(back_populates="project", order_by="Label.id",
                                                  cascade="all, delete-orphan")

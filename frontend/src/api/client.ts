@@ -81,7 +81,7 @@ export class ApiClient {
   }
   /** admins: the project with its images and annotations; 409 while a job or round of it runs */
   deleteProject(id: number): Promise<void> { return this.json("DELETE", `/projects/${id}`); }
-  updateProject(id: number, patch: { name?: string; stage?: Stage }): Promise<Project> {
+  updateProject(id: number, patch: { name?: string; stage?: Stage; instructions?: string }): Promise<Project> {
     return this.json("PATCH", `/projects/${id}`, patch);
   }
   addLabel(projectId: number, name: string, color: string): Promise<Label> {

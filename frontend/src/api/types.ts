@@ -12,6 +12,8 @@ export interface Label { id: number; name: string; color: string }
 export interface Project {
   id: number; name: string; stage: Stage; active_model_version_id: number | null;
   labels: Label[]; member_ids: number[]; created_at: string;
+  /** the annotation guidelines annotators read beside the image */
+  instructions?: string | null;
   /** the project list only: its images, and those submitted or reviewed */
   images?: number | null; images_done?: number | null;
 }

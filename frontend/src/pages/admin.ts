@@ -163,6 +163,9 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const files = h("input", { id: "upload-files", type: "file", multiple: true, accept: "image/*" });
   const images = imageBrowser(projectId, go, (text, tone) => status.say(text, tone));
   const stage = h("select", { id: "stage-select" }, ...STAGES.map((s) => h("option", { value: s, selected: s === project.stage }, s)));
+  const instructions = h("textarea", { id: "instructions", rows: 6, cols: 60, maxlength: 20000,
+    placeholder: "what to outline and how (shown to annotators beside the image; empty: none)" }) as HTMLTextAreaElement;
+  instructions.value = project.instructions ?? "";
   const member = h("select", { id: "member-id" });
   const membersEl = h("p", { id: "members" });
   const progressEl = h("div", { id: "progress" });
@@ -299,6 +302,10 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
         const r = (await api.importFolder(projectId, folder.value.trim())) as { created?: unknown[]; duplicates?: unknown[]; errors?: { filename: string; detail: string }[] };
         return `${r.created?.length ?? 0} imported, ${r.duplicates?.length ?? 0} duplicates, ${r.errors?.length ?? 0} errors${(r.errors ?? []).map((e) => `; ${e.filename}: ${e.detail}`).join("")}`;
       }, "Import done.") }, "Import folder"), images.el),
+    h("section", { class: "card" }, h("h2", {}, "Instructions for annotators"), instructions, h("br"),
+      h("button", { id: "instructions-save", onclick: () => void act(async () => {
+        await api.updateProject(projectId, { instructions: instructions.value });
+      }, "Instructions saved; annotators see them on their next image.") }, "Save instructions")),
     h("section", { class: "card" }, h("h2", {}, "Stage"), stage,
       h("button", { id: "stage-save", onclick: () => void act(() => api.updateProject(projectId, { stage: stage.value as Stage }), "Stage changed.") }, "Switch stage"),
       h("h3", {}, "Model jobs"), h("label", { class: "field" }, "points per side ", grid),

@@ -78,6 +78,13 @@ function storedOpacity(): number {
   return Number.isFinite(v) && v >= 0.1 && v <= 1 ? v : 1;
 }
 
+/** A short fingerprint of a text (to notice that the guidelines changed). */
+function guideHash(text: string): string {
+  let h1 = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h1 = Math.imul(h1 ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h1.toString(16);
+}
+
 export async function annotatorPage(root: HTMLElement, projectId: number, go: (path: string) => void,
   pickedImage: number | null = null): Promise<void> {
   const status = statusLine();
@@ -93,7 +100,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   const stageHint = h("p", { id: "stage-hint", class: "hint" });
   // why a reviewer sent this image back (its note, the masks rejected), when they did
   const reviewHint = h("p", { id: "review-hint", class: "hint", hidden: true });
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · O: mask opacity (100/60/30 %) · wheel zoom · Space+drag or middle-drag pan · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
+  // the project's annotation guidelines: opened by itself the first time (and when they change), ? toggles
+  const guideText = h("div", { id: "guidelines-text" });
+  const guidePanel = h("div", { id: "guidelines", class: "card guidelines", hidden: true },
+    h("strong", {}, "Guidelines "), h("button", { title: "hide the guidelines (?)", onclick: () => toggleGuidelines(false) }, "hide"), guideText);
+  const guideBtn = h("button", { id: "guidelines-toggle", hidden: true, title: "the project's annotation guidelines (?)",
+    onclick: () => toggleGuidelines() }, "Guidelines (?)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · O: mask opacity (100/60/30 %) · wheel zoom · Space+drag or middle-drag pan · ?: the project's guidelines · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const prevBtn = h("button", { id: "previous", title: "back to the image you opened before this one, to correct it (P)",
     onclick: () => void previousImage() }, "◀ Previous (P)");
@@ -115,12 +128,12 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     candInfo,
     h("button", { id: "cand-next", title: "next candidate (Tab)", onclick: () => { cycle(1); canvasEl.focus(); } }, "▶"));
   mount(root, h("div", { class: "annotator" },
-    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), prevBtn, nextBtn, skipBtn, labelFilter, labelsEl, candidatesEl, snapEl,
+    h("div", { class: "toolbar" }, h("button", { onclick: () => go("/projects") }, "← Projects"), prevBtn, nextBtn, skipBtn, guideBtn, labelFilter, labelsEl, candidatesEl, snapEl,
       h("label", { class: "opacity", title: "mask opacity (O)" }, "masks ", opacityEl)),
     // the status has a row of its own and the stage hint sits beside the image, so neither a message
     // of another length nor a hint that comes and goes moves the image under the annotator's pointer
     status,
-    h("div", { class: "work" }, canvasEl, h("aside", {}, reviewHint, stageHint, objectsEl, saveEl, timing)), help));
+    h("div", { class: "work" }, canvasEl, h("aside", {}, guidePanel, reviewHint, stageHint, objectsEl, saveEl, timing)), help));
 
   const debug: AnnotatorDebug = {
     imageId: null, ready: false, decodes: 0, currentRle: () => null, lastAccepted: null, candidates: () => null,
@@ -578,6 +591,13 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }
   }
 
+  /** Show (or hide; no argument: switch) the project's guidelines. */
+  function toggleGuidelines(show?: boolean): void {
+    if (guideBtn.hidden) { status.say("This project has no guidelines."); return; }
+    guidePanel.hidden = !(show ?? guidePanel.hidden);
+    fitToWindow();
+  }
+
   /** Lease and open the image picked from the project's list; if that cannot be done, say why and offer the queue. */
   async function openPicked(imageId: number): Promise<void> {
     let picked: Lease;
@@ -962,6 +982,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       setOpacity(canvas.maskOpacity > 0.8 ? 0.6 : canvas.maskOpacity > 0.45 ? 0.3 : 1);
       status.say(`Masks at ${Math.round(canvas.maskOpacity * 100)} % opacity (O changes it).`);
     }
+    else if (e.key === "?") toggleGuidelines();
     else if (k === "n") void submitAndNext();
     else if (k === "p" && !ctrl) void previousImage();
     else if (k === "s" && !ctrl) void skipImage();
@@ -980,6 +1001,15 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   try {
     project = await api.getProject(projectId);
     labels = project.labels;
+    const guide = project.instructions ?? "";
+    guideText.textContent = guide;
+    guideBtn.hidden = !guide;
+    if (guide) {
+      // opened by itself once per version of the text in this browser
+      const seenKey = `maskloop.guidelinesSeen.${projectId}`;
+      const version = `${guide.length}:${guideHash(guide)}`;
+      if (localStorage.getItem(seenKey) !== version) { toggleGuidelines(true); localStorage.setItem(seenKey, version); }
+    }
     labelId = labels[0]?.id ?? 0;
     renderLabels();
     await flush();
