@@ -206,9 +206,12 @@ def test_mask_drawn_before_refinement_and_accepted_refined(page, running_app, pr
     page.mouse.click(*image_to_client(page, (W, H), 60, 180))
     raw = ap.decode_rle(page.evaluate(_ENTER_WHILE_REFINING))
     assert (raw != refined).any(), "the refinement did not change this mask, so the test cannot tell them apart"
-    page.wait_for_function("document.querySelector('#autosave').textContent.includes('All accepted masks saved')",
-                           timeout=30_000)
-    stored = _annotations(running_app, image_id)
+    # the accept happens once the refinement is in (the editor then clears); then the mask is saved
+    page.wait_for_function("window.maskloop.currentRle() === null", timeout=30_000)
+    deadline = time.monotonic() + 30
+    while len(stored := _annotations(running_app, image_id)) < before + 1:
+        assert time.monotonic() < deadline, "the accepted mask was never saved"
+        time.sleep(0.2)
     assert len(stored) == before + 1
     assert np.array_equal(ap.decode_rle(stored[-1]["segmentation"]), refined), "the unrefined mask was stored"
     assert page.evaluate("window.maskloop.currentRle()") is None

@@ -128,8 +128,13 @@ async function main(): Promise<void> {
         await decoder.decodeAhead(base, p, w, () => seq === hoverSeq && base.points === points);
         return;
       }
-      const r = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true);
-      if (r) { state.hovers++; draw(r); }
+      const r = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true, state.progressive);
+      if (!r) return;
+      state.hovers++;
+      draw(r);
+      // progressive: the decoder's mask first, then refined while the pointer stays (as the annotator does)
+      const best = sortByIou(r.masks)[0];
+      if (!best.refined && await decoder.refineCandidate(best, () => seq === hoverSeq)) canvas.setCurrentMask(best.mask, [30, 144, 255]);
     });
   }
   el.addEventListener("contextmenu", (e) => e.preventDefault());

@@ -177,7 +177,7 @@ export class DecoderClient {
    * the same mask input (the same array) on this embedding, its result answers the click, finished
    * or still running; otherwise a waiting hover is dropped. With `deferRefine` a fresh decode comes
    * back with the decoder's own masks (`refined` false, when masks are refined at all): refine the
-   * shown one with `refineCandidate`. A reused hover decode comes refined either way.
+   * shown one with `refineCandidate`. A reused hover decode comes as the hover asked for it.
    */
   async decode(prompt: Prompt, maskInput: Float32Array | null, multimask = false, deferRefine = false): Promise<DecodeResult> {
     const mm = multimask && this.multimask;
@@ -196,12 +196,15 @@ export class DecoderClient {
     return r;
   }
 
-  /** A hover preview: latest wins; resolves null when a newer hover or a click replaced it before it ran. */
-  decodeLatest(prompt: Prompt, maskInput: Float32Array | null, multimask = false): Promise<DecodeResult | null> {
+  /**
+   * A hover preview: latest wins; resolves null when a newer hover or a click replaced it before it
+   * ran. With `deferRefine` it comes back unrefined, as `decode`'s does (a click reusing it gets it so).
+   */
+  decodeLatest(prompt: Prompt, maskInput: Float32Array | null, multimask = false, deferRefine = false): Promise<DecodeResult | null> {
     const mm = multimask && this.multimask;
     this.dropHover();
     let job!: Job;
-    const result = new Promise<DecodeResult | null>((resolve, reject) => { job = { prompt, maskInput, multimask: mm, resolve, reject }; });
+    const result = new Promise<DecodeResult | null>((resolve, reject) => { job = { prompt, maskInput, multimask: mm, deferRefine, resolve, reject }; });
     const queue = (): void => {
       this.resting = null;
       this.hoverJob = job;
@@ -312,6 +315,7 @@ export class DecoderClient {
       if (r.type !== "refinedMask" || r.mask.length !== m.mask.length) return false;
       m.mask.set(r.mask);
       m.refined = true;
+      m.refineMs = r.ms;
       this.lastRefineMs = r.ms;
       return true;
     } catch {

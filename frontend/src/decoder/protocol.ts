@@ -52,6 +52,8 @@ export interface DecodedMask {
    * (`DecoderClient.refineCandidate`); false for every mask of a decode asked with `deferRefine`
    */
   refined: boolean;
+  /** set by the page's client when it had the mask refined on demand: that refinement's time (ms) */
+  refineMs?: number;
 }
 
 /** Where a decode's time went inside the worker (milliseconds). */

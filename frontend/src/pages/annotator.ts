@@ -693,10 +693,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     show(history.state);
     const ms = performance.now() - eventTime;
     let refinedMs: number | null = ranked[0].refined && debug.refined ? ms : null;
-    let refineMs = r.timings.refine;
+    let refineMs = r.timings.refine || ranked[0].refineMs || 0;
     if (!ranked[0].refined && await refineShown()) {
       refinedMs = performance.now() - eventTime;
-      refineMs = decoder.lastRefineMs;
+      refineMs = ranked[0].refineMs ?? decoder.lastRefineMs;
     }
     debug.decodes++;
     debug.lastClick = { ms, refinedMs, reused: r.reused, decoderMs: r.timings.run, refineMs };
@@ -758,10 +758,16 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     }
     const idle = (): boolean => !clicking && !history.state.points.length && !history.state.box && tool === "prompt";
     if (!decoder || !ready || !idle()) return;
-    // the multimask decoder, like a first click, so that a click on this point can reuse the result
-    const r: DecodeResult | null = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true);
+    // the multimask decoder, like a first click, so that a click on this point can reuse the result;
+    // the decoder's mask is drawn first, then refined while the pointer stays there (a click on the
+    // point reuses both: the decode, and the refinement done or under way)
+    const r: DecodeResult | null = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true, true);
     if (!r || !idle()) return;
-    canvas.setCurrentMask(sortByIou(r.masks)[0].mask, color());
+    const best = sortByIou(r.masks)[0];
+    canvas.setCurrentMask(best.mask, color());
+    if (!best.refined && await decoder.refineCandidate(best, () => seq === hoverSeq && idle()) && seq === hoverSeq && idle()) {
+      canvas.setCurrentMask(best.mask, color());
+    }
   }
 
   /** an accept waiting for its mask's refinement (a second Enter meanwhile does nothing) */
