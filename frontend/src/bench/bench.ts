@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       const seq = ++hoverSeq;
       if (!fresh()) {
         const base = { points, box: null, mask, lowRes };
-        await decoder.decodeAhead(base, p, w, () => seq === hoverSeq && base.points === points);
+        await decoder.decodeAhead(base, p, w, () => seq === hoverSeq && base.points === points, state.progressive);
         return;
       }
       const r = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true, state.progressive);

@@ -221,16 +221,21 @@ export class DecoderClient {
    * reuses it (`decode`); nothing is shown. The likelier label first (`speculativeLabels`: negative
    * inside `base.mask`, an H×W array `width` wide, positive outside), then the other, each only
    * while `current()` says the pointer and the object are still as they were. Resolves to the
-   * number of decodes made.
+   * number of decodes made. With `deferRefine` each decode comes back before its refinement, which
+   * follows it (the likelier label decoded, refined, then the other): a click during the refinement
+   * draws the decoder's mask at once. A refinement is dropped when `current()` no longer holds, and a
+   * click reusing the decode asks for it itself.
    */
   async decodeAhead(base: { points: PromptPoint[]; box: PromptBox | null; mask: Uint8Array | null; lowRes: Float32Array | null },
-    p: { x: number; y: number }, width: number, current: () => boolean): Promise<number> {
+    p: { x: number; y: number }, width: number, current: () => boolean, deferRefine = false): Promise<number> {
     let made = 0;
     for (const label of speculativeLabels(insideMask(base.mask, width, p))) {
       if (!current()) break;
-      const r = await this.decodeLatest({ points: [...base.points, { x: p.x, y: p.y, label }], box: base.box }, base.lowRes, false);
+      const r = await this.decodeLatest({ points: [...base.points, { x: p.x, y: p.y, label }], box: base.box }, base.lowRes, false, deferRefine);
       if (!r) break; // a newer hover or a click took the decoder first
       made++;
+      const m = r.masks[0];
+      if (m && !m.refined && !(await this.refineCandidate(m, current))) break;
     }
     return made;
   }

@@ -753,7 +753,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const seq = ++hoverSeq;
     const s = history.state;
     if (decoder && ready && !clicking && tool === "prompt" && (s.points.length || s.box)) {
-      debug.ahead += await decoder.decodeAhead(s, p, W(), () => seq === hoverSeq && !clicking && history.state === s && tool === "prompt");
+      debug.ahead += await decoder.decodeAhead(s, p, W(), () => seq === hoverSeq && !clicking && history.state === s && tool === "prompt", true);
       return;
     }
     const idle = (): boolean => !clicking && !history.state.points.length && !history.state.box && tool === "prompt";
