@@ -743,10 +743,14 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const s = history.state;
     if (!decoder || !ready || clicking) return;
     const seq = ++hoverSeq;
-    const r = await decoder.decodeLatest({ points: s.points, box }, s.lowRes, false);
-    if (!r || seq !== hoverSeq || !canvas.dragBox || history.state !== s) return;
-    canvas.setCurrentMask(sortByIou(r.masks)[0].mask, color());
+    // the decoder's mask while the box is dragged, refined when the pointer pauses there long enough
+    const r = await decoder.decodeLatest({ points: s.points, box }, s.lowRes, false, true);
+    const still = (): boolean => seq === hoverSeq && canvas.dragBox !== null && history.state === s;
+    if (!r || !still()) return;
+    const best = sortByIou(r.masks)[0];
+    canvas.setCurrentMask(best.mask, color());
     debug.boxPreviews++;
+    if (!best.refined && await decoder.refineCandidate(best, still) && still()) canvas.setCurrentMask(best.mask, color());
   }
 
   async function hover(p: { x: number; y: number }): Promise<void> {
