@@ -77,7 +77,8 @@ describe("prefetch of the next image", () => {
       calls.push(url);
       const u = new URL(url, "http://x");
       if (u.pathname.endsWith("/images")) {
-        const items = byStatus[u.searchParams.get("status") ?? ""] ?? [];
+        const key = (u.searchParams.get("sent_back") === "true" ? "sent_back:" : "") + (u.searchParams.get("status") ?? "");
+        const items = byStatus[key] ?? [];
         return new Response(JSON.stringify({ items: items.slice(0, Number(u.searchParams.get("limit"))), total: items.length }), { status: 200 });
       }
       if (u.pathname.endsWith("/file")) return new Response(new Uint8Array([1, 2, 3]), { status: 200 });
@@ -98,6 +99,10 @@ describe("prefetch of the next image", () => {
     expect((await predictNextImage(api, 1, 1))?.id).toBe(5);
     byStatus = { embedded: [img(5, "embedded")], in_progress: [], new: [] };
     expect(await predictNextImage(api, 1, 5)).toBeNull();
+    // an image review sent back comes before all of them
+    byStatus = { embedded: [img(5, "embedded")], in_progress: [img(8, "in_progress")], "sent_back:in_progress": [img(8, "in_progress")], new: [] };
+    expect((await predictNextImage(api, 1, 5))?.id).toBe(8);
+    expect((await predictNextImage(api, 1, 8))?.id).toBe(5);
   });
 
   it("hands over the download only for the image it guessed, and asks for its embedding ahead of time", async () => {

@@ -219,3 +219,29 @@ def test_project_instructions_set_shown_and_cleared(any_api):
     assert r.json()["instructions"].startswith("Outline the whole cat")
     r = c.patch(f"/api/v1/projects/{pid}", json={"instructions": "   "}, headers=api.admin)  # blank clears them
     assert r.status_code == 200 and r.json()["instructions"] is None
+
+
+def test_images_sent_back_come_first_in_the_queue(any_api):
+    from backend.db.models import Image
+    from backend.db.session import session_scope
+
+    api, c = any_api, any_api.client
+    p, image_id, ids = _submitted_with_masks(api, c, api.admin)
+    ready = api.add_image(p["id"], seed=8)
+    with session_scope(api.settings.resolved_database_url) as s:  # its embedding is ready: it led the queue so far
+        s.get(Image, ready).status = "embedded"
+    url = f"/api/v1/projects/{p['id']}/images"
+    assert [i["id"] for i in c.get(url, params={"sent_back": "true"}, headers=api.admin).json()["items"]] == []
+    # sent back with rejected masks only (no note): rework comes before the embedded image
+    c.post(f"/api/v1/images/{image_id}/review", json={"decision": "reject", "rejected": [ids[0]]}, headers=api.admin)
+    assert [i["id"] for i in c.get(url, params={"sent_back": "true"}, headers=api.admin).json()["items"]] == [image_id]
+    assert [i["id"] for i in c.get(url, params={"sent_back": "false"}, headers=api.admin).json()["items"]] == [ready]
+    assert c.get(url, params={"sent_back": "maybe"}, headers=api.admin).status_code == 422
+    uid, ann = api.make_user("uma")
+    c.post(f"/api/v1/projects/{p['id']}/members", json={"user_id": uid}, headers=api.admin)
+    lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()
+    assert lease["image"]["id"] == image_id
+    # fixed and submitted: no longer open, the embedded image is next
+    c.delete(f"/api/v1/annotations/{ids[0]}", headers=ann)
+    c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=ann)
+    assert c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()["image"]["id"] == ready

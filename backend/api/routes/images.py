@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from backend.api.deps import (AdminUser, CurrentUser, SessionDep, SettingsDep, StorageDep, image_for_user,
                               project_for_user)
 from backend.api.routes.work_queue import active_lease, holder_name
+from backend.api.routes.work_queue import sent_back as sent_back_condition
 from backend.core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from backend.db.models import IMAGE_STATUSES, Annotation, Image, Project, utcnow
 from backend.schemas.engine import ImagePublic
@@ -122,13 +123,17 @@ def import_coco(project_id: int, session: SessionDep, settings: SettingsDep, sto
 @router.get("/projects/{project_id}/images", response_model=ImageList)
 def list_images(project_id: int, session: SessionDep, user: CurrentUser, status: str | None = None,
                 offset: Annotated[int, Query(ge=0)] = 0,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ImageList:
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100, sent_back: bool | None = None) -> ImageList:
+    """The project's images by id, optionally of one status, and (``sent_back``) only those review sent
+    back (a note or rejected masks) or only the others."""
     project = project_for_user(session, project_id, user)
     query = select(Image).where(Image.project_id == project.id)
     if status:
         if status not in IMAGE_STATUSES:
             raise BadRequest(f"unknown image status {status!r}; expected one of {', '.join(IMAGE_STATUSES)}")
         query = query.where(Image.status == status)
+    if sent_back is not None:
+        query = query.where(sent_back_condition() if sent_back else ~sent_back_condition())
     total = session.scalar(select(func.count()).select_from(query.subquery()))
     items = list(session.scalars(query.order_by(Image.id).offset(offset).limit(limit)))
     counts = dict(session.execute(

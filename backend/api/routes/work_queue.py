@@ -5,11 +5,11 @@ import threading
 from datetime import timedelta
 
 from fastapi import APIRouter, Response
-from sqlalchemy import and_, case, exists, select
+from sqlalchemy import and_, case, exists, or_, select
 
 from backend.api.deps import CurrentUser, SessionDep, SettingsDep, image_for_user, project_for_user
 from backend.core.errors import Conflict, NotFound
-from backend.db.models import Image, Lease, User, utcnow
+from backend.db.models import Annotation, Image, Lease, User, utcnow
 from backend.schemas.engine import ImagePublic, LeasePublic
 
 router = APIRouter(tags=["work queue"])
@@ -17,6 +17,12 @@ router = APIRouter(tags=["work queue"])
 # serialises leasing there. PostgreSQL uses row locks and works across API processes.
 _sqlite_lock = threading.Lock()
 OPEN_STATUSES = ("new", "embedded", "in_progress")
+
+
+def sent_back():
+    """SQL condition: review sent the image back (with a note, or with masks it rejected)."""
+    rejected = exists().where(and_(Annotation.image_id == Image.id, Annotation.review_state == "rejected"))
+    return or_(Image.review_note.is_not(None), rejected)
 
 
 def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | None:
@@ -38,8 +44,10 @@ def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | N
     skipped = exists().where(and_(Lease.image_id == Image.id, Lease.user_id == user.id, Lease.state == "skipped"))
     query = (
         select(Image).where(Image.project_id == project_id, Image.status.in_(OPEN_STATUSES), ~active, ~skipped)
-        # embedded images first (their embedding is ready), then in order of upload
-        .order_by(case((Image.status == "embedded", 0), (Image.status == "in_progress", 1), else_=2), Image.id)
+        # images review sent back first (rework before new work), then embedded ones (their
+        # embedding is ready), then in order of upload
+        .order_by(case((sent_back(), 0), (Image.status == "embedded", 1), (Image.status == "in_progress", 2), else_=3),
+                  Image.id)
         .limit(1)
     )
     # SQLite: the caller holds the process-wide lock

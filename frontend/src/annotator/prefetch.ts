@@ -17,11 +17,17 @@ import { fetchEmbedding, type Embedding, type EmbeddingProgress } from "../embed
 
 export interface LoadedImage { image: ImageInfo; bitmap: ImageBitmap; embedding: Embedding }
 
-/** The queue's order of open images, as `backend/api/routes/work_queue.py` leases them. */
+/**
+ * The queue's order of open images, as `backend/api/routes/work_queue.py` leases them, after the
+ * images review sent back (which are `in_progress`; they come first).
+ */
 export const QUEUE_ORDER: readonly ImageInfo["status"][] = ["embedded", "in_progress", "new"];
 
 /** The image the next lease will most likely hold, other than `currentId`; null when none is open. */
 export async function predictNextImage(api: ApiClient, projectId: number, currentId: number | null): Promise<ImageInfo | null> {
+  const reworked = await api.listImages(projectId, 0, 2, "in_progress", true);
+  const first = reworked.items.find((i) => i.id !== currentId);
+  if (first) return first;
   for (const status of QUEUE_ORDER) {
     const page = await api.listImages(projectId, 0, 2, status);
     const hit = page.items.find((i) => i.id !== currentId);

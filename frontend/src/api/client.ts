@@ -113,8 +113,10 @@ export class ApiClient {
   importFolder(projectId: number, path: string): Promise<unknown> {
     return this.json("POST", `/projects/${projectId}/images/import-folder`, { path });
   }
-  listImages(projectId: number, offset = 0, limit = 50, status?: ImageInfo["status"]): Promise<{ items: ImageInfo[]; total: number }> {
-    return this.json("GET", `/projects/${projectId}/images?offset=${offset}&limit=${limit}${status ? `&status=${status}` : ""}`);
+  /** `sentBack`: only images review sent back (true) or only the others (false) */
+  listImages(projectId: number, offset = 0, limit = 50, status?: ImageInfo["status"], sentBack?: boolean): Promise<{ items: ImageInfo[]; total: number }> {
+    return this.json("GET", `/projects/${projectId}/images?offset=${offset}&limit=${limit}${status ? `&status=${status}` : ""}`
+      + (sentBack === undefined ? "" : `&sent_back=${sentBack}`));
   }
   getImage(id: number): Promise<ImageInfo> { return this.json("GET", `/images/${id}`); }
   async imageBlob(id: number): Promise<Blob> { return (await this.raw(`/images/${id}/file`)).blob(); }
