@@ -384,3 +384,40 @@ describe("DecoderClient refinement of a drawn mask", () => {
     expect(await again).toBe(true);
   });
 });
+
+describe("DecoderClient decodes ahead before their refinement", () => {
+  useFakeWorker();
+
+  it("decodes the likelier label, refines it, then the other, each asked with deferRefine", async () => {
+    const { client, worker } = await readyClient();
+    const base = { points: [{ x: 1, y: 1, label: 1 as const }], box: null, mask: new Uint8Array([1, 0, 0, 0]), lowRes: null };
+    const made = client.decodeAhead(base, { x: 1.5, y: 0.5 }, 2, () => true, true); // outside the mask: positive first
+    const order: string[] = [];
+    for (let step = 0; step < 4; step++) {
+      await tick();
+      const last = worker.requests[worker.requests.length - 1];
+      if (last.type === "decode") {
+        order.push(`decode ${last.prompt.points[1].label}`);
+        expect(last.deferRefine).toBe(true);
+        worker.onmessage?.({ data: { id: last.id, type: "decoded", masks: [{ mask: new Uint8Array(4), lowRes: new Float32Array(4), iou: 0.5,
+          decodeId: last.id, index: 0, refined: false }], width: 2, height: 2, ms: 1, timings: { run: 1, post: 0, refine: 0 } } } as MessageEvent<DecoderResponse>);
+      } else if (last.type === "refineCandidate") {
+        order.push("refine");
+        worker.onmessage?.({ data: { id: last.id, type: "refinedMask", mask: new Uint8Array(4), ms: 3 } } as MessageEvent<DecoderResponse>);
+      }
+    }
+    expect(await made).toBe(2);
+    expect(order).toEqual(["decode 1", "refine", "decode 0", "refine"]);
+  });
+
+  it("a hover preview asked with deferRefine says so to the worker; without it, it does not", async () => {
+    const { client, worker } = await readyClient();
+    void client.decodeLatest(click(1, 1), null, true, true);
+    await tick();
+    expect(worker.decodes()[0].deferRefine).toBe(true);
+    worker.answer(worker.decodes()[0].id);
+    void client.decodeLatest(click(2, 2), null, true);
+    await tick();
+    expect(worker.decodes()[1].deferRefine).toBeUndefined();
+  });
+});
