@@ -89,6 +89,15 @@ def test_review_approves_and_sends_back_with_a_note(page, running_app, screensho
     cells = row.locator("td").all_inner_texts()
     assert cells[1] == "4" and cells[6:9] == ["2", "1", "33 %"], cells
     assert "1 approved, 1 sent back" in page.locator("#metric-review").inner_text()
+    # the export can hold only what review accepted: the approved image's two masks
+    page.check("#export-approved")
+    with page.expect_request(lambda r: "/export?format=coco" in r.url) as sent:
+        page.click("#export-coco")
+    asked = sent.value.url
+    assert asked.endswith("&review_state=accepted"), asked
+    with running_app.client() as api:  # what that request answers
+        exported = api.get(asked.split("/api/v1", 1)[1]).json()
+    assert sorted(a["id"] for a in exported["annotations"]) == sorted(ids[first])
 
     # the annotator gets the image back from the queue with the note and the rejected mask flagged
     page.goto(f"{running_app.base_url}/projects")

@@ -186,6 +186,13 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     ...(grid.value ? { points_per_side: Number(grid.value) } : {}), ...(iouMin.value ? { pred_iou_thresh: Number(iouMin.value) } : {}),
     ...(objectMin.value ? { min_object_score: Number(objectMin.value) } : {}), ...(refineBox.checked ? {} : { refine: false }) });
   const roundsEl = h("div", { id: "rounds" });
+  // exports: everything, or only what review accepted
+  const approvedOnly = h("input", { id: "export-approved", type: "checkbox" }) as HTMLInputElement;
+  const exportButton = (format: string, text: string, ext: string, title?: string): HTMLButtonElement => h("button", {
+    id: `export-${format}`, title,
+    onclick: () => void download(`/projects/${projectId}/export?format=${format}${approvedOnly.checked ? "&review_state=accepted" : ""}`,
+      `project-${projectId}-${format}${approvedOnly.checked ? "-approved" : ""}.${ext}`).catch((e) => status.say(errorText(e), "error")),
+  }, text);
   const metricsEl = h("div", { id: "metrics" });
   const steps = h("input", { id: "round-steps", type: "number", value: 200, min: 1 });
   // a round's other settings: empty (or "default") leaves them to the model's own recipe on the server
@@ -326,10 +333,9 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       h("button", { id: "active-model-save", onclick: () => void act(() => api.setActiveModel(projectId, Number(activeModel.value)), "Active model changed.") }, "Use this model")),
     h("section", { class: "card" }, h("h2", {}, "Metrics"), metricsEl),
     h("section", { class: "card" }, h("h2", {}, "Export"),
-      h("button", { onclick: () => void download(`/projects/${projectId}/export?format=coco`, `project-${projectId}-coco.json`).catch((e) => status.say(errorText(e), "error")) }, "COCO JSON"),
-      h("button", { onclick: () => void download(`/projects/${projectId}/export?format=sa1b`, `project-${projectId}-sa1b.zip`).catch((e) => status.say(errorText(e), "error")) }, "SA-1B zip"),
-      h("button", { id: "export-yolo", title: "YOLO segmentation labels (polygons) and data.yaml, for Ultralytics-style training",
-        onclick: () => void download(`/projects/${projectId}/export?format=yolo`, `project-${projectId}-yolo.zip`).catch((e) => status.say(errorText(e), "error")) }, "YOLO-seg zip")),
+      h("label", { class: "field", title: "only masks a reviewer accepted (approved images)" }, approvedOnly, " approved masks only"),
+      exportButton("coco", "COCO JSON", "json"), exportButton("sa1b", "SA-1B zip", "zip"),
+      exportButton("yolo", "YOLO-seg zip", "zip", "YOLO segmentation labels (polygons) and data.yaml, for Ultralytics-style training")),
     h("section", { class: "card danger" }, h("h2", {}, "Delete the project"),
       h("p", { class: "help" }, "Removes the project with all its images, annotations, jobs and rounds (model versions stay). This cannot be undone."),
       h("button", { id: "delete-project", onclick: () => void (async () => {
