@@ -153,6 +153,17 @@ def test_image_review_sends_back_with_a_note_then_approves(any_api):
     states = {a["id"]: a["review_state"] for a in c.get(f"/api/v1/images/{image_id}/annotations", headers=ann).json()}
     assert states == {ids[0]: "accepted", ids[1]: "rejected"}
     assert c.post("/api/v1/images/999999/review", json={"decision": "approve"}, headers=api.admin).status_code == 404
+    # sent back with a note, resubmitted, then accepted mask by mask: reviewed, and the note is settled
+    for _ in range(2):  # resubmitted; sent back with a note; resubmitted again
+        lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=ann).json()
+        assert c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=ann).json()["status"] == "done"
+        if _ == 0:
+            r = c.post(url, json={"decision": "reject", "note": "check the second mask"}, headers=api.admin)
+            assert r.status_code == 200 and r.json()["review_note"] == "check the second mask"
+    for a in ids:
+        c.post(f"/api/v1/annotations/{a}/review", json={"decision": "accept"}, headers=api.admin)
+    image = c.get(f"/api/v1/images/{image_id}", headers=api.admin).json()
+    assert image["status"] == "reviewed" and image["review_note"] is None
 
 
 def test_metrics_count_review_outcomes_per_annotator(any_api):

@@ -141,6 +141,7 @@ def review_annotation(annotation_id: int, body: Review, session: SessionDep, adm
             Annotation.image_id == image.id, Annotation.review_state != "accepted", Annotation.id != ann.id))
         if pending is None and image.status == "done":
             image.status = "reviewed"
+            image.review_note = None  # the send-back it may have had is settled
     session.commit()
     return ann
 
