@@ -21,7 +21,8 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
+
+from backend.services.rle import decode_mask
 
 if TYPE_CHECKING:
     from backend.services.export import ExportData
@@ -60,11 +61,6 @@ def mask_polygon(mask: np.ndarray) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in outline]
 
 
-def _decode(segmentation: dict[str, Any]) -> np.ndarray:
-    rle = {"size": [int(v) for v in segmentation["size"]], "counts": segmentation["counts"].encode("ascii")}
-    return mask_utils.decode(rle)
-
-
 def _label_names(images: list[dict[str, Any]]) -> dict[int, str]:
     """The label file name of each image: its file name's stem, with the image id added where two clash."""
     stems = {im["id"]: PurePosixPath(str(im["file_name"]).replace("\\", "/")).stem or f"image_{im['id']}"
@@ -91,7 +87,7 @@ def yolo_files(data: "ExportData") -> dict[str, str]:
         w, h = float(im["width"]), float(im["height"])
         lines = []
         for a in by_image.get(im["id"], []):
-            polygon = mask_polygon(_decode(a["segmentation"]))
+            polygon = mask_polygon(decode_mask(a["segmentation"]))
             if len(polygon) < 3:
                 continue
             cls = index.get(a["label_id"])
