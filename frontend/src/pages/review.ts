@@ -9,11 +9,10 @@
  */
 import { ApiError } from "../api/client";
 import type { Annotation, ImageInfo, Label, User } from "../api/types";
+import { makeObject } from "../annotator/objects";
 import { AnnotationCanvas } from "../canvas/canvas";
 import { MaskLayer } from "../canvas/layers";
-import { parseColor } from "../decoder/masks";
 import { errorText, h, mount, plural, statusLine } from "../dom";
-import { decodeRle } from "../rle";
 import { api } from "../session";
 
 /** Exposed for tests: the image shown, its masks marked wrong, and the decisions sent. */
@@ -24,13 +23,17 @@ declare global { interface Window { maskloopReview?: ReviewDebug } }
 
 interface Row { ann: Annotation; layer: MaskLayer; visible: boolean }
 
-/** The first submitted image not in `passed`, in id order, or null; pages through the project's `done` images. */
-export async function nextToReview(projectId: number, passed: ReadonlySet<number>, page = 50): Promise<ImageInfo | null> {
+/**
+ * The first submitted image not in `passed`, in id order (null when none), and how many submitted
+ * images there are; pages through the project's `done` images.
+ */
+export async function nextToReview(projectId: number, passed: ReadonlySet<number>, page = 50):
+  Promise<{ image: ImageInfo | null; total: number }> {
   for (let offset = 0; ; offset += page) {
     const list = await api.listImages(projectId, offset, page, "done");
     const found = list.items.find((im) => !passed.has(im.id));
-    if (found) return found;
-    if (offset + list.items.length >= list.total || !list.items.length) return null;
+    if (found) return { image: found, total: list.total };
+    if (offset + list.items.length >= list.total || !list.items.length) return { image: null, total: list.total };
   }
 }
 
@@ -132,12 +135,7 @@ export async function reviewPage(root: HTMLElement, projectId: number, go: (path
     const [blob, anns] = await Promise.all([api.imageBlob(im.id), api.listAnnotations(im.id)]);
     const bitmap = await createImageBitmap(blob);
     canvas.setImage(bitmap, bitmap.width, bitmap.height);
-    rows = anns.map((a) => {
-      const [hgt, wid] = a.segmentation.size;
-      const layer = new MaskLayer(wid, hgt);
-      layer.paint(decodeRle(a.segmentation), parseColor(labelOf(a.label_id)?.color ?? "#1e90ff"), 110);
-      return { ann: a, layer, visible: true };
-    });
+    rows = anns.map((a) => ({ ann: a, layer: makeObject(a, a.segmentation, a.label_id, a.source, labels, null).layer, visible: true }));
     // masks rejected by an earlier review and not changed since stay marked until unmarked
     marked = new Set(anns.filter((a) => a.review_state === "rejected").map((a) => a.id));
     selected = rows[0]?.ann.id ?? null;
@@ -159,9 +157,8 @@ export async function reviewPage(root: HTMLElement, projectId: number, go: (path
     busy = true;
     try {
       if (image && skip) passed.add(image.id);
-      const total = (await api.listImages(projectId, 0, 1, "done")).total;
+      const { image: im, total } = await nextToReview(projectId, passed);
       counter.textContent = ` ${plural(total, "submitted image")} to review`;
-      const im = await nextToReview(projectId, passed);
       if (!im) {
         image = null;
         debug.imageId = null;
