@@ -218,7 +218,24 @@ def test_mask_drawn_before_refinement_and_accepted_refined(page, running_app, pr
     assert not page.page_errors, page.page_errors
 
 
+def _ensure_an_annotation(running_app, project) -> set[int]:  # noqa: ANN001
+    """The ids of the labels in use on the project's images; when no earlier test accepted a labelled mask
+    (this test run alone), one is stored through the API, so the console has metrics and a label in use."""
+    with running_app.client() as api:
+        used = {a["label_id"] for i in project["image_ids"] for a in api.get(f"/images/{i}/annotations").json()}
+        if not used:
+            m = np.zeros((H, W), np.uint8, order="F")
+            m[5:20, 5:20] = 1
+            rle = mask_utils.encode(np.asfortranarray(m))
+            api.post(f"/images/{project['image_ids'][0]}/annotations", json={
+                "segmentation": {"size": [H, W], "counts": rle["counts"].decode()},
+                "label_id": project["labels"][0]["id"], "source": "manual"}).raise_for_status()
+            used = {project["labels"][0]["id"]}
+    return used
+
+
 def test_admin_console_screenshot(page, running_app, project, screenshots) -> None:  # noqa: ANN001
+    used = _ensure_an_annotation(running_app, project)
     ap.log_in(page, running_app)
     page.wait_for_selector("button.annotate")
     page.goto(f"{running_app.base_url}/admin/{project['id']}")
@@ -242,15 +259,6 @@ def test_admin_console_screenshot(page, running_app, project, screenshots) -> No
     page.wait_for_function("document.querySelector('#status').textContent.includes('Label shrub deleted')", timeout=10_000)
     with running_app.client() as api:
         names = [lab["name"] for lab in api.get(f"/projects/{project['id']}").json()["labels"]]
-        used = {a["label_id"] for i in project["image_ids"] for a in api.get(f"/images/{i}/annotations").json()}
-        if not used:  # this test run alone: no earlier test accepted a labelled mask
-            m = np.zeros((H, W), np.uint8, order="F")
-            m[5:20, 5:20] = 1
-            rle = mask_utils.encode(np.asfortranarray(m))
-            api.post(f"/images/{project['image_ids'][0]}/annotations", json={
-                "segmentation": {"size": [H, W], "counts": rle["counts"].decode()},
-                "label_id": project["labels"][0]["id"], "source": "manual"}).raise_for_status()
-            used = {project["labels"][0]["id"]}
     assert "shrub" not in names
     in_use = next(lab for lab in project["labels"] if lab["id"] in used)
     page.locator(f".label-row[data-label-id='{in_use['id']}'] .label-delete").click()
