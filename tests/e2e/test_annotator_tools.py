@@ -143,6 +143,51 @@ def test_box_drag_previews_where_it_pauses_and_the_release_reuses_it(page, runni
     assert not page.page_errors, page.page_errors
 
 
+def _previews_of(page, kind: str) -> list[dict]:  # noqa: ANN001
+    return [e for e in page.evaluate("window.maskloop.previews") if e["kind"] == kind]
+
+
+def _wait_refined_preview(page, kind: str) -> dict:  # noqa: ANN001
+    page.wait_for_function(f"window.maskloop.previews.some((e) => e.kind === '{kind}' && e.refined)", timeout=60_000)
+    return next(e for e in _previews_of(page, kind) if e["refined"])
+
+
+def test_hover_and_box_previews_draw_the_decoders_mask_then_the_refined_one(page, running_app, project) -> None:  # noqa: ANN001
+    """A hover or box preview draws the decoder's own mask first and its refinement in its place after:
+    the page's log of what it drew, and the canvas pixels at the end."""
+    ap.login_and_open(page, running_app, project)
+    take_baseline(page, SIZE)
+    page.evaluate("window.maskloop.recordPreviews = true")
+    page.mouse.move(*image_to_client(page, SIZE, 110, 110), steps=3)
+    refined = _wait_refined_preview(page, "hover")
+    same = [e for e in _previews_of(page, "hover") if e["decodeId"] == refined["decodeId"]]
+    assert [e["refined"] for e in same] == [False, True], same  # raw first, refined once, in that order
+    assert same[0]["area"] != same[1]["area"], "the refinement did not change this mask, so the test cannot tell them apart"
+    page.wait_for_timeout(300)  # nothing else is drawn while the pointer rests
+    assert _previews_of(page, "hover")[-1] == refined
+    drawn = tinted_mask(page, SIZE)
+    assert abs(int(drawn.sum()) - refined["area"]) <= 0.1 * refined["area"], (int(drawn.sum()), refined)
+    # a click there reuses the hover's decode and its refinement: the mask it gives is the one drawn
+    decodes = page.evaluate("window.maskloop.decodes")
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_function(f"window.maskloop.decodes > {decodes}", timeout=30_000)
+    assert page.evaluate("window.maskloop.lastClick.reused")
+    clicked = ap.current_mask(page)
+    assert int(clicked.sum()) == refined["area"] and iou(drawn, clicked) > 0.9
+
+    page.keyboard.press("Escape")
+    a, b = image_to_client(page, SIZE, 60, 55), image_to_client(page, SIZE, 170, 170)
+    page.mouse.move(*a)
+    page.mouse.down()
+    page.mouse.move(b[0], b[1], steps=8)
+    boxed = _wait_refined_preview(page, "box")
+    same = [e for e in _previews_of(page, "box") if e["decodeId"] == boxed["decodeId"]]
+    assert [e["refined"] for e in same] == [False, True], same
+    page.mouse.up()
+    assert not page.page_errors, page.page_errors
+
+
 def _canvas_ratio(page) -> float:  # noqa: ANN001
     return page.evaluate("(() => { const c = document.getElementById('stage'); return c.width / c.getBoundingClientRect().width; })()")
 

@@ -52,6 +52,10 @@ export interface AnnotatorDebug {
   refined: boolean;
   /** refinements of a drawn mask asked for and not finished (the decoder's own mask is on screen meanwhile) */
   refining: number;
+  /** set true (tests) to log every hover and box preview drawn, in order, in `previews` */
+  recordPreviews: boolean;
+  /** the previews drawn since `recordPreviews` was set (newest 100): which decode, refined or not, its area */
+  previews: { kind: "hover" | "box"; decodeId: number; refined: boolean; area: number; t: number }[];
 }
 declare global { interface Window { maskloop?: AnnotatorDebug } }
 
@@ -140,7 +144,17 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
     loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0, refined: false, refining: 0,
+    recordPreviews: false, previews: [],
   };
+  /** Draw a hover or box preview's mask, and log it when a test asked for that. */
+  function drawPreview(kind: "hover" | "box", m: DecodedMask): void {
+    canvas.setCurrentMask(m.mask, color());
+    if (!debug.recordPreviews) return;
+    let area = 0;
+    for (let i = 0; i < m.mask.length; i++) area += m.mask[i] ? 1 : 0;
+    debug.previews.push({ kind, decodeId: m.decodeId, refined: m.refined, area, t: performance.now() });
+    if (debug.previews.length > 100) debug.previews.shift();
+  }
   window.maskloop = debug;
   const canvas = new AnnotationCanvas(canvasEl);
   canvas.maskOpacity = storedOpacity();
@@ -748,9 +762,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const still = (): boolean => seq === hoverSeq && canvas.dragBox !== null && history.state === s;
     if (!r || !still()) return;
     const best = sortByIou(r.masks)[0];
-    canvas.setCurrentMask(best.mask, color());
+    drawPreview("box", best);
     debug.boxPreviews++;
-    if (!best.refined && await decoder.refineCandidate(best, still) && still()) canvas.setCurrentMask(best.mask, color());
+    if (!best.refined && await decoder.refineCandidate(best, still) && still()) drawPreview("box", best);
   }
 
   async function hover(p: { x: number; y: number }): Promise<void> {
@@ -768,9 +782,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const r: DecodeResult | null = await decoder.decodeLatest({ points: [{ x: p.x, y: p.y, label: 1 }], box: null }, null, true, true);
     if (!r || !idle()) return;
     const best = sortByIou(r.masks)[0];
-    canvas.setCurrentMask(best.mask, color());
+    drawPreview("hover", best);
     if (!best.refined && await decoder.refineCandidate(best, () => seq === hoverSeq && idle()) && seq === hoverSeq && idle()) {
-      canvas.setCurrentMask(best.mask, color());
+      drawPreview("hover", best);
     }
   }
 
