@@ -4,6 +4,8 @@ downloading again), and the stage-3 review of automatic masks (A / R / Shift+R).
 candidate view and of the stage-3 review go to artifacts/screenshots/."""
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -185,6 +187,62 @@ def test_hover_and_box_previews_draw_the_decoders_mask_then_the_refined_one(page
     same = [e for e in _previews_of(page, "box") if e["decodeId"] == boxed["decodeId"]]
     assert [e["refined"] for e in same] == [False, True], same
     page.mouse.up()
+    assert not page.page_errors, page.page_errors
+
+
+def _polygon(page, vertices: list[tuple[float, float]], close_at: tuple[float, float], hole: bool = False) -> None:  # noqa: ANN001
+    for x, y in vertices:
+        page.mouse.click(*image_to_client(page, SIZE, x, y))
+    if hole:
+        page.keyboard.down("Alt")
+    page.mouse.click(*image_to_client(page, SIZE, *close_at))  # on the first vertex: closes it
+    if hole:
+        page.keyboard.up("Alt")
+
+
+def test_polygon_tool_adds_cuts_holes_and_stores_a_manual_mask(page, running_app, project) -> None:  # noqa: ANN001
+    """D: a polygon clicked vertex by vertex is filled into the mask, Alt closes one as a hole, Backspace
+    removes the last vertex; Enter stores the mask as a manual annotation with its clicks."""
+    image_id = ap.login_and_open(page, running_app, project)
+    before = {a["id"] for a in ap.annotations(running_app, image_id)}
+    take_baseline(page, SIZE)
+    page.keyboard.press("d")
+    assert "tool: polygon" in page.locator("#labels").inner_text()
+    # a stray vertex removed again, then a rectangle through pixel corners, closed on its first vertex
+    page.mouse.click(*image_to_client(page, SIZE, 300, 200))
+    page.keyboard.press("Backspace")
+    assert page.evaluate("window.maskloop.polygon()") == []
+    _polygon(page, [(40, 40), (140, 40), (140, 120), (40, 120)], (41, 41))
+    assert page.evaluate("window.maskloop.polygon()") == []
+    expected = np.zeros((H, W), bool)
+    expected[40:120, 40:140] = True
+    shown = ap.current_mask(page)
+    assert iou(shown, expected) > 0.97, iou(shown, expected)
+    assert iou(tinted_mask(page, SIZE), shown) > 0.9, "the canvas does not show the polygon's mask"
+    # a hole: Alt on the closing click removes the inside from the mask
+    _polygon(page, [(70, 60), (110, 60), (110, 100), (70, 100)], (71, 61), hole=True)
+    expected[60:100, 70:110] = False
+    shown = ap.current_mask(page)
+    assert iou(shown, expected) > 0.95, iou(shown, expected)
+    assert not shown[80, 90] and shown[50, 50]
+    # Z undoes the hole (one edit), Shift+Z brings it back
+    page.keyboard.press("z")
+    assert ap.current_mask(page)[80, 90]
+    page.keyboard.press("Shift+Z")
+    assert not ap.current_mask(page)[80, 90]
+
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.maskloop.currentRle() === null", timeout=30_000)
+    deadline = time.monotonic() + 30
+    while not (new := [a for a in ap.annotations(running_app, image_id) if a["id"] not in before]):
+        assert time.monotonic() < deadline, "the polygon's mask was never saved"
+        time.sleep(0.2)
+    (ann,) = new
+    assert ann["source"] == "manual", ann["source"]  # no prompt for the model: drawn by hand
+    assert ann["clicks"] == 9, ann["clicks"]  # 8 vertices kept and the one removed
+    assert np.array_equal(ap.decode_rle(ann["segmentation"]), shown)
+    page.keyboard.press("d")  # back to clicking
+    assert "tool: prompt" in page.locator("#labels").inner_text()
     assert not page.page_errors, page.page_errors
 
 

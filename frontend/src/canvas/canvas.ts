@@ -29,6 +29,8 @@ export class AnnotationCanvas {
   box: PromptBox | null = null;
   dragBox: PromptBox | null = null;
   brushCursor: { x: number; y: number; r: number } | null = null;
+  /** the polygon being drawn (image coordinates) and the pointer, which the open side follows */
+  polygon: { points: { x: number; y: number }[]; cursor: { x: number; y: number } | null } | null = null;
   private frame = 0;
 
   constructor(readonly el: HTMLCanvasElement) {
@@ -152,6 +154,23 @@ export class AnnotationCanvas {
       ctx.lineWidth = 2 * px;
       ctx.strokeStyle = "#f1c40f";
       ctx.strokeRect(Math.min(b.x0, b.x1), Math.min(b.y0, b.y1), Math.abs(b.x1 - b.x0), Math.abs(b.y1 - b.y0));
+    }
+    if (this.polygon && this.polygon.points.length) {
+      const pts = this.polygon.points, c = this.polygon.cursor;
+      ctx.beginPath();
+      ctx.moveTo(pts[0].x, pts[0].y);
+      for (const q of pts.slice(1)) ctx.lineTo(q.x, q.y);
+      if (c) ctx.lineTo(c.x, c.y);
+      ctx.lineWidth = 2 * px;
+      ctx.strokeStyle = "#00e5ff";
+      ctx.stroke();
+      pts.forEach((q, i) => {
+        ctx.beginPath();
+        // the first vertex is drawn larger: a click on it closes the polygon
+        ctx.arc(q.x, q.y, (i === 0 && pts.length >= 3 ? 6 : 3.5) * px, 0, Math.PI * 2);
+        ctx.fillStyle = i === 0 ? "#ffffff" : "#00e5ff";
+        ctx.fill();
+      });
     }
     if (this.brushCursor) {
       ctx.beginPath();

@@ -18,12 +18,13 @@ import type { EmbeddingProgress } from "../embedding";
 import { decodeRle, encodeRle } from "../rle";
 import { api, currentUser } from "../session";
 import { EditHistory, paintStroke, withCandidate, type EditState } from "../annotator/history";
+import { closesPolygon, fillPolygon, type Vertex } from "../annotator/polygon";
 import { isProposal, makeObject, nextProposal, renderObjects, type ListedObject } from "../annotator/objects";
 import { discardRefused, dropFromOutbox, enqueue, flushOutbox, newClientUid, readOutbox, readRefused, retryRefused } from "../annotator/outbox";
 import { filterLabels, labelForKey, labelKey } from "../annotator/labels";
 import { loadImageData, Prefetcher, type LoadedImage, type PrefetchState } from "../annotator/prefetch";
 
-type Tool = "prompt" | "brush" | "eraser";
+type Tool = "prompt" | "brush" | "eraser" | "polygon";
 
 type Rle = { size: [number, number]; counts: string };
 
@@ -52,6 +53,8 @@ export interface AnnotatorDebug {
   refined: boolean;
   /** refinements of a drawn mask asked for and not finished (the decoder's own mask is on screen meanwhile) */
   refining: number;
+  /** the vertices of the polygon being drawn (image coordinates) */
+  polygon: () => { x: number; y: number }[];
   /** set true (tests) to log every hover and box preview drawn, in order, in `previews` */
   recordPreviews: boolean;
   /** the previews drawn since `recordPreviews` was set (newest 100): which decode, refined or not, its area */
@@ -110,7 +113,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     h("strong", {}, "Guidelines "), h("button", { title: "hide the guidelines (?)", onclick: () => toggleGuidelines(false) }, "hide"), guideText);
   const guideBtn = h("button", { id: "guidelines-toggle", hidden: true, title: "the project's annotation guidelines (?)",
     onclick: () => toggleGuidelines() }, "Guidelines (?)");
-  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · O: mask opacity (100/60/30 %) · wheel zoom · Space+drag or middle-drag pan · ?: the project's guidelines · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
+  const help = h("p", { class: "help" }, "Click: add point · right/Alt+click: negative · drag: box · Tab/Shift+Tab: next/previous candidate of a first click · 1–9, 0: label (L: find a label by name) · Enter: accept · Esc: clear · Z/Ctrl+Z undo · Ctrl+Y/Shift+Z redo · B/E brush/eraser ([ ] size; the brush also paints a mask from nothing) · D: polygon (click the vertices, click the first one or Enter to close; Alt closes it as a hole; Backspace removes the last vertex) · A/R/F accept/reject/fix the highlighted proposal · G: snap masks to the image on/off · H: hide/show all masks · O: mask opacity (100/60/30 %) · wheel zoom · Space+drag or middle-drag pan · ?: the project's guidelines · N: submit & next · P: back to the previous image (to correct it) · S: skip this image (it goes to another annotator)");
   const nextBtn = h("button", { id: "next", onclick: () => void submitAndNext() }, "Next image (N)");
   const prevBtn = h("button", { id: "previous", title: "back to the image you opened before this one, to correct it (P)",
     onclick: () => void previousImage() }, "◀ Previous (P)");
@@ -144,7 +147,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
     loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0, refined: false, refining: 0,
-    recordPreviews: false, previews: [],
+    recordPreviews: false, previews: [], polygon: () => polygon,
   };
   /** Draw a hover or box preview's mask, and log it when a test asked for that. */
   function drawPreview(kind: "hover" | "box", m: DecodedMask): void {
@@ -191,6 +194,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   let selectedProposal: string | null = null;
   let tool: Tool = "prompt";
   let brushRadius = 8;
+  /** the vertices of the polygon being drawn (tool "polygon"), image coordinates */
+  let polygon: Vertex[] = [];
   let startedAt: number | null = null;
   let clicks = 0;
   let modelVersionId: number | null = null;
@@ -428,6 +433,50 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     history.push(state);
   }
 
+  /** Switch tools; a polygon being drawn is dropped. */
+  function setTool(next: Tool): void {
+    tool = next;
+    if (tool !== "brush" && tool !== "eraser") canvas.brushCursor = null;
+    setPolygon([]);
+    renderLabels();
+  }
+
+  function setPolygon(points: Vertex[]): void {
+    polygon = points;
+    canvas.polygon = tool === "polygon" && points.length ? { points, cursor: canvas.polygon?.cursor ?? null } : null;
+    canvas.requestDraw();
+  }
+
+  /** A click of the polygon tool: a new vertex, or (on the first vertex) the polygon closed. */
+  function addVertex(p: Vertex, hole: boolean): void {
+    // within 8 screen pixels of the first vertex closes it, whatever the zoom
+    if (closesPolygon(polygon, p, 8 / canvas.view.scale)) { closePolygon(hole); return; }
+    startedAt ??= performance.now();
+    clicks++;
+    setPolygon([...polygon, { x: p.x, y: p.y }]);
+    if (polygon.length === 1) status.say("Polygon: click the next vertices; click the first one (or Enter) to close it, Alt to cut a hole; Backspace or right click removes the last vertex, Esc cancels.");
+  }
+
+  function removeVertex(): void {
+    if (polygon.length) setPolygon(polygon.slice(0, -1));
+  }
+
+  /**
+   * Close the polygon being drawn: its inside is added to the editor's mask (or, as a hole, removed
+   * from it) as one undoable edit; the mask is then accepted like any other (Enter).
+   */
+  function closePolygon(hole: boolean): void {
+    if (polygon.length < 3) { status.say("A polygon needs at least three vertices."); return; }
+    if (hole && !history.state.mask) { status.say("There is no mask to cut a hole in: close the polygon without Alt first."); return; }
+    const mask = history.state.mask ? history.state.mask.slice() : new Uint8Array(W() * H());
+    const n = fillPolygon(mask, W(), H(), polygon, hole ? 0 : 1);
+    setPolygon([]);
+    if (!n) { status.say("The polygon covers no pixel of the image."); return; }
+    edit({ ...history.state, mask, candidates: null, candidate: 0 });
+    show(history.state);
+    status.say(hole ? "Hole cut from the mask. Enter accepts it." : "Polygon added to the mask. Enter accepts it; D goes back to clicking.", "ok");
+  }
+
   function renderList(): void {
     canvas.objects = objects;
     canvas.highlight = selectedProposal;
@@ -509,6 +558,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     const image = next.image;
     debug.imageId = image.id;
     history.clearAll();
+    setPolygon([]);
     show(history.state);
     objects = [];
     done = [];
@@ -818,13 +868,15 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     fixing = null;
     const rle: Rle = encodeRle(s.mask, H(), W());
     const uid = newClientUid();
+    // drawn by hand alone (polygon, brush), with no prompt for the model and not a proposal's fix: manual
+    const source = fixed || s.points.length || s.box || s.lowRes ? "assisted" as const : "manual" as const;
     const body = {
-      label_id: labelId, segmentation: rle, source: "assisted" as const, clicks,
+      label_id: labelId, segmentation: rle, source, clicks,
       seconds: startedAt === null ? 0 : Math.round((performance.now() - startedAt) / 100) / 10,
       model_version_id: modelVersionId, predicted_iou: s.iou ?? undefined, client_uid: uid,
     };
     enqueue(lease.image.id, body);
-    const obj = makeObject(null, rle, labelId, "assisted", labels, uid);
+    const obj = makeObject(null, rle, labelId, source, labels, uid);
     objects.push(obj);
     debug.lastAccepted = rle;
     // a fixed proposal is rejected (the server keeps it) and the edited mask replaces it
@@ -847,8 +899,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
           // the proposal comes back and the edited mask is in the editor again: Enter replaces it anew
           putBack(f.o, await api.restoreRejection((await f.rejection).id), f.index);
           fixing = f.o;
-          tool = "brush";
-          renderLabels();
+          setTool("brush");
         },
         redo: async () => {
           const again = acceptCurrent(false);
@@ -863,7 +914,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     clicks = 0;
     lastActionAt = performance.now();
     status.say(fixed ? "Fixed mask accepted; it replaces the proposal. (Z undoes the fix.)" : "Accepted. (Z undoes the accept.)", "ok");
-    if (fixed) { tool = "prompt"; renderLabels(); }
+    if (fixed) setTool("prompt");
     void flush();
     return accepted;
   }
@@ -891,8 +942,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     show(history.state);
     startedAt = performance.now();
     clicks = 0;
-    tool = "brush";
-    renderLabels();
+    setTool("brush");
     status.say("Fixing the proposal: brush (B) adds, eraser (E) removes; Enter accepts the fixed mask, Esc cancels.", "ok");
   }
 
@@ -914,6 +964,11 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     if (pan) e.preventDefault(); // no middle-click autoscroll
     down = { ...p, cx: e.clientX, cy: e.clientY, button: e.button, pan };
     setCursor();
+    if (!pan && tool === "polygon" && ready && canvas.inside(p)) {
+      if (e.button === 2) removeVertex();
+      else if (e.button === 0) addVertex(p, e.altKey);
+      return;
+    }
     if (!pan && (tool === "brush" || tool === "eraser") && e.button === 0 && ready && (history.state.mask || tool === "brush")) {
       const mask = history.state.mask ? history.state.mask.slice() : new Uint8Array(W() * H());
       edit({ ...history.state, mask, candidates: null, candidate: 0 });
@@ -925,7 +980,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   });
   canvasEl.addEventListener("mousemove", (e) => {
     const p = canvas.eventToImage(e);
-    if (tool !== "prompt") { canvas.brushCursor = { ...p, r: brushRadius }; canvas.requestDraw(); }
+    if (tool === "brush" || tool === "eraser") { canvas.brushCursor = { ...p, r: brushRadius }; canvas.requestDraw(); }
+    if (tool === "polygon" && canvas.polygon) { canvas.polygon.cursor = p; canvas.requestDraw(); }
     if (down?.pan) {
       const r = canvasEl.getBoundingClientRect();
       canvas.view.pan(((e.clientX - down.cx) * canvasEl.width) / r.width, ((e.clientY - down.cy) * canvasEl.height) / r.height);
@@ -940,7 +996,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
       show(history.state);
       return;
     }
-    if (down && down.button === 0 && Math.hypot(e.clientX - down.cx, e.clientY - down.cy) > 6) {
+    // a drag is a box only for the prompt tool (the other tools paint, or place vertices, or do nothing)
+    if (down && down.button === 0 && tool === "prompt" && Math.hypot(e.clientX - down.cx, e.clientY - down.cy) > 6) {
       canvas.dragBox = { x0: down.x, y0: down.y, x1: p.x, y1: p.y };
       canvas.requestDraw();
       void previewBox(clampBox(canvas.dragBox));
@@ -989,11 +1046,20 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     else if (e.key === "Tab") { if (!cycle(e.shiftKey ? -1 : 1)) return; }
     else if (keyLabel) { labelId = keyLabel.id; renderLabels(); show(history.state); }
     else if (k === "l" && !ctrl && !labelFilter.hidden) labelFilter.focus();
+    else if (tool === "polygon" && polygon.length && (e.key === "Enter" || e.key === "Escape" || e.key === "Backspace" || (k === "z" && !e.shiftKey))) {
+      if (e.key === "Enter") closePolygon(e.altKey);
+      else if (e.key === "Escape") { setPolygon([]); status.say("Polygon cancelled."); }
+      else removeVertex();
+      e.preventDefault();
+    }
     else if (e.key === "Enter") void accept();
     else if (e.key === "Escape") { history.reset(); show(history.state); startedAt = null; clicks = 0; if (fixing) { fixing = null; status.say("Fix cancelled; the proposal is unchanged."); } }
     else if ((k === "z" && (e.shiftKey)) || (k === "y" && ctrl)) { if (history.redo()) { show(history.state); void refineShown(); } else void undoObject(true); }
     else if (k === "z") { if (history.undo()) { show(history.state); void refineShown(); } else void undoObject(); }
-    else if (k === "b" || k === "e") { tool = tool === (k === "b" ? "brush" : "eraser") ? "prompt" : k === "b" ? "brush" : "eraser"; renderLabels(); }
+    else if ((k === "b" || k === "e" || k === "d") && !ctrl) {
+      const wanted: Tool = k === "b" ? "brush" : k === "e" ? "eraser" : "polygon";
+      setTool(tool === wanted ? "prompt" : wanted);
+    }
     else if (e.key === "[" || e.key === "]") brushRadius = Math.max(1, brushRadius * (e.key === "]" ? 1.25 : 0.8));
     else if (k === "g" && !ctrl && !snapEl.hidden) void setSnap(!snap);
     else if (k === "h" && !ctrl) {
