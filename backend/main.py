@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend.api.router import api_router
 from backend.core.config import Settings, get_settings
 from backend.core.errors import DomainError
+from backend.core.nul_guard import NulGuard
 from backend.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     app.include_router(api_router, prefix="/api/v1")
+    app.add_middleware(NulGuard)
 
     @app.get("/api/v1/health", tags=["health"])
     def health() -> dict:

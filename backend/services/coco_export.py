@@ -7,6 +7,7 @@ as stored (canonical pycocotools encoding); bbox and area are recomputed with py
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,12 @@ if TYPE_CHECKING:
     from backend.services.export import ExportData
 
 UNLABELED_ID = 0
+
+
+def score(value: Any) -> float | None:
+    """A model score as JSON can hold it: a number, or null (NaN and infinities are not JSON; rows stored
+    before the API and the COCO import refused them may hold them)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def rle_geometry(segmentation: dict[str, Any]) -> tuple[list[float], float]:
@@ -38,8 +45,8 @@ def coco_dict(data: "ExportData") -> dict[str, Any]:
                              "counts": a["segmentation"]["counts"]},
             "area": area, "bbox": bbox, "iscrowd": 0,
             "source": a["source"], "stage": a["stage"], "review_state": a["review_state"],
-            "predicted_iou": a["predicted_iou"], "stability_score": a["stability_score"],
-            "object_score": a.get("object_score"),
+            "predicted_iou": score(a["predicted_iou"]), "stability_score": score(a["stability_score"]),
+            "object_score": score(a.get("object_score")),
         })
     if any(a["category_id"] == UNLABELED_ID for a in annotations):
         categories.insert(0, {"id": UNLABELED_ID, "name": "unlabeled", "supercategory": ""})
@@ -56,4 +63,4 @@ def coco_dict(data: "ExportData") -> dict[str, Any]:
 
 
 def coco_json_bytes(data: "ExportData") -> bytes:
-    return json.dumps(coco_dict(data), separators=(",", ":")).encode("utf-8")
+    return json.dumps(coco_dict(data), separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -74,6 +74,9 @@ def validate_structure(coco: Any) -> tuple[dict[int, dict], dict[int, str], list
             raise BadRequest(f"categories[{i}] (id {cid}) has no name")
         if cid in categories:
             raise BadRequest(f"categories[{i}]: duplicate category id {cid}")
+        if len(name.strip()) > MAX_LABEL_NAME or "\x00" in name:
+            raise BadRequest(f"categories[{i}] (id {cid}): a label name has at most {MAX_LABEL_NAME} characters "
+                             "and no NUL character")
         categories[cid] = name.strip()
     annotations = _list(coco, "annotations", required=False)
     for i, ann in enumerate(annotations):
@@ -88,6 +91,24 @@ def validate_structure(coco: Any) -> tuple[dict[int, dict], dict[int, str], list
     return images, categories, annotations
 
 
+# the ranges the annotations API accepts for the model's scores (backend/schemas/annotations.py)
+SCORE_RANGES = {"predicted_iou": (-10.0, 10.0), "stability_score": (-10.0, 10.0), "object_score": (0.0, 1.0)}
+MAX_LABEL_NAME = 120
+
+
+def _scores(ann: dict, what: str) -> dict[str, float]:
+    """The model scores an annotation carries, checked as the annotations API checks them."""
+    out = {}
+    for key, (lo, hi) in SCORE_RANGES.items():
+        value = ann.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise BadRequest(f"{what}: {key} must be a number from {lo:g} to {hi:g}, not {value!r}")
+        out[key] = float(value)
+    return out
+
+
 def segmentation_to_rle(seg: Any, height: int, width: int, what: str) -> tuple[dict, list[float], float]:
     """Polygon list, uncompressed RLE or compressed RLE → (canonical RLE, bbox, area)."""
     if isinstance(seg, list):
@@ -98,7 +119,16 @@ def segmentation_to_rle(seg: Any, height: int, width: int, what: str) -> tuple[d
             if (not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2
                     or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly)):
                 raise BadRequest(f"{what}: each polygon must be a flat list of at least 3 x,y number pairs")
-            polys.append([float(v) for v in poly])
+            coords = [float(v) for v in poly]
+            # pycocotools rasterises with memory in proportion to the coordinates: a coordinate far outside
+            # the image (or NaN, infinity) would exhaust the server's memory, so only the image and one
+            # image size around it are accepted
+            xs, ys = coords[0::2], coords[1::2]
+            if not all(math.isfinite(v) for v in coords) or min(xs) < -width or max(xs) > 2 * width \
+                    or min(ys) < -height or max(ys) > 2 * height:
+                raise BadRequest(f"{what}: polygon coordinates must be finite and lie within the image "
+                                 f"({width}x{height}), or at most one image size outside it")
+            polys.append(coords)
         rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
     elif isinstance(seg, dict):
         size, counts = seg.get("size"), seg.get("counts")
@@ -183,8 +213,7 @@ def import_coco(session: Session, storage: BlobStorage, settings: Settings, proj
         image = mapping[int(ann["image_id"])]
         rle, bbox, area = segmentation_to_rle(ann.get("segmentation"), image.height, image.width,
                                               f"annotations[{i}] (id {ann.get('id')})")
-        scores = {k: float(ann[k]) for k in ("predicted_iou", "stability_score", "object_score")
-                  if isinstance(ann.get(k), (int, float)) and not isinstance(ann.get(k), bool)}
+        scores = _scores(ann, f"annotations[{i}] (id {ann.get('id')})")
         session.add(Annotation(image_id=image.id, label_id=label_for[int(ann["category_id"])].id, segmentation=rle,
                                bbox=bbox, area=area, stage=project.stage, source="manual",
                                annotator_id=annotator_id, **scores))

@@ -38,7 +38,12 @@ def normalize_filters(filters: dict[str, Any] | None) -> dict[str, list[str]]:
             continue
         if name not in FILTERS:
             raise ValueError(f"unknown export filter {name!r}; expected one of {', '.join(FILTERS)}")
-        values = value.split(",") if isinstance(value, str) else list(value)
+        if isinstance(value, str):
+            values = value.split(",")
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            values = list(value)
+        else:
+            raise ValueError(f"export filter {name!r} must be a string or a list of strings, not {value!r}")
         values = [str(v).strip() for v in values if str(v).strip()]
         bad = [v for v in values if v not in FILTERS[name]]
         if bad:

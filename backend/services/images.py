@@ -268,8 +268,19 @@ def import_folder(session: Session, storage: BlobStorage, settings: Settings, pr
     total = len(files)
     if on_progress is not None:
         on_progress(0, total)
-    return ingest_many(session, storage, settings, project, ((p.name, p.read_bytes) for p in files),
+    return ingest_many(session, storage, settings, project,
+                       ((p.name, lambda p=p: _read_at_most(p, settings.max_upload_bytes)) for p in files),
                        on_progress=(lambda done: on_progress(done, total)) if on_progress else None)
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """The file's bytes; a file over ``limit`` is refused by its size, before anything is read into memory
+    (and a file that grew meanwhile gives ``limit + 1`` bytes, which ingest refuses)."""
+    size = path.stat().st_size
+    if size > limit:
+        raise PayloadTooLarge(f"{path.name}: {size} bytes is over the upload limit of {limit} bytes")
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)
 
 
 # ids or hashes per IN (...) list: well under SQLite's limit on bound parameters

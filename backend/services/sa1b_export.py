@@ -12,7 +12,7 @@ import zipfile
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from backend.services.coco_export import rle_geometry
+from backend.services.coco_export import rle_geometry, score
 
 if TYPE_CHECKING:
     from backend.services.export import ExportData
@@ -33,7 +33,7 @@ def sa1b_records(data: "ExportData") -> list[tuple[str, dict[str, Any]]]:
                 "segmentation": {"size": [int(v) for v in a["segmentation"]["size"]],
                                  "counts": a["segmentation"]["counts"]},
                 "bbox": bbox, "area": area,
-                "predicted_iou": a["predicted_iou"], "stability_score": a["stability_score"],
+                "predicted_iou": score(a["predicted_iou"]), "stability_score": score(a["stability_score"]),
                 "crop_box": a["crop_box"] if a["crop_box"] is not None else [0, 0, im["width"], im["height"]],
                 "point_coords": a["point_coords"] if a["point_coords"] is not None else [],
             })
@@ -48,5 +48,5 @@ def sa1b_zip_bytes(data: "ExportData") -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, record in sa1b_records(data):
-            zf.writestr(name, json.dumps(record, separators=(",", ":")))
+            zf.writestr(name, json.dumps(record, separators=(",", ":"), allow_nan=False))
     return buf.getvalue()

@@ -31,6 +31,21 @@ def test_password_change_revokes_tokens(api):
     assert api.client.get("/api/v1/users/me", headers=headers).status_code == 401
 
 
+def test_deactivation_ends_logins_and_a_repeat_changes_nothing(api):
+    uid, headers = api.make_user("ann")
+    me = lambda h: api.client.get("/api/v1/users/me", headers=h).status_code  # noqa: E731
+    # "active" sent for an active user (an admin's form sends every field) keeps their login
+    assert api.client.patch(f"/api/v1/users/{uid}", json={"is_active": True}, headers=api.admin).status_code == 200
+    assert me(headers) == 200
+    assert api.client.patch(f"/api/v1/users/{uid}", json={"is_active": False}, headers=api.admin).status_code == 200
+    assert me(headers) == 401
+    r = api.client.post("/api/v1/auth/login", json={"username": "ann", "password": "password123"})
+    assert r.status_code == 401
+    assert api.client.patch(f"/api/v1/users/{uid}", json={"is_active": True}, headers=api.admin).status_code == 200
+    assert me(headers) == 401  # the old login stays ended
+    assert me(api.login("ann", "password123")) == 200
+
+
 def test_annotators_never_reach_admin_endpoints_or_other_projects(any_api):
     api = any_api
     c = api.client

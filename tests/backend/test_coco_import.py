@@ -142,6 +142,16 @@ def break_it(coco, how):
         bad["images"][1]["width"] = float("nan")
     elif how == "nul_name":
         bad["images"][1]["file_name"] = "b\x00.png"
+    elif how == "huge_coordinate":  # pycocotools would allocate memory in proportion to it
+        bad["annotations"][0]["segmentation"] = [[4, 2, 1e12, 2, 14, 12, 4, 12]]
+    elif how == "far_outside":
+        bad["annotations"][0]["segmentation"] = [[4, 2, 14, 2, 14, -25, 4, 12]]
+    elif how == "long_label":
+        bad["categories"][1]["name"] = "t" * 121
+    elif how == "object_score":
+        bad["annotations"][1]["object_score"] = 5
+    elif how == "infinite_iou":  # json.dumps writes Infinity, which Python's json parser accepts
+        bad["annotations"][1]["predicted_iou"] = float("inf")
     return bad
 
 
@@ -150,7 +160,10 @@ def break_it(coco, how):
     ("unknown_image", "unknown image id 42"), ("odd_polygon", "annotations[0]"), ("rle_size", "annotations[1]"),
     ("rle_counts", "annotations[2]"), ("wrong_dims", "25x16"), ("missing_file", "nope.png"),
     ("traversal", "leaves images_path"), ("duplicate_id", "duplicate image id 7"),
-    ("nan_width", "images[1].width must be an integer"), ("nul_name", "NUL character")])
+    ("nan_width", "NaN is not a JSON number"), ("nul_name", "NUL character"),
+    ("huge_coordinate", "polygon coordinates must be finite and lie within the image (30x20)"),
+    ("far_outside", "annotations[0]"), ("long_label", "at most 120 characters"),
+    ("object_score", "object_score must be a number from 0 to 1"), ("infinite_iou", "Infinity is not a JSON number")])
 def test_malformed_coco_rejected_and_nothing_written(api, folder, how, needle):
     pid = api.make_project(labels=())["id"]
     coco, _, _ = dataset()
@@ -165,6 +178,10 @@ def test_not_json_and_bad_paths(api, folder, tmp_path):
     r = api.client.post(f"/api/v1/projects/{pid}/import-coco", headers=api.admin,
                         files={"file": ("coco.json", b"{not json", "application/json")})
     assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+    deep = b"[" * 200_000 + b"]" * 200_000
+    r = api.client.post(f"/api/v1/projects/{pid}/import-coco", headers=api.admin,
+                        files={"file": ("coco.json", deep, "application/json")})
+    assert r.status_code == 400 and "nested too deeply" in r.json()["detail"], r.text
     coco, _, _ = dataset()
     assert post_coco(api, pid, coco).status_code == 400  # no images_path and nothing uploaded
     assert post_coco(api, pid, coco, images_path=str(tmp_path)).status_code == 403

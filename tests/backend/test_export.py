@@ -114,6 +114,9 @@ def test_export_job_runs_task_and_downloads(any_api):
     pid = project["id"]
     assert api.client.post(f"/api/v1/projects/{pid}/exports", json={"format": "tar"},
                            headers=api.admin).status_code == 400
+    for value in (5, True, 1.5, {"a": 1}, [1]):  # a filter that is neither a string nor strings: a 400 naming it
+        r = api.client.post(f"/api/v1/projects/{pid}/exports", json={"filters": {"stage": value}}, headers=api.admin)
+        assert r.status_code == 400 and "export filter 'stage' must be a string" in r.json()["detail"], (value, r.text)
     r = api.client.post(f"/api/v1/projects/{pid}/exports", json={"format": "coco", "filters": {"source": "manual"}},
                         headers=api.admin)
     assert r.status_code == 202, r.text
@@ -175,3 +178,31 @@ def test_unlabeled_masks_get_category_zero(api):
     assert {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}[0] == "unlabeled"
     ann = coco.loadAnns(coco.getAnnIds())[0]
     assert ann["category_id"] == 0 and np.array_equal(coco.annToMask(ann).astype(bool), mask)
+
+
+def _strict_json(data: bytes | str):
+    def refuse(name: str):
+        raise AssertionError(f"{name} in the export: not JSON")
+    return json.loads(data, parse_constant=refuse)
+
+
+def test_non_finite_scores_stored_earlier_export_as_null(api):
+    """Rows written before the API and the COCO import refused NaN / infinities still export as JSON."""
+    from sqlalchemy import update
+
+    from backend.db.models import Annotation
+    from backend.db.session import session_scope
+
+    project, masks = setup_project(api)
+    auto = next(i for i, m in masks.items() if m[3] == "automatic")
+    with session_scope(api.settings.resolved_database_url) as s:
+        s.execute(update(Annotation).where(Annotation.id == auto).values(predicted_iou=float("inf"),
+                                                                        stability_score=float("nan")))
+    r = api.client.get(f"/api/v1/projects/{project['id']}/export?format=coco", headers=api.admin)
+    assert r.status_code == 200, r.text
+    ann = next(a for a in _strict_json(r.content)["annotations"] if a["id"] == auto)
+    assert ann["predicted_iou"] is None and ann["stability_score"] is None
+    r = api.client.get(f"/api/v1/projects/{project['id']}/export?format=sa1b", headers=api.admin)
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    anns = [a for n in zf.namelist() for a in _strict_json(zf.read(n))["annotations"]]
+    assert next(a for a in anns if a["id"] == auto)["predicted_iou"] is None

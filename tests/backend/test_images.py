@@ -184,6 +184,17 @@ def test_import_folder_roots_and_symlinks(api, tmp_path):
     assert api.client.post(url, json={"path": str(root / "missing")}, headers=api.admin).status_code == 400
     r = api.client.post(url, json={"path": str(root / "set") + "\x00x"}, headers=api.admin)
     assert r.status_code == 400 and "NUL" in r.json()["detail"]
+    # a folder where nothing can be imported fails as an upload does; a file over the upload limit is
+    # refused by its size without being read (a sparse file: huge, no disk used)
+    (root / "bad").mkdir()
+    (root / "bad" / "c.png").write_bytes(b"garbage")
+    r = api.client.post(url, json={"path": str(root / "bad")}, headers=api.admin)
+    assert r.status_code == 400 and "c.png" in r.json()["detail"], r.text
+    with open(root / "bad" / "huge.png", "wb") as fh:
+        fh.truncate(api.settings.max_upload_bytes * 20)
+    (root / "bad" / "c.png").unlink()
+    r = api.client.post(url, json={"path": str(root / "bad")}, headers=api.admin)
+    assert r.status_code == 413 and "huge.png" in r.json()["detail"] and "over the upload limit" in r.json()["detail"]
     _, annotator = api.make_user("ann")
     assert api.client.post(url, json={"path": str(root / "set")}, headers=annotator).status_code == 403
 

@@ -61,8 +61,8 @@ def update_user(user_id: int, body: UserUpdate, session: SessionDep, _: AdminUse
         user.token_version += 1  # log out everywhere
     if body.role is not None:
         user.role = body.role
-    if body.is_active is not None:
+    if body.is_active is not None and body.is_active != user.is_active:
         user.is_active = body.is_active
-        user.token_version += 1
+        user.token_version += 1  # a deactivated user's logins end; setting the same state again changes nothing
     session.commit()
     return user

@@ -69,6 +69,19 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON (Python's parser accepts them): refuse them by name."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _refuse_if_nothing_stored(summary: image_service.ImportSummary) -> None:
+    """When every file was refused, the request fails with the first file's status (400 or 413)."""
+    if summary.errors and not summary.created and not summary.duplicates:
+        detail = "; ".join(e["detail"] for e in summary.errors)
+        raise (PayloadTooLarge if summary.error_codes[0] == 413 else BadRequest)(detail)
+
+
 @router.post("/projects/{project_id}/images", response_model=ImportResult, status_code=201)
 def upload_images(project_id: int, session: SessionDep, settings: SettingsDep, storage: StorageDep,
                   user: CurrentUser, files: Annotated[list[UploadFile], File()]) -> ImportResult:
@@ -79,10 +92,7 @@ def upload_images(project_id: int, session: SessionDep, settings: SettingsDep, s
     entries = [(f.filename, (lambda f=f: _read_limited(f, settings.max_upload_bytes))) for f in files]
     summary = image_service.ingest_many(session, storage, settings, project, entries)
     session.commit()
-    if summary.errors and not summary.created and not summary.duplicates:
-        # Nothing was stored: answer with the first file's error status (400 or 413).
-        detail = "; ".join(e["detail"] for e in summary.errors)
-        raise (PayloadTooLarge if summary.error_codes[0] == 413 else BadRequest)(detail)
+    _refuse_if_nothing_stored(summary)
     return _result(project, summary)
 
 
@@ -92,6 +102,7 @@ def import_folder(project_id: int, body: FolderImport, session: SessionDep, sett
     project = project_for_user(session, project_id, admin)
     summary = image_service.import_folder(session, storage, settings, project, body.path)
     session.commit()
+    _refuse_if_nothing_stored(summary)
     return _result(project, summary)
 
 
@@ -107,9 +118,11 @@ def import_coco(project_id: int, session: SessionDep, settings: SettingsDep, sto
     if len(raw) > MAX_COCO_JSON_BYTES:
         raise PayloadTooLarge(f"COCO file is over {MAX_COCO_JSON_BYTES} bytes")
     try:
-        coco = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        coco = json.loads(raw, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise BadRequest(f"{file.filename}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BadRequest(f"{file.filename}: JSON nested too deeply") from None
     try:
         result = run_import(session, storage, settings, project, coco, images_path or None, annotator_id=admin.id)
         session.commit()
