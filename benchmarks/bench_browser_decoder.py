@@ -45,7 +45,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 def make_fixtures(out: Path, max_few_points: int | None = None, decoder_dir: Path | None = None,
-                  quantize: bool = False) -> str:
+                  quantize: bool = False, size: tuple[int, int] = (1024, 768)) -> str:
     """Write decoder.onnx, decoder_multimask.onnx, emb_float16.bin and emb_int8.bin into ``out``; returns
     the model's description.
 
@@ -76,13 +76,15 @@ def make_fixtures(out: Path, max_few_points: int | None = None, decoder_dir: Pat
                                                                       "quantize": quantize}
         export_onnx_decoder(model, out / "decoder.onnx", **opts)
         export_onnx_decoder(model, out / "decoder_multimask.onnx", return_single_mask=False, **opts)
-    h, w = 768, 1024
+    w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
     image = np.zeros((h, w, 3), np.uint8)
     image[..., 0] = (xx * 255 // w).astype(np.uint8)
     image[..., 1] = (yy * 255 // h).astype(np.uint8)
-    image[((xx - 400) ** 2 + (yy - 300) ** 2) < 120 ** 2] = (240, 200, 40)
-    image[500:700, 600:900] = (30, 60, 220)
+    # a disc and a rectangle, placed as on the 1024×768 image whatever the size
+    s = w / 1024
+    image[((xx - 400 * s) ** 2 + (yy - 300 * s) ** 2) < (120 * s) ** 2] = (240, 200, 40)
+    image[round(500 * s):round(700 * s), round(600 * s):round(900 * s)] = (30, 60, 220)
     from PIL import Image
 
     Image.fromarray(image).save(out / "image.png")  # the page's guide when masks are refined
@@ -170,11 +172,15 @@ def main() -> None:
     ap.add_argument("--max-few-points", type=int, default=None,
                     help="export the decoders with this switch point (0: the usual order only; default: the export's)")
     ap.add_argument("--quantize", action="store_true", help="time the int8 dynamically quantised decoders")
+    ap.add_argument("--image-size", type=int, nargs=2, default=[1024, 768], metavar=("W", "H"),
+                    help="the synthetic image's size in pixels (a camera photo: 4000 3000)")
     ap.add_argument("--decoder-dir", type=Path, default=None,
                     help="time decoder.onnx and decoder_multimask.onnx from this folder instead of exporting them")
     args = ap.parse_args()
     if args.clicks < 1:
         sys.exit("--clicks must be at least 1")
+    if min(args.image_size) < 16 or max(args.image_size) > 10_000:
+        sys.exit("--image-size: each side must be 16 to 10000 pixels")
     dist = ROOT / "frontend" / "dist"
     if args.build or not (dist / "bench.html").is_file():
         subprocess.run(["npm", "run", "build"], cwd=ROOT / "frontend", check=True)
@@ -183,7 +189,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fixtures = Path(tmp)
         t0 = time.perf_counter()
-        what = make_fixtures(fixtures, args.max_few_points, args.decoder_dir, args.quantize)
+        what = make_fixtures(fixtures, args.max_few_points, args.decoder_dir, args.quantize, tuple(args.image_size))
         print(f"fixtures: {what}; built in {time.perf_counter() - t0:.1f} s")
         sizes = {d: (fixtures / f"emb_{d}.bin").stat().st_size for d in ("float16", "int8")}
         server, base = serve(dist, fixtures)

@@ -246,6 +246,36 @@ def test_polygon_tool_adds_cuts_holes_and_stores_a_manual_mask(page, running_app
     assert not page.page_errors, page.page_errors
 
 
+def test_large_photo_masks_are_decoded_at_the_work_size_and_stored_at_full_size(page, running_app) -> None:  # noqa: ANN001
+    """A 2400×1800 image: the page decodes and refines its masks at 1024×768 (the decoder's frame, where
+    a click costs what it costs on a small image) and scales them to the image; the stored mask is the
+    full-size mask shown."""
+    big_w, big_h = 2400, 1800
+    project = ap.make_project(running_app, "e2e large photo", [ap.shapes_png(big_w, big_h)])
+    image_id = ap.login_and_open(page, running_app, project)
+    assert page.evaluate("window.maskloop.maskWorkSize") == [768, 1024]
+    ap.click(page, (big_w, big_h), 1200, 900)
+    shown = ap.current_mask(page)
+    assert shown.shape == (big_h, big_w) and shown.any()
+    # every full-size pixel takes the value of the work-size pixel under its centre: the mask is constant
+    # over the pixels that map to one work pixel (a full-size decode would have finer edges)
+    rows = np.minimum(((np.arange(big_h) + 0.5) * 768 / big_h).astype(int), 767)
+    cols = np.minimum(((np.arange(big_w) + 0.5) * 1024 / big_w).astype(int), 1023)
+    key = rows[:, None] * 1024 + cols[None, :]
+    work = np.zeros(768 * 1024, bool)
+    work[key.ravel()] = shown.ravel()
+    assert np.array_equal(work[key], shown), "the mask was not decoded at the work size"
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.maskloop.currentRle() === null", timeout=30_000)
+    deadline = time.monotonic() + 30
+    while not (stored := ap.annotations(running_app, image_id)):
+        assert time.monotonic() < deadline, "the mask was never saved"
+        time.sleep(0.2)
+    assert stored[0]["segmentation"]["size"] == [big_h, big_w]
+    assert np.array_equal(ap.decode_rle(stored[0]["segmentation"]), shown)
+    assert not page.page_errors, page.page_errors
+
+
 def _canvas_ratio(page) -> float:  # noqa: ANN001
     return page.evaluate("(() => { const c = document.getElementById('stage'); return c.width / c.getBoundingClientRect().width; })()")
 

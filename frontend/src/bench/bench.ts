@@ -20,6 +20,7 @@ import { AnnotationCanvas } from "../canvas/canvas";
 import { DecoderClient, insideMask, sortByIou, type DecodeResult } from "../decoder/client";
 import type { PromptPoint } from "../decoder/protocol";
 import { imagePixels, type RefineParams } from "../decoder/refine";
+import { maskWorkSize } from "../decoder/masks";
 import { parseEmbedding } from "../embedding";
 
 interface BenchState {
@@ -87,8 +88,9 @@ async function main(): Promise<void> {
   if (refineSpec) {
     const [work, radius, eps, colour = 0, bins = 16, clip = 3, grabcut = 0, iters = 2, disc = 5, crop = 0] =
       refineSpec.split(",").map(Number);
+    const [wh, ww] = maskWorkSize(h, w);
     guide = {
-      rgba: imagePixels(img, w, h),
+      rgba: imagePixels(img, ww, wh),
       params: { method: "guided", work_size: work, radius, eps, colour, colour_bins: bins, colour_clip: clip,
         grabcut, grabcut_iters: iters, grabcut_disc: disc, grabcut_crop: crop,
         select: q.get("select") === "refined" ? "refined" : "head",

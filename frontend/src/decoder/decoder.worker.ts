@@ -7,7 +7,7 @@
 /// <reference lib="webworker" />
 import * as ort from "onnxruntime-web/wasm";
 import { buildFeeds, LOW_RES } from "./feeds";
-import { logitsToMask } from "./masks";
+import { logitsToMask, maskWorkSize, upsampleMask } from "./masks";
 import type { DecodedMask, DecoderRequest, DecoderResponse, PromptPoint } from "./protocol";
 import { type GrabCutPass, openGrabCutPass } from "./grabcut";
 import { GuidedRefiner } from "./refine";
@@ -16,6 +16,8 @@ interface Loaded {
   key: string;
   origSize: [number, number];
   inputSize: [number, number];
+  /** [height, width] at which masks are decoded and refined (`maskWorkSize`), then scaled to origSize */
+  work: [number, number];
   tensors: { image_embeddings: ort.Tensor; orig_im_size: ort.Tensor };
   /** edge-aware refinement with the image, when the page sent it (and its GrabCut pass, if any) */
   refiner: GuidedRefiner | null;
@@ -35,6 +37,13 @@ const noMask = {
   has_mask_input: new ort.Tensor("float32", new Float32Array([0]), [1]),
 };
 const hasMask = new ort.Tensor("float32", new Float32Array([1]), [1]);
+
+/** Prompt points (image pixels) in the work size's pixels, where the refiner holds its clicks. */
+function toWork(points: PromptPoint[], e: Loaded): PromptPoint[] {
+  const [wh, ww] = e.work, [oh, ow] = e.origSize;
+  if (wh === oh && ww === ow) return points;
+  return points.map((p) => ({ ...p, x: (p.x * ww) / ow, y: (p.y * wh) / oh }));
+}
 
 function reply(msg: DecoderResponse, transfer: Transferable[] = []): void {
   (self as unknown as DedicatedWorkerGlobalScope).postMessage(msg, transfer);
@@ -84,22 +93,24 @@ async function decode(req: Extract<DecoderRequest, { type: "decode" }>): Promise
   // A deferred decode refines nothing here: the page draws the decoder's mask, then asks for it refined.
   const defer = refiner !== null && req.deferRefine === true && (count === 1 || refiner.selectWeights === null);
   const tr = performance.now();
-  const chosen = refiner && !defer ? refiner.choose(logits, count, ious, req.prompt.points) : null;
+  const workPoints = toWork(req.prompt.points, embedding);
+  const chosen = refiner && !defer ? refiner.choose(logits, count, ious, workPoints) : null;
   refineMs = chosen ? performance.now() - tr : 0;
+  const [oh, ow] = embedding.origSize;
   for (let k = 0; k < count; k++) {
-    const mask = chosen?.masks[k] ?? logitsToMask(logits, height, width, k);
+    const mask = upsampleMask(chosen?.masks[k] ?? logitsToMask(logits, height, width, k), height, width, oh, ow);
     result.push({ mask, lowRes: lowData.slice(k * n, (k + 1) * n), iou: chosen ? chosen.ious[k] : ious[k],
       decodeId: req.id, index: k, refined: refiner === null || chosen?.masks[k] != null });
   }
   const hold = refiner !== null && result.some((m) => !m.refined);
   if (hold) {
-    held.push({ decodeId: req.id, key: req.key, logits, points: req.prompt.points });
+    held.push({ decodeId: req.id, key: req.key, logits, points: workPoints });
     if (held.length > HELD) held.shift();
   }
   // the held logits stay with their tensor: it is left to the garbage collector, not disposed
   for (const t of Object.values(out)) if (!(hold && t === masks)) t.dispose();
   const t2 = performance.now();
-  return { id: req.id, type: "decoded", masks: result, width, height, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
+  return { id: req.id, type: "decoded", masks: result, width: ow, height: oh, ms: t2 - t0, timings: { run: t1 - t0, post: t2 - t1, refine: refineMs } };
 }
 
 self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
@@ -119,7 +130,9 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
       const refiner = refineOn && embedding?.key === req.key ? embedding.refiner : null;
       if (!h || !refiner) throw new Error(`decode ${req.decodeId} is no longer held for refinement`);
       const t0 = performance.now();
-      const mask = refiner.refine(h.logits, req.index, h.points);
+      const [wh, ww] = embedding!.work;
+      const [oh, ow] = embedding!.origSize;
+      const mask = upsampleMask(refiner.refine(h.logits, req.index, h.points), wh, ww, oh, ow);
       reply({ id: req.id, type: "refinedMask", mask, ms: performance.now() - t0 }, [mask.buffer]);
     } else if (req.type === "setRefine") {
       refineOn = req.enabled;
@@ -128,15 +141,21 @@ self.onmessage = async (event: MessageEvent<DecoderRequest>) => {
     } else if (req.type === "setEmbedding") {
       held.length = 0;
       const guided = req.guide && req.guide.params.method === "guided" ? req.guide : null;
-      const [h, w] = req.origSize;
+      // masks are decoded and refined at the work size; the page sends the image's pixels at that size
+      const work = maskWorkSize(req.origSize[0], req.origSize[1]);
+      const [h, w] = work;
+      if (guided && guided.rgba.length !== w * h * 4) {
+        throw new Error(`the image's pixels for refinement must be ${w}×${h} (the mask work size), got ${guided.rgba.length / 4} pixels`);
+      }
       const grabcut = guided ? await openGrabCutPass(guided.rgba, w, h, guided.params) : null;
       // the image this replaces (another setEmbedding may have replaced it while OpenCV.js loaded)
       const previous = embedding;
       embedding = {
-        key: req.key, origSize: req.origSize, inputSize: req.inputSize,
+        key: req.key, origSize: req.origSize, inputSize: req.inputSize, work,
         tensors: {
           image_embeddings: new ort.Tensor("float32", req.data, req.shape),
-          orig_im_size: new ort.Tensor("float32", new Float32Array(req.origSize), [2]),
+          // the decoder's masks come at the work size (its crop of the 1024 frame is the same)
+          orig_im_size: new ort.Tensor("float32", new Float32Array(work), [2]),
         },
         refiner: guided
           ? new GuidedRefiner(guided.rgba, w, h, grabcut ? guided.params : { ...guided.params, grabcut: 0 }, grabcut)

@@ -9,6 +9,44 @@ export function logitsToMask(logits: Float32Array, height: number, width: number
   return out;
 }
 
+/**
+ * Longest side, in pixels, at which the page decodes and refines masks: the decoder's own frame (its
+ * logits are 256² for a 1024² input, so a larger mask holds no more of the model's detail). The
+ * decoder's cost grows with the size it upsamples its masks to (a 4000×3000 photo took ~1 s per
+ * click at full size, ~0.1 s at 1024×768), so larger images are decoded and refined at this size and
+ * their masks scaled up to the image (`upsampleMask`).
+ */
+export const MAX_MASK_SIDE = 1024;
+
+/** [height, width] at which masks of an H×W image are decoded and refined (the image's own size up to MAX_MASK_SIDE). */
+export function maskWorkSize(height: number, width: number): [number, number] {
+  const long = Math.max(height, width);
+  if (long <= MAX_MASK_SIDE) return [height, width];
+  const s = MAX_MASK_SIDE / long;
+  return [Math.max(1, Math.round(height * s)), Math.max(1, Math.round(width * s))];
+}
+
+/**
+ * A row-major sh×sw mask scaled to dh×dw by nearest neighbour: each output pixel takes the source pixel
+ * under its centre. Rows that map to the same source row are copied, not recomputed.
+ */
+export function upsampleMask(src: Uint8Array, sh: number, sw: number, dh: number, dw: number): Uint8Array {
+  if (sh === dh && sw === dw) return src;
+  const out = new Uint8Array(dh * dw);
+  const cols = new Int32Array(dw);
+  for (let x = 0; x < dw; x++) cols[x] = Math.min(sw - 1, Math.floor(((x + 0.5) * sw) / dw));
+  let prev = -1;
+  for (let y = 0; y < dh; y++) {
+    const sy = Math.min(sh - 1, Math.floor(((y + 0.5) * sh) / dh));
+    const row = y * dw;
+    if (sy === prev) { out.copyWithin(row, row - dw, row); continue; }
+    const srow = sy * sw;
+    for (let x = 0; x < dw; x++) out[row + x] = src[srow + cols[x]];
+    prev = sy;
+  }
+  return out;
+}
+
 /** "#rrggbb" → [r, g, b]. */
 export function parseColor(color: string): [number, number, number] {
   const m = /^#?([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(color.trim());

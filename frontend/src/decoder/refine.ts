@@ -64,11 +64,15 @@ export function refinedIou(logits: Float32Array, index: number, refined: Uint8Ar
   return Math.min(Math.max(v, 0), 1);
 }
 
-/** The RGBA pixels of an image at its own size (the guide the worker refines masks with). */
+/**
+ * The RGBA pixels of an image drawn at `width`×`height` (the guide the worker refines masks with: the
+ * image's own size, or the mask work size of a large photo, scaled down smoothly).
+ */
 export function imagePixels(source: CanvasImageSource, width: number, height: number): Uint8ClampedArray {
   const c = new OffscreenCanvas(width, height);
   const ctx = c.getContext("2d", { willReadFrequently: true });
   if (!ctx) throw new Error("no 2D canvas context to read the image's pixels");
+  ctx.imageSmoothingQuality = "high";
   ctx.drawImage(source, 0, 0, width, height);
   return ctx.getImageData(0, 0, width, height).data;
 }

@@ -12,6 +12,7 @@ import { DecoderClient, sortByIou, type DecodeResult } from "../decoder/client";
 import { parseColor } from "../decoder/masks";
 import type { DecodedMask, Prompt, PromptPoint } from "../decoder/protocol";
 import { imagePixels, type RefineParams } from "../decoder/refine";
+import { maskWorkSize } from "../decoder/masks";
 import { previousOf, readVisited, visitedKey, withoutImage, withVisit } from "../annotator/visited";
 import { errorText, h, mount, plural, statusLine } from "../dom";
 import type { EmbeddingProgress } from "../embedding";
@@ -53,6 +54,8 @@ export interface AnnotatorDebug {
   refined: boolean;
   /** refinements of a drawn mask asked for and not finished (the decoder's own mask is on screen meanwhile) */
   refining: number;
+  /** [height, width] at which the current image's masks are decoded and refined (smaller than the image for large photos) */
+  maskWorkSize: [number, number] | null;
   /** the vertices of the polygon being drawn (image coordinates) */
   polygon: () => { x: number; y: number }[];
   /** set true (tests) to log every hover and box preview drawn, in order, in `previews` */
@@ -147,7 +150,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     prompt: () => ({ points: history.state.points, box: history.state.box }),
     view: () => ({ scale: canvas.view.scale, offsetX: canvas.view.offsetX, offsetY: canvas.view.offsetY }),
     loads: [], prefetch: null, lastClick: null, ahead: 0, boxPreviews: 0, refined: false, refining: 0,
-    recordPreviews: false, previews: [], polygon: () => polygon,
+    recordPreviews: false, previews: [], polygon: () => polygon, maskWorkSize: null,
   };
   /** Draw a hover or box preview's mask, and log it when a test asked for that. */
   function drawPreview(kind: "hover" | "box", m: DecodedMask): void {
@@ -608,7 +611,9 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     // The worker refines every decoded mask with the image's pixels (edge-aware, as the server says).
     const [oh, ow] = emb.header.orig_size;
     const sameSize = bitmap.width === ow && bitmap.height === oh;
-    const guide = refineParams && sameSize ? { rgba: imagePixels(bitmap, ow, oh), params: refineParams } : null;
+    // at the size the worker decodes and refines masks (a large photo's pixels scaled down to it)
+    const [wh, ww] = (debug.maskWorkSize = maskWorkSize(oh, ow));
+    const guide = refineParams && sameSize ? { rgba: imagePixels(bitmap, ww, wh), params: refineParams } : null;
     guideSent = guide !== null;
     debug.refined = guideSent && snap;
     await decoder.setEmbedding(`${image.id}:${modelVersionId}`, emb.data, emb.header.shape, emb.header.orig_size, emb.header.input_size, guide);

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+import { MAX_MASK_SIDE, maskWorkSize, upsampleMask } from "../src/decoder/masks";
+
+describe("maskWorkSize", () => {
+  it("keeps images up to the decoder's frame and scales larger ones to it, keeping the aspect", () => {
+    expect(maskWorkSize(240, 320)).toEqual([240, 320]);
+    expect(maskWorkSize(768, 1024)).toEqual([768, 1024]);
+    expect(maskWorkSize(3000, 4000)).toEqual([768, 1024]);
+    expect(maskWorkSize(6000, 1000)).toEqual([MAX_MASK_SIDE, 171]);
+  });
+});
+
+describe("upsampleMask", () => {
+  it("returns the same array at the same size", () => {
+    const m = new Uint8Array([1, 0, 0, 1]);
+    expect(upsampleMask(m, 2, 2, 2, 2)).toBe(m);
+  });
+
+  it("gives each output pixel the source pixel under its centre", () => {
+    // 2×3 source → 4×6: every source pixel becomes a 2×2 block
+    const src = new Uint8Array([1, 0, 1, 0, 1, 0]);
+    const out = upsampleMask(src, 2, 3, 4, 6);
+    const rows = Array.from({ length: 4 }, (_, y) => Array.from(out.slice(y * 6, y * 6 + 6)).join(""));
+    expect(rows).toEqual(["110011", "110011", "001100", "001100"]);
+  });
+
+  it("keeps the area in proportion for a non-integer scale", () => {
+    const sh = 75, sw = 100, dh = 293, dw = 391;
+    const src = new Uint8Array(sh * sw);
+    for (let y = 10; y < 50; y++) for (let x = 20; x < 70; x++) src[y * sw + x] = 1;
+    const out = upsampleMask(src, sh, sw, dh, dw);
+    const area = out.reduce((s, v) => s + v, 0);
+    const expected = 40 * 50 * (dh / sh) * (dw / sw);
+    expect(Math.abs(area - expected) / expected).toBeLessThan(0.03);
+    expect(out[Math.floor(30 * dh / sh) * dw + Math.floor(45 * dw / sw)]).toBe(1);
+    expect(out[5 * dw + 5]).toBe(0);
+  });
+});
