@@ -155,3 +155,18 @@ describe("brush strokes", () => {
     expect(stroke[10 * w + 20]).toBe(1);
   });
 });
+
+describe("EditHistory's undo steps for large masks", () => {
+  it("keeps 100 steps of small masks and fewer of large ones, within its byte budget", () => {
+    const h = new EditHistory(1000);
+    expect(h.stepsFor(0)).toBe(100);
+    expect(h.stepsFor(5)).toBe(100);
+    expect(h.stepsFor(50)).toBe(20);
+    expect(h.stepsFor(10_000)).toBe(10); // never fewer than 10
+    for (let i = 0; i < 30; i++) h.push({ ...emptyState(), mask: new Uint8Array(50).fill(i) });
+    let undone = 0;
+    while (h.undo()) undone++;
+    expect(undone).toBe(20);
+    expect(h.state.mask?.[0]).toBe(9); // the oldest kept: the 10th push's mask (pushes 0..8 were dropped with the empty start)
+  });
+});

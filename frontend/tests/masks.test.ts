@@ -36,3 +36,17 @@ describe("upsampleMask", () => {
     expect(out[5 * dw + 5]).toBe(0);
   });
 });
+
+describe("maskBounds", async () => {
+  const { maskBounds } = await import("../src/canvas/layers");
+  it("finds the box of the set pixels, or null", () => {
+    const w = 7, h = 5;
+    const m = new Uint8Array(w * h);
+    expect(maskBounds(m, w, h)).toBeNull();
+    m[1 * w + 4] = 1;
+    m[3 * w + 2] = 1;
+    expect(maskBounds(m, w, h)).toEqual({ x: 2, y: 1, w: 3, h: 3 });
+    m[4 * w + 6] = 1;
+    expect(maskBounds(m, w, h)).toEqual({ x: 2, y: 1, w: 5, h: 4 });
+  });
+});

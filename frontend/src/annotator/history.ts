@@ -26,15 +26,31 @@ export function withCandidate(state: EditState, index: number): EditState {
   return { ...state, candidate: k, mask: c.mask, lowRes: c.lowRes, iou: c.iou };
 }
 
+/** Undo steps kept: at most this many, fewer for large masks (see EditHistory), never fewer than the minimum. */
+export const MAX_UNDO_STEPS = 100;
+export const MIN_UNDO_STEPS = 10;
+/** bytes of masks the undo history may hold (a 12-megapixel photo's masks are 12 MB each) */
+export const UNDO_MASK_BYTES = 400 * 1024 * 1024;
+
 export class EditHistory {
   private past: EditState[] = [];
   private future: EditState[] = [];
   state: EditState = emptyState();
 
+  /** `maskBytes`: the budget for the masks the undo steps hold (a step holds its own mask array). */
+  constructor(private readonly maskBytes = UNDO_MASK_BYTES) {}
+
+  /** How many undo steps are kept for masks of `n` bytes each. */
+  stepsFor(n: number): number {
+    if (!n) return MAX_UNDO_STEPS;
+    return Math.max(MIN_UNDO_STEPS, Math.min(MAX_UNDO_STEPS, Math.floor(this.maskBytes / n)));
+  }
+
   /** Make `next` current, remembering the old state for undo. */
   push(next: EditState): void {
     this.past.push(this.state);
-    if (this.past.length > 100) this.past.shift();
+    const keep = this.stepsFor(next.mask?.length ?? this.state.mask?.length ?? 0);
+    while (this.past.length > keep) this.past.shift();
     this.future = [];
     this.state = next;
   }

@@ -25,7 +25,7 @@ export interface ListedObject {
 export function makeObject(ann: Annotation | null, rle: { size: [number, number]; counts: string }, labelId: number | null,
   source: string, labels: Label[], pendingUid: string | null): ListedObject {
   const [height, width] = rle.size;
-  const layer = new MaskLayer(width, height);
+  const layer = new MaskLayer(width, height, true);
   const color = parseColor(labels.find((l) => l.id === labelId)?.color ?? "#1e90ff");
   layer.paint(decodeRle(rle), color, 110);
   return { key: ann ? `a${ann.id}` : `p${pendingUid}`, annotation: ann, pendingUid, labelId, source, layer, visible: true };

@@ -123,11 +123,11 @@ export class AnnotationCanvas {
     for (const o of this.masksHidden ? [] : this.objects) {
       // the object whose row the pointer is on is shown (even if hidden) and emphasised; else the highlight
       if (o.key === this.hovered || (this.hovered === null && o.visible && o.key === this.highlight)) emphasised = o;
-      else if (o.visible) ctx.drawImage(o.layer.canvas, 0, 0);
+      else if (o.visible) o.layer.drawOn(ctx);
     }
     if (emphasised) {
-      ctx.drawImage(emphasised.layer.canvas, 0, 0);
-      ctx.drawImage(emphasised.layer.canvas, 0, 0);
+      emphasised.layer.drawOn(ctx);
+      emphasised.layer.drawOn(ctx);
       const b = emphasised.layer.bounds;
       if (b) {
         ctx.lineWidth = 2 / view.scale;
@@ -137,7 +137,7 @@ export class AnnotationCanvas {
         ctx.setLineDash([]);
       }
     }
-    if (this.currentVisible && this.current && !this.masksHidden) ctx.drawImage(this.current.canvas, 0, 0);
+    if (this.currentVisible && this.current && !this.masksHidden) this.current.drawOn(ctx);
     ctx.globalAlpha = 1;
     const px = 1 / view.scale;
     for (const p of this.points) {

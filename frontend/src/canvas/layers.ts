@@ -1,19 +1,35 @@
 /** A binary mask turned into a drawable bitmap (one canvas per mask, re-painted only on change). */
 import { maskToRgba } from "../decoder/masks";
 
+type Canvas2D = CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
+
+function newCanvas(width: number, height: number): HTMLCanvasElement | OffscreenCanvas {
+  return typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(width, height) : Object.assign(document.createElement("canvas"), { width, height });
+}
+
+function context(canvas: HTMLCanvasElement | OffscreenCanvas): Canvas2D {
+  const ctx = canvas.getContext("2d") as Canvas2D | null;
+  if (!ctx) throw new Error("2D canvas is not available in this browser");
+  return ctx;
+}
+
+/**
+ * The editor's mask (`cropped` false): a canvas the size of the image, with its pixel buffer kept for
+ * the next paint (it is repainted on every click and brush move). A listed object's mask (`cropped`
+ * true): a canvas only as large as the mask's bounding box, drawn at its place, and no pixel buffer
+ * kept, so a hundred proposals on a 12-megapixel photo hold their boxes, not a hundred full images
+ * (each full-size layer held ~96 MB there: the canvas and its RGBA buffer).
+ */
 export class MaskLayer {
-  readonly canvas: HTMLCanvasElement | OffscreenCanvas;
-  private ctx: CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
-  private pixels: ImageData;
+  canvas: HTMLCanvasElement | OffscreenCanvas;
+  private ctx: Canvas2D;
+  private pixels: ImageData | null = null;
   /** bounding box of the painted pixels (image coordinates), null when empty */
   bounds: { x: number; y: number; w: number; h: number } | null = null;
 
-  constructor(public readonly width: number, public readonly height: number) {
-    this.canvas = typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(width, height) : Object.assign(document.createElement("canvas"), { width, height });
-    const ctx = this.canvas.getContext("2d") as CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D | null;
-    if (!ctx) throw new Error("2D canvas is not available in this browser");
-    this.ctx = ctx;
-    this.pixels = new ImageData(width, height);
+  constructor(public readonly width: number, public readonly height: number, readonly cropped = false) {
+    this.canvas = cropped ? newCanvas(1, 1) : newCanvas(width, height);
+    this.ctx = context(this.canvas);
   }
 
   /** Paint `mask` (row-major H×W) in `color`. */
@@ -21,7 +37,49 @@ export class MaskLayer {
     if (mask.length !== this.width * this.height) {
       throw new Error(`mask has ${mask.length} pixels, layer is ${this.width}×${this.height}`);
     }
-    this.bounds = maskToRgba(mask, this.pixels.data, color, alpha, this.width);
-    this.ctx.putImageData(this.pixels, 0, 0);
+    if (!this.cropped) {
+      this.pixels ??= new ImageData(this.width, this.height);
+      this.bounds = maskToRgba(mask, this.pixels.data, color, alpha, this.width);
+      this.ctx.putImageData(this.pixels, 0, 0);
+      return;
+    }
+    this.bounds = maskBounds(mask, this.width, this.height);
+    const b = this.bounds ?? { x: 0, y: 0, w: 1, h: 1 };
+    if (this.canvas.width !== b.w || this.canvas.height !== b.h) {
+      this.canvas = newCanvas(b.w, b.h);
+      this.ctx = context(this.canvas);
+    }
+    const box = new ImageData(b.w, b.h);
+    if (this.bounds) {
+      const packed = new Uint32Array(box.data.buffer);
+      const on = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0; // little-endian ABGR
+      for (let y = 0; y < b.h; y++) {
+        const src = (b.y + y) * this.width + b.x, dst = y * b.w;
+        for (let x = 0; x < b.w; x++) if (mask[src + x]) packed[dst + x] = on;
+      }
+    }
+    this.ctx.putImageData(box, 0, 0);
   }
+
+  /** Draw the layer in image coordinates (the context's transform maps the image). */
+  drawOn(ctx: Canvas2D): void {
+    if (!this.cropped) ctx.drawImage(this.canvas, 0, 0);
+    else if (this.bounds) ctx.drawImage(this.canvas, this.bounds.x, this.bounds.y);
+  }
+}
+
+/** Bounding box of the set pixels of a row-major H×W mask, or null when none is set. */
+export function maskBounds(mask: Uint8Array, width: number, height: number): { x: number; y: number; w: number; h: number } | null {
+  let y0 = -1, y1 = -1, x0 = width, x1 = -1;
+  for (let y = 0; y < height; y++) {
+    const row = y * width;
+    let first = -1, last = -1;
+    for (let x = 0; x < width; x++) if (mask[row + x]) { if (first < 0) first = x; last = x; }
+    if (first < 0) continue;
+    if (y0 < 0) y0 = y;
+    y1 = y;
+    if (first < x0) x0 = first;
+    if (last > x1) x1 = last;
+  }
+  return y0 < 0 ? null : { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1 };
 }
