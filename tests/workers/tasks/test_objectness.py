@@ -73,3 +73,45 @@ def test_generate_masks_scores_sorts_and_filters_by_object_score():
     kept = generate_masks(model, image, dict(params, min_object_score=bar), RefineParams())
     assert [r["object_score"] for r in kept] == [s for s in scores if s >= bar]
     assert 0 < len(kept) < len(records)
+
+
+def test_generate_masks_segments_a_large_photo_at_the_work_size_and_scales_the_masks_up():
+    """A 1600×1200 photo is segmented at 1024×768 (the model's frame; at full size every batch of
+    candidates was upsampled to the photo's size) and each record describes its full-size mask."""
+    import cv2
+
+    from backend.services.mask_refine import RefineParams
+    from workers.engine.automatic import generate_masks, work_size
+    from workers.sam import build_sam
+    from workers.sam.amg import coco_rle_to_mask
+
+    assert work_size(1200, 1600) == (768, 1024) and work_size(1200, 1600, crop_n_layers=1) == (1200, 1600)
+    assert work_size(768, 1024) == (768, 1024)
+    model = build_sam("default", device="cpu")
+    small, truth = _scene()
+    image = cv2.resize(small, (1600, 1200), interpolation=cv2.INTER_NEAREST)
+    params = dict(points_per_side=6, points_per_batch=64, pred_iou_thresh=0.12, stability_score_thresh=0.0,
+                  box_nms_thresh=0.7, crop_n_layers=0, min_mask_region_area=0)
+    records = generate_masks(model, image, params, RefineParams())
+    assert records
+    rows = np.minimum(((np.arange(1200) + 0.5) * 768 / 1200).astype(int), 767)
+    cols = np.minimum(((np.arange(1600) + 0.5) * 1024 / 1600).astype(int), 1023)
+    key = rows[:, None] * 1024 + cols[None, :]
+    big_truth = [cv2.resize(t.astype(np.uint8), (1600, 1200), interpolation=cv2.INTER_NEAREST).astype(bool)
+                 for t in truth]
+    best = 0.0
+    for rec in records:
+        mask = coco_rle_to_mask(rec["segmentation"])
+        assert mask.shape == (1200, 1600) and rec["segmentation"]["size"] == [1200, 1600]
+        work = np.zeros(768 * 1024, bool)
+        work[key.ravel()] = mask.ravel()
+        assert np.array_equal(work[key], mask), "not a work-size mask scaled up"
+        assert rec["area"] == int(mask.sum())
+        ys, xs = np.nonzero(mask)
+        x0, y0 = float(xs.min()), float(ys.min())
+        assert rec["bbox"] == [x0, y0, float(xs.max()) - x0 + 1, float(ys.max()) - y0 + 1]
+        (px, py), = rec["point_coords"]
+        assert 0 <= px < 1600 and 0 <= py < 1200
+        assert rec["crop_box"] == [0, 0, 1600, 1200]
+        best = max(best, max(np.count_nonzero(mask & t) / np.count_nonzero(mask | t) for t in big_truth))
+    assert best > 0.9, best  # one of the rectangles is found, at full size
