@@ -4,7 +4,7 @@ import type { ImageInfo } from "../src/api/types";
 import { EditHistory, emptyState, paintDisk, paintStroke, withCandidate } from "../src/annotator/history";
 import { isProposal, nextProposal, type ListedObject } from "../src/annotator/objects";
 import { predictNextImage, Prefetcher } from "../src/annotator/prefetch";
-import { maskToRgba } from "../src/decoder/masks";
+import { fillMaskPixels } from "../src/decoder/masks";
 
 const cand = (iou: number, fill: number) => ({ mask: new Uint8Array(4).fill(fill), lowRes: new Float32Array(2).fill(iou), iou, decodeId: 1, index: 0, refined: true });
 
@@ -50,17 +50,23 @@ describe("proposal review order", () => {
   });
 });
 
-describe("mask overlay bounds", () => {
-  it("returns the bounding box of the painted pixels", () => {
+describe("mask overlay pixels", () => {
+  it("colours the mask's pixels inside the box, in a full-size or a box-size buffer", () => {
     const w = 5, hgt = 4;
     const mask = new Uint8Array(w * hgt);
     mask[1 * w + 3] = 1;
     mask[2 * w + 1] = 1;
-    const rgba = new Uint8ClampedArray(w * hgt * 4);
-    expect(maskToRgba(mask, rgba, [255, 0, 0], 200, w)).toEqual({ x: 1, y: 1, w: 3, h: 2 });
-    expect(rgba[(1 * w + 3) * 4]).toBe(255);
-    expect(rgba[(1 * w + 3) * 4 + 3]).toBe(200);
-    expect(maskToRgba(new Uint8Array(w * hgt), rgba, [255, 0, 0], 200, w)).toBeNull();
+    const full = new Uint8ClampedArray(w * hgt * 4);
+    fillMaskPixels(mask, w, { x: 1, y: 1, w: 3, h: 2 }, new Uint32Array(full.buffer), w, 0, 0, [255, 0, 0], 200);
+    expect(full[(1 * w + 3) * 4]).toBe(255);
+    expect(full[(1 * w + 3) * 4 + 3]).toBe(200);
+    expect(full[(2 * w + 1) * 4 + 3]).toBe(200);
+    expect(full.reduce((s, v) => s + (v ? 1 : 0), 0)).toBe(4); // two pixels: red and alpha each
+    const box = new Uint8ClampedArray(3 * 2 * 4); // the 3×2 box at (1, 1)
+    fillMaskPixels(mask, w, { x: 1, y: 1, w: 3, h: 2 }, new Uint32Array(box.buffer), 3, 1, 1, [0, 0, 255], 90);
+    expect(box[(0 * 3 + 2) * 4 + 2]).toBe(255); // mask (3, 1) → box (2, 0)
+    expect(box[(1 * 3 + 0) * 4 + 3]).toBe(90); // mask (1, 2) → box (0, 1)
+    expect(box.reduce((s, v) => s + (v ? 1 : 0), 0)).toBe(4);
   });
 });
 

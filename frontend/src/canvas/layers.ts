@@ -1,5 +1,5 @@
 /** A binary mask turned into a drawable bitmap (one canvas per mask, re-painted only on change). */
-import { maskToRgba } from "../decoder/masks";
+import { fillMaskPixels } from "../decoder/masks";
 
 type Canvas2D = CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
 
@@ -38,9 +38,7 @@ export class MaskLayer {
       throw new Error(`mask has ${mask.length} pixels, layer is ${this.width}×${this.height}`);
     }
     if (!this.cropped) {
-      this.pixels ??= new ImageData(this.width, this.height);
-      this.bounds = maskToRgba(mask, this.pixels.data, color, alpha, this.width);
-      this.ctx.putImageData(this.pixels, 0, 0);
+      this.paintInPlace(mask, color, alpha);
       return;
     }
     this.bounds = maskBounds(mask, this.width, this.height);
@@ -50,15 +48,27 @@ export class MaskLayer {
       this.ctx = context(this.canvas);
     }
     const box = new ImageData(b.w, b.h);
-    if (this.bounds) {
-      const packed = new Uint32Array(box.data.buffer);
-      const on = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0; // little-endian ABGR
-      for (let y = 0; y < b.h; y++) {
-        const src = (b.y + y) * this.width + b.x, dst = y * b.w;
-        for (let x = 0; x < b.w; x++) if (mask[src + x]) packed[dst + x] = on;
-      }
-    }
+    if (this.bounds) fillMaskPixels(mask, this.width, b, new Uint32Array(box.data.buffer), b.w, b.x, b.y, color, alpha);
     this.ctx.putImageData(box, 0, 0);
+  }
+
+  /**
+   * The full-size layer repainted: only the pixels in the old mask's box and the new one's are
+   * rewritten and sent to the canvas (`putImageData`'s dirty rectangle), so a click or a brush move on a
+   * 12-megapixel photo does not rewrite 48 MB of pixels each time.
+   */
+  private paintInPlace(mask: Uint8Array, color: [number, number, number], alpha: number): void {
+    const first = this.pixels === null;
+    this.pixels ??= new ImageData(this.width, this.height);
+    const packed = new Uint32Array(this.pixels.data.buffer);
+    const old = this.bounds;
+    const next = maskBounds(mask, this.width, this.height);
+    if (old) for (let y = old.y; y < old.y + old.h; y++) packed.fill(0, y * this.width + old.x, y * this.width + old.x + old.w);
+    if (next) fillMaskPixels(mask, this.width, next, packed, this.width, 0, 0, color, alpha);
+    this.bounds = next;
+    if (first) { this.ctx.putImageData(this.pixels, 0, 0); return; }
+    const dirty = union(old, next);
+    if (dirty) this.ctx.putImageData(this.pixels, 0, 0, dirty.x, dirty.y, dirty.w, dirty.h);
   }
 
   /** Draw the layer in image coordinates (the context's transform maps the image). */
@@ -66,6 +76,15 @@ export class MaskLayer {
     if (!this.cropped) ctx.drawImage(this.canvas, 0, 0);
     else if (this.bounds) ctx.drawImage(this.canvas, this.bounds.x, this.bounds.y);
   }
+}
+
+type Box = { x: number; y: number; w: number; h: number };
+
+function union(a: Box | null, b: Box | null): Box | null {
+  if (!a) return b;
+  if (!b) return a;
+  const x = Math.min(a.x, b.x), y = Math.min(a.y, b.y);
+  return { x, y, w: Math.max(a.x + a.w, b.x + b.w) - x, h: Math.max(a.y + a.h, b.y + b.h) - y };
 }
 
 /** Bounding box of the set pixels of a row-major H×W mask, or null when none is set. */

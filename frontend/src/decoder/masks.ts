@@ -55,31 +55,15 @@ export function parseColor(color: string): [number, number, number] {
 }
 
 /**
- * Paint a mask into RGBA pixels (same H×W), alpha 0..255 where inside. With the row width given,
- * also returns the bounding box of the inside pixels (null when there are none).
+ * Write `color` at `alpha` into the RGBA pixels `out` (packed, little-endian: one Uint32 per pixel, a
+ * buffer `outWidth` wide whose top-left is the mask's pixel (outX, outY)) for every set pixel of the
+ * row-major mask (`width` wide) inside `box`; other pixels are left as they are.
  */
-export function maskToRgba(mask: Uint8Array, rgba: Uint8ClampedArray, color: [number, number, number], alpha = 140,
-  width = 0): { x: number; y: number; w: number; h: number } | null {
-  const packed = new Uint32Array(rgba.buffer, rgba.byteOffset, mask.length);
-  // little-endian ABGR
+export function fillMaskPixels(mask: Uint8Array, width: number, box: { x: number; y: number; w: number; h: number },
+  out: Uint32Array, outWidth: number, outX: number, outY: number, color: [number, number, number], alpha: number): void {
   const on = ((alpha << 24) | (color[2] << 16) | (color[1] << 8) | color[0]) >>> 0;
-  let first = -1, last = -1;
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i]) {
-      packed[i] = on;
-      if (first < 0) first = i;
-      last = i;
-    } else {
-      packed[i] = 0;
-    }
+  for (let y = box.y; y < box.y + box.h; y++) {
+    const src = y * width, dst = (y - outY) * outWidth - outX;
+    for (let x = box.x; x < box.x + box.w; x++) if (mask[src + x]) out[dst + x] = on;
   }
-  if (!width || first < 0) return null;
-  let x0 = width, x1 = -1;
-  const y0 = Math.floor(first / width), y1 = Math.floor(last / width);
-  for (let y = y0; y <= y1; y++) {
-    const row = y * width;
-    for (let x = 0; x < x0; x++) if (mask[row + x]) { x0 = x; break; }
-    for (let x = width - 1; x > x1; x--) if (mask[row + x]) { x1 = x; break; }
-  }
-  return { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1 };
 }
