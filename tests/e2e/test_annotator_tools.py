@@ -200,7 +200,7 @@ def _polygon(page, vertices: list[tuple[float, float]], close_at: tuple[float, f
         page.keyboard.up("Alt")
 
 
-def test_polygon_tool_adds_cuts_holes_and_stores_a_manual_mask(page, running_app, project) -> None:  # noqa: ANN001
+def test_polygon_tool_adds_cuts_holes_and_stores_a_manual_mask(page, running_app, project, screenshots) -> None:  # noqa: ANN001
     """D: a polygon clicked vertex by vertex is filled into the mask, Alt closes one as a hole, Backspace
     removes the last vertex; Enter stores the mask as a manual annotation with its clicks."""
     image_id = ap.login_and_open(page, running_app, project)
@@ -219,8 +219,12 @@ def test_polygon_tool_adds_cuts_holes_and_stores_a_manual_mask(page, running_app
     shown = ap.current_mask(page)
     assert iou(shown, expected) > 0.97, iou(shown, expected)
     assert iou(tinted_mask(page, SIZE), shown) > 0.9, "the canvas does not show the polygon's mask"
-    # a hole: Alt on the closing click removes the inside from the mask
-    _polygon(page, [(70, 60), (110, 60), (110, 100), (70, 100)], (71, 61), hole=True)
+    # a hole: Alt on the closing click removes the inside from the mask (a screenshot while it is drawn)
+    for x, y in [(70, 60), (110, 60), (110, 100)]:
+        page.mouse.click(*image_to_client(page, SIZE, x, y))
+    page.mouse.move(*image_to_client(page, SIZE, 70, 100))
+    page.screenshot(path=str(screenshots / "annotator_polygon.png"))
+    _polygon(page, [(70, 100)], (71, 61), hole=True)
     expected[60:100, 70:110] = False
     shown = ap.current_mask(page)
     assert iou(shown, expected) > 0.95, iou(shown, expected)
