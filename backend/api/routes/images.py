@@ -69,7 +69,6 @@ def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
-
 def _no_constant(name: str) -> None:
     """NaN and Infinity are not JSON (Python's parser accepts them): refuse them by name."""
     raise ValueError(f"{name} is not a JSON number")
