@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from backend.services.mask_refine import GuidedRefiner, RefineParams, configured_refine
+from backend.services.mask_refine import GuidedRefiner, RefineParams, configured_refine, nearest_resize
 from workers.engine.embedding import autocast_for
 from workers.engine.objectness import object_scores
 
@@ -194,10 +194,7 @@ def scale_record(rec: dict[str, Any], height: int, width: int) -> dict[str, Any]
 
     small = coco_rle_to_mask(rec["segmentation"])
     sh, sw = small.shape
-    # the browser's rule (upsampleMask in frontend/src/decoder/masks.ts): the source pixel under each centre
-    rows = np.minimum(((np.arange(height) + 0.5) * sh / height).astype(np.int64), sh - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * sw / width).astype(np.int64), sw - 1)
-    big = small.astype(np.uint8)[rows][:, cols]
+    big = nearest_resize(small.astype(np.uint8), height, width)
     rle = mask_utils.encode(np.asfortranarray(big))
     sx, sy = width / sw, height / sh
     out = dict(rec)
