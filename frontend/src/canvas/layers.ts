@@ -2,6 +2,7 @@
 import { fillMaskPixels } from "../decoder/masks";
 
 type Canvas2D = CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D;
+type Box = { x: number; y: number; w: number; h: number };
 
 function newCanvas(width: number, height: number): HTMLCanvasElement | OffscreenCanvas {
   return typeof OffscreenCanvas !== "undefined" ? new OffscreenCanvas(width, height) : Object.assign(document.createElement("canvas"), { width, height });
@@ -25,7 +26,7 @@ export class MaskLayer {
   private ctx: Canvas2D;
   private pixels: ImageData | null = null;
   /** bounding box of the painted pixels (image coordinates), null when empty */
-  bounds: { x: number; y: number; w: number; h: number } | null = null;
+  bounds: Box | null = null;
 
   constructor(public readonly width: number, public readonly height: number, readonly cropped = false) {
     this.canvas = cropped ? newCanvas(1, 1) : newCanvas(width, height);
@@ -78,8 +79,6 @@ export class MaskLayer {
   }
 }
 
-type Box = { x: number; y: number; w: number; h: number };
-
 function union(a: Box | null, b: Box | null): Box | null {
   if (!a) return b;
   if (!b) return a;
@@ -88,7 +87,7 @@ function union(a: Box | null, b: Box | null): Box | null {
 }
 
 /** Bounding box of the set pixels of a row-major H×W mask, or null when none is set. */
-export function maskBounds(mask: Uint8Array, width: number, height: number): { x: number; y: number; w: number; h: number } | null {
+export function maskBounds(mask: Uint8Array, width: number, height: number): Box | null {
   let y0 = -1, y1 = -1, x0 = width, x1 = -1;
   for (let y = 0; y < height; y++) {
     const row = y * width;
