@@ -176,13 +176,20 @@ def main() -> None:
                     help="the synthetic image's size in pixels (a camera photo: 4000 3000)")
     ap.add_argument("--decoder-dir", type=Path, default=None,
                     help="time decoder.onnx and decoder_multimask.onnx from this folder instead of exporting them")
+    ap.add_argument("--dist", type=Path, default=None,
+                    help="serve this build of the page instead of frontend/dist (an older build, to compare the two "
+                         "back to back)")
     args = ap.parse_args()
     if args.clicks < 1:
         sys.exit("--clicks must be at least 1")
     if min(args.image_size) < 16 or max(args.image_size) > 10_000:
         sys.exit("--image-size: each side must be 16 to 10000 pixels")
     dist = ROOT / "frontend" / "dist"
-    if args.build or not (dist / "bench.html").is_file():
+    if args.dist is not None:
+        if args.build or not (args.dist / "bench.html").is_file():
+            sys.exit(f"--dist {args.dist}: no bench.html there (and --build builds frontend/dist only)")
+        dist = args.dist
+    elif args.build or not (dist / "bench.html").is_file():
         subprocess.run(["npm", "run", "build"], cwd=ROOT / "frontend", check=True)
     from playwright.sync_api import sync_playwright
 

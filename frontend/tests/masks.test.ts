@@ -35,6 +35,30 @@ describe("upsampleMask", () => {
     expect(out[Math.floor(30 * dh / sh) * dw + Math.floor(45 * dw / sw)]).toBe(1);
     expect(out[5 * dw + 5]).toBe(0);
   });
+
+  it("matches a per-pixel nearest-centre lookup on random masks, up and down, any ratio", () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const sizes: [number, number, number, number][] = [
+      [7, 9, 23, 31], [768, 1024, 3000, 4000].map((v) => v / 8) as [number, number, number, number],
+      [40, 30, 13, 11], [5, 5, 5, 17], [1, 1, 3, 4], [17, 3, 17, 50], [50, 60, 51, 59],
+    ];
+    for (const [sh, sw, dh, dw] of sizes) {
+      for (const density of [0, 0.05, 0.5, 0.97, 1]) {
+        const src = new Uint8Array(sh * sw);
+        // blobs in rows: runs of random length, so runs meet the row ends too
+        for (let i = 0; i < src.length; i++) src[i] = rand() < density ? 1 : 0;
+        const out = upsampleMask(src, sh, sw, dh, dw);
+        const want = new Uint8Array(dh * dw);
+        for (let y = 0; y < dh; y++) {
+          const sy = Math.min(sh - 1, Math.floor(((y + 0.5) * sh) / dh));
+          for (let x = 0; x < dw; x++) want[y * dw + x] = src[sy * sw + Math.min(sw - 1, Math.floor(((x + 0.5) * sw) / dw))];
+        }
+        expect(out.length).toBe(dh * dw);
+        expect(Buffer.from(out).equals(Buffer.from(want)), `${sh}×${sw} → ${dh}×${dw}, density ${density}`).toBe(true);
+      }
+    }
+  });
 });
 
 describe("maskBounds", async () => {

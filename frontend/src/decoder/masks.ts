@@ -28,21 +28,44 @@ export function maskWorkSize(height: number, width: number): [number, number] {
 
 /**
  * A row-major sh×sw mask scaled to dh×dw by nearest neighbour: each output pixel takes the source pixel
- * under its centre. Rows that map to the same source row are copied, not recomputed.
+ * under its centre. The work goes with the mask's area, not the output's: each run of set source
+ * pixels becomes one `fill` of its output span, and the output rows that map to the same source row
+ * copy the first one's set span (a 12-megapixel output is mostly left as allocated, zero).
  */
 export function upsampleMask(src: Uint8Array, sh: number, sw: number, dh: number, dw: number): Uint8Array {
   if (sh === dh && sw === dw) return src;
   const out = new Uint8Array(dh * dw);
-  const cols = new Int32Array(dw);
-  for (let x = 0; x < dw; x++) cols[x] = Math.min(sw - 1, Math.floor(((x + 0.5) * sw) / dw));
-  let prev = -1;
+  // source column x covers output columns [start[x], start[x + 1]) (empty when no centre falls on it)
+  const start = new Int32Array(sw + 1);
+  let s = 0;
+  for (let x = 0; x < dw; x++) {
+    const sx = Math.min(sw - 1, Math.floor(((x + 0.5) * sw) / dw));
+    while (s <= sx) start[s++] = x;
+  }
+  while (s <= sw) start[s++] = dw;
+  let prev = -1, lo = 0, hi = 0;
   for (let y = 0; y < dh; y++) {
     const sy = Math.min(sh - 1, Math.floor(((y + 0.5) * sh) / dh));
     const row = y * dw;
-    if (sy === prev) { out.copyWithin(row, row - dw, row); continue; }
-    const srow = sy * sw;
-    for (let x = 0; x < dw; x++) out[row + x] = src[srow + cols[x]];
+    if (sy === prev) {
+      if (hi > lo) out.copyWithin(row + lo, row - dw + lo, row - dw + hi);
+      continue;
+    }
     prev = sy;
+    lo = dw; hi = 0;
+    const srow = sy * sw;
+    for (let x = 0; x < sw; x++) {
+      if (!src[srow + x]) continue;
+      let e = x + 1;
+      while (e < sw && src[srow + e]) e++;
+      const a = start[x], b = start[e];
+      if (b > a) {
+        out.fill(1, row + a, row + b);
+        if (a < lo) lo = a;
+        hi = b;
+      }
+      x = e;
+    }
   }
   return out;
 }
