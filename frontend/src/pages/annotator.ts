@@ -203,6 +203,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   let clicks = 0;
   let modelVersionId: number | null = null;
   let ready = false;
+  /** why the leased image could not be opened, with the way forward (null while it loads, or once it opened) */
+  let openFailure: string | null = null;
   /** click decodes in flight: hovers wait (a preview after a click would be stale) */
   let clicking = 0;
   let spaceHeld = false;
@@ -534,8 +536,10 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
 
   function report(err: unknown): void {
     if (err instanceof ApiError && err.status === 409) status.say(`Your lease on this image was lost (${err.detail}). Press N for another image.`, "error");
-    else if (lease && !ready) status.say(`This image could not be opened: ${errorText(err)}. Press S to skip it (another annotator gets it), or reload the page to try again.`, "error");
-    else status.say(errorText(err), "error");
+    else if (lease && !ready) {
+      openFailure = `${lease.image.file_name} could not be opened: ${errorText(err)}. Press S to skip it (another annotator gets it), or reload the page to try again.`;
+      status.say(openFailure, "error");
+    } else status.say(errorText(err), "error");
   }
 
   async function flush(): Promise<void> {
@@ -557,6 +561,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   async function loadImage(next: Lease): Promise<void> {
     const t0 = performance.now();
     lease = next;
+    openFailure = null;
     ready = debug.ready = false;
     const image = next.image;
     debug.imageId = image.id;
@@ -736,11 +741,18 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
         + "Shift+R rejects all that are left). N again submits the image and leaves them as they are.", "error");
       return;
     }
+    const held = lease;
     try {
-      if (lease) await api.submitLease(lease.lease_id);
+      if (held) await api.submitLease(held.lease_id);
     } catch (err) {
       report(err);
-      if (!(err instanceof ApiError && err.status === 409)) return;
+      if (!(err instanceof ApiError && err.status === 409) || !held) return;
+      // the lease was lost (expired, released, or the image taken by someone else): the next image
+      // opens, and the status keeps saying that this one was not submitted
+      await nextImage();
+      status.say(`Your lease on ${held.image.file_name} was lost (${err.detail}), so it was not submitted; your saved masks `
+        + `on it are kept. ${status.textContent ?? ""}`, "error");
+      return;
     }
     await nextImage();
   }
@@ -786,7 +798,8 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
   }
 
   async function addPrompt(point: PromptPoint | null, box: Prompt["box"], eventTime: number): Promise<void> {
-    if (!ready) { status.say("Wait for the image to be ready."); return; }
+    // a click on the image left on screen by a failed load: the failure and its way forward again, not "wait"
+    if (!ready) { status.say(openFailure ?? "Wait for the image to be ready.", openFailure ? "error" : "info"); return; }
     if (!labelId) { status.say("This project has no labels; an admin must add one."); return; }
     startedAt ??= performance.now();
     clicks++;
