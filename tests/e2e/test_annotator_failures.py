@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.e2e import annotator_page as ap
-from tests.e2e.canvas_probe import image_to_client, iou, take_baseline, tinted_mask
+from tests.e2e.canvas_probe import canvas_rgb, image_to_client, iou, take_baseline, tinted_mask
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
@@ -163,7 +163,10 @@ def test_next_image_whose_embedding_fails_is_named_and_its_way_forward_stays(pag
     assert page.evaluate("window.maskloop.imageId") == broken
     text = _status(page)
     assert "shapes1.png could not be opened: embedding store unavailable" in text and "Press S to skip it" in text, text
-    # the first image is still on screen: a click on it draws nothing, and the way forward stays said
+    # the first image is not left on screen under that message: the canvas shows no image
+    rgb = canvas_rgb(page, (W, H)).reshape(-1, 3)
+    assert (rgb == rgb[0]).all() and rgb[0].max() < 40, "the canvas still shows an image"
+    # a click there draws nothing, and the way forward stays said
     page.mouse.click(*image_to_client(page, (W, H), 110 + 48, 110))
     page.wait_for_timeout(300)
     assert page.evaluate("window.maskloop.currentRle()") is None

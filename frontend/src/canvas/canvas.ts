@@ -54,6 +54,18 @@ export class AnnotationCanvas {
   }
 
   /**
+   * Show no image while the next one loads: the last image must not stay on screen under a message
+   * that another one could not be opened (its masks and prompts go with it; `setImage` shows the next).
+   */
+  clearImage(): void {
+    this.image = null;
+    this.objects = [];
+    this.points = [];
+    this.box = null;
+    this.draw();
+  }
+
+  /**
    * Give the canvas a new size in pixels (the window changed). A view that showed the whole image
    * fits it again; a zoomed or panned one keeps the image point that was at the centre there.
    */

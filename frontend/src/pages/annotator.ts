@@ -572,6 +572,7 @@ export async function annotatorPage(root: HTMLElement, projectId: number, go: (p
     done = [];
     undone = [];
     fixing = null;
+    canvas.clearImage();
     status.say(`Loading image ${image.file_name}…`);
     const progress = (p: EmbeddingProgress): void => {
       if (p.state === "computing") status.say(`Computing the embedding of ${image.file_name}… (${Math.round(p.waitedSeconds)} s)`);
