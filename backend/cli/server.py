@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,15 @@ def _settings():
     from backend.core.config import get_settings
 
     return get_settings()
+
+
+def database_problem(exc: Exception, database_url: str) -> str:
+    """One line for a database that cannot be opened or lacks the tables (never migrated); no password."""
+    from sqlalchemy.engine import make_url
+
+    cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    where = make_url(database_url).render_as_string(hide_password=True)
+    return f"cannot use the database at {where}: {cause} (run `maskloop migrate` first if it is new)"
 
 
 def run_migrations(database_url: str) -> None:
@@ -59,13 +69,22 @@ def create_user(
                                  help="Password (prompted when not given)."),
 ) -> None:
     """Create a user account."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from backend.api.routes.auth import create_user_record
     from backend.core.errors import DomainError
     from backend.db.session import session_scope
+    from backend.schemas.users import UserCreate
 
     if role not in ("admin", "annotator"):
         console.print(f"[red]error:[/red] role must be admin or annotator, not {role!r}")
         raise typer.Exit(2)
+    try:  # the same rules as POST /users
+        UserCreate.model_validate({"username": username, "password": "x" * 8, "role": role})
+    except ValidationError:
+        console.print(f"[red]error:[/red] user name {username!r} must be 1-80 letters, digits or _ . @ -")
+        raise typer.Exit(2) from None
     if password is None:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
@@ -79,15 +98,40 @@ def create_user(
     except DomainError as exc:
         console.print(f"[red]error:[/red] {exc.detail}")
         raise typer.Exit(1) from exc
+    except (OperationalError, ProgrammingError) as exc:
+        console.print(f"[red]error:[/red] {database_problem(exc, settings.resolved_database_url)}")
+        raise typer.Exit(1) from None
+
+
+def _refuse_if_port_taken(host: str, port: int) -> None:
+    """Stop with a message naming the address when the API could not listen there, before anything starts
+    (uvicorn would say so only after `run` had made the admin account, shown its password once and
+    started a worker)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        console.print(f"[red]error:[/red] cannot listen on {host}:{port}: the address does not resolve "
+                      f"({exc.strerror}); set MASKLOOP_HOST")
+        raise typer.Exit(2) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            console.print(f"[red]error:[/red] cannot listen on {host}:{port}: {exc.strerror}. Is Maskloop (or another "
+                          "server) already running there? Stop it, or set MASKLOOP_PORT to another port.")
+            raise typer.Exit(2) from None
 
 
 def api(host: str = typer.Option(None, help="Bind address (default MASKLOOP_HOST)."),
-        port: int = typer.Option(None, help="Port (default MASKLOOP_PORT)."),
+        port: int = typer.Option(None, min=1, max=65535, help="Port (default MASKLOOP_PORT)."),
         workers: int = typer.Option(1, help="Uvicorn worker processes.")) -> None:
     """Start the HTTP API."""
     import uvicorn
 
     settings = _settings()
+    _refuse_if_port_taken(host or settings.host, port or settings.port)
     uvicorn.run("backend.main:app_factory", factory=True, host=host or settings.host, port=port or settings.port,
                 workers=workers, log_level="info")
 
@@ -117,6 +161,7 @@ def run() -> None:
     from backend.db.session import session_scope
 
     settings = _settings()
+    _refuse_if_port_taken(settings.host, settings.port)
     migrate()
     username = os.environ.get("MASKLOOP_ADMIN_USERNAME", "admin")
     password = os.environ.get("MASKLOOP_ADMIN_PASSWORD")
