@@ -50,13 +50,15 @@ def import_images(
     create: bool = typer.Option(False, help="Create the project when it does not exist."),
 ) -> None:
     """Import every image below FOLDER into a project (duplicates are skipped by content hash)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from backend.cli.server import database_problem
+    from backend.core.config import get_settings
     from backend.core.errors import DomainError
     from backend.db.session import session_scope
     from backend.services.embedding_jobs import enqueue_image_embedding
     from backend.services.images import import_folder
     from backend.storage import get_storage
-
-    from backend.core.config import get_settings
 
     settings = get_settings()
     if not folder.is_dir():
@@ -78,6 +80,8 @@ def import_images(
             model_version = proj.active_model_version_id
     except DomainError as exc:
         _fail(exc.detail)
+    except (OperationalError, ProgrammingError) as exc:
+        _fail(database_problem(exc, settings.resolved_database_url))
     if model_version is not None:
         for image_id in created_ids:
             enqueue_image_embedding(image_id, model_version)
@@ -100,6 +104,9 @@ def export_dataset(
     review_state: list[str] = typer.Option(None, help="Only these review states (repeatable)."),
 ) -> None:
     """Export a project's annotations to a file (written atomically: no half-written file on error)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from backend.cli.server import database_problem
     from backend.core.config import get_settings
     from backend.db.session import get_engine, session_scope
     from backend.services.export import build_export
@@ -108,14 +115,21 @@ def export_dataset(
     filters = {k: v for k, v in (("stage", stage), ("source", source), ("review_state", review_state)) if v}
     if not output.parent.resolve().is_dir():
         _fail(f"the folder {output.parent} does not exist", 2)
-    with session_scope(settings.resolved_database_url) as session:
-        project_id = _find_project(session, project).id
+    if output.is_dir():
+        _fail(f"{output} is a folder; expected a file name", 2)
     try:
+        with session_scope(settings.resolved_database_url) as session:
+            project_id = _find_project(session, project).id
         with console.status("building export"), get_engine(settings.resolved_database_url).connect() as conn:
             data = build_export(conn, project_id, format, filters)
     except ValueError as exc:
         _fail(str(exc), 2)
-    atomic_write(output, lambda tmp: tmp.write_bytes(data))
+    except (OperationalError, ProgrammingError) as exc:
+        _fail(database_problem(exc, settings.resolved_database_url))
+    try:
+        atomic_write(output, lambda tmp: tmp.write_bytes(data))
+    except OSError as exc:
+        _fail(f"cannot write {output}: {exc}")
     console.print(f"wrote {output} ({len(data)} bytes, format {format})")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -24,11 +25,36 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _setup(threads: Optional[int]) -> None:
+    if threads is not None and threads < 1:
+        _fail(f"--threads must be >= 1, got {threads}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _out_dir(out: Path) -> None:
+    """Create the --out folder now, so that a bad one fails before any compute is spent."""
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create the --out folder {out}: {exc.strerror or exc}")
+
+
+def _out_file(out: Path) -> None:
+    """Check that the --out file can be written (its folder is created) before any compute is spent."""
+    if out.is_dir():
+        _fail(f"--out {out} is a folder; expected a file name")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        _fail(f"--out {out}: {blocking} is a file, not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot create the folder of --out {out}: {exc.strerror or exc}")
 
 
 def _split_names(dataset: Path, split: str) -> Optional[list[str]]:
@@ -80,10 +106,20 @@ def train_command(
 
     if init is not None and not init.is_file():
         _fail(f"--init checkpoint not found: {init}")
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        _fail(f"unknown --device {device!r}: expected cpu or cuda")
+    if kind == "cuda" and not torch.cuda.is_available():
+        _fail(f"--device {device}: CUDA is not available on this machine (torch {torch.__version__})")
     try:
         names = _split_names(dataset, split)
         cfg = TrainConfig(arch=arch, dataset_dir=str(dataset), out_dir=str(out), names=names, steps=steps,
-                          time_budget_s=time_budget_min * 60 if time_budget_min else None,
+                          time_budget_s=time_budget_min * 60 if time_budget_min is not None else None,
                           batch_size=batch_size, lr=lr, warmup=warmup, decay=decay, weight_decay=weight_decay,
                           iters_per_sample=iters_per_sample, box_prob=box_prob, warm_clicks=warm_clicks,
                           warm_prob=warm_prob,
@@ -93,8 +129,9 @@ def train_command(
                           num_workers=num_workers,
                           focal_weight=focal_weight, dice_weight=dice_weight)
         cfg.validate()
+        _out_dir(out)
         result = train(cfg)
-    except (DatasetError, ValueError, FileNotFoundError) as exc:
+    except (DatasetError, ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"model": result.model_path, "steps": result.steps,
                            "resumed_from_step": result.resumed_from_step,
@@ -128,13 +165,14 @@ def eval_command(
     if max_clicks < 1 or (max_images is not None and max_images < 1):
         _fail("--max-clicks and --max-images must be >= 1")
     if model not in ("default", "none") and not Path(model).is_file():
-        _fail(f"model checkpoint not found: {model}")
+        _fail(f"model checkpoint not found: {model} (--model takes 'default', 'none' or a checkpoint file)")
     if model == "none" and baseline == "none":
         _fail("nothing to evaluate: --model none and --baseline none")
     if decoder not in ("auto", "torch", "onnx"):
         _fail(f"unknown decoder {decoder!r}: expected auto, torch or onnx")
     if refine not in ("auto", "guided", "none", "both"):
         _fail(f"unknown refinement {refine!r}: expected auto, guided, none or both")
+    _out_dir(out)
     import torch
 
     from backend.services.mask_refine import NO_REFINE, RefineParams, configured_refine, refine_predictor
@@ -159,18 +197,25 @@ def eval_command(
                                             progress=True, total=count)
                 results[key]["refine"] = params.to_dict()
         if baseline == "grabcut" and baseline_report is not None:
-            results["grabcut"] = _load_baseline(baseline_report, results.get("model"))
+            reference = results.get("model")
+            if reference is None:  # nothing evaluated: the report must still cover this dataset's samples
+                _, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
+                reference = {"max_clicks": max_clicks, "per_sample": [{"name": name} for name, _, _ in samples]}
+            results["grabcut"] = _load_baseline(baseline_report, reference)
         elif baseline == "grabcut":
             count, samples = iter_dataset_samples(dataset, names, skip_bad=skip_bad, max_images=max_images)
             results["grabcut"] = evaluate(GrabCutSegmenter(), samples, max_clicks=max_clicks, progress=True,
                                           total=count)
-    except (DatasetError, ValueError, FileNotFoundError) as exc:
+    except (DatasetError, ValueError, OSError) as exc:
         _fail(str(exc))
     report = {"dataset": str(dataset), "split": split, "model": model, "max_clicks": max_clicks,
               "max_images": max_images, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "results": results}
-    write_json_report(report, out / "eval.json")
-    plot_miou_curves(results, out / "eval.png", title=f"{dataset.name} ({split}), {max_clicks} clicks")
+    try:  # the plot first: eval.json appears only when both are written
+        plot_miou_curves(results, out / "eval.png", title=f"{dataset.name} ({split}), {max_clicks} clicks")
+        write_json_report(report, out / "eval.json")
+    except OSError as exc:
+        _fail(f"cannot write the report to {out}: {exc}")
     typer.echo(json.dumps({k: headline(v) for k, v in results.items()}, indent=2))
 
 
@@ -180,10 +225,12 @@ def _load_baseline(path: Path, model_result: Optional[dict]) -> dict:
         raise FileNotFoundError(f"baseline report not found: {path}")
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for a binary file
         raise ValueError(f"baseline report {path} is not valid JSON: {exc}") from exc
-    result = data.get("results", {}).get("grabcut", data)
-    if "miou_curve" not in result or "per_sample" not in result:
+    found = data.get("results", {}) if isinstance(data, dict) else {}
+    result = found.get("grabcut", data) if isinstance(found, dict) else data
+    if (not isinstance(result, dict) or not {"miou_curve", "per_sample", "max_clicks", "noc@90"} <= result.keys()
+            or not all(isinstance(s, dict) and {"name", "ious"} <= s.keys() for s in result["per_sample"])):
         raise ValueError(f"baseline report {path} holds no GrabCut result")
     if model_result is None:
         return result
@@ -214,14 +261,15 @@ def export_decoder_command(
     model: str = typer.Option("default", "--model", help="'default' or a checkpoint path."),
     multimask: bool = typer.Option(False, "--multimask", help="Return all three masks instead of the single "
                                    "best one."),
-    opset: int = typer.Option(17, "--opset"),
+    opset: int = typer.Option(17, "--opset", min=15, help="ONNX opset (the decoder needs 15 or newer)."),
 ) -> None:
     """Export the prompt encoder + mask decoder to ONNX (the browser's decoder)."""
     _setup(None)
     if model != "default" and not Path(model).is_file():
-        _fail(f"model checkpoint not found: {model}")
+        _fail(f"model checkpoint not found: {model} (--model takes 'default' or a checkpoint file)")
     if out.suffix != ".onnx":
         _fail(f"output file must end in .onnx: {out}")
+    _out_file(out)
     from workers.evaluation.interactive import load_predictor
 
     try:
@@ -230,10 +278,14 @@ def export_decoder_command(
         _fail(f"ONNX export is not available: {exc}", code=1)
     try:
         sam = load_predictor(model, decoder="torch").model
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx_decoder(sam, str(out), return_single_mask=not multimask, opset=opset)
+    try:
+        export_onnx_decoder(sam, str(out), return_single_mask=not multimask, opset=opset)
+    except RuntimeError as exc:  # torch's exporter: an opset it does not support
+        _fail(f"ONNX export with --opset {opset} failed: {str(exc).splitlines()[0]}")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc}")
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -261,6 +313,9 @@ def fit_iou_head_command(
         _fail(f"output file must end in .pt: {out}")
     if targets not in ("refined", "raw"):
         _fail(f"unknown targets {targets!r}: expected refined or raw")
+    if epochs < 1 or prompts_per_mask < 1 or not (math.isfinite(lr) and lr > 0):
+        _fail("--epochs and --prompts-per-mask must be >= 1 and --lr a finite number > 0")
+    _out_file(out)
     from backend.services.mask_refine import configured_refine
     from workers.training.data import DatasetError, scan_dataset
     from workers.training.iou_head import refit_checkpoint
@@ -270,7 +325,7 @@ def fit_iou_head_command(
         report = refit_checkpoint(model, samples, out, prompts_per_mask=prompts_per_mask, epochs=epochs, lr=lr,
                                   seed=seed, progress_bar=True, describe={"dataset": str(dataset), "split": split},
                                   refine=configured_refine() if targets == "refined" else None)
-    except (DatasetError, ValueError, FileNotFoundError) as exc:
+    except (DatasetError, ValueError, OSError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"model": str(out), **report}, indent=2))
 

@@ -40,6 +40,7 @@ def simulate(
     seed: int = typer.Option(0, help="Seed of the image order."),
 ) -> None:
     """Run robot annotators through all three stages and the retraining rounds; print the table."""
+    import httpx
     from rich.console import Console
 
     from workers.simulation.engine_loop import Simulation, SimulationConfig
@@ -58,7 +59,11 @@ def simulate(
     if min(stage1, stage2, stage3, heldout) < 0 or stage1 < 1 or heldout < 1:
         console.print("[red]error:[/red] --stage1 and --heldout must be at least 1, --stage2 and --stage3 at least 0")
         raise typer.Exit(2)
-    _check_with_api_models(console, pred_iou_thresh, stability_thresh, round_lr)
+    if min(annotators, max_clicks, heldout_clicks) < 1 or not 0 < iou_target <= 1:
+        console.print("[red]error:[/red] --annotators, --max-clicks and --heldout-clicks must be at least 1, "
+                      "--iou-target in (0, 1]")
+        raise typer.Exit(2)
+    _check_with_api_models(console, pred_iou_thresh, stability_thresh, round_lr, points_per_side, round_steps)
     logging.basicConfig(level=logging.WARNING)
     cfg = SimulationConfig(
         base_url=url, username=username, password=password, dataset_dir=dataset, out_dir=out,
@@ -68,9 +73,11 @@ def simulate(
         round_lr=round_lr, round_train_encoder=round_train_encoder,
         pred_iou_thresh=pred_iou_thresh, stability_score_thresh=stability_thresh, annotate_split=annotate_split,
     )
-    sim = Simulation(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
     try:
-        report = sim.run()
+        report = Simulation(cfg, progress=lambda msg: console.print(f"[dim]{msg}[/dim]")).run()
+    except (httpx.TransportError, httpx.InvalidURL) as exc:  # no server at --url, a malformed --url, a lost link
+        console.print(f"[red]error:[/red] cannot reach Maskloop at {url}: {exc}")
+        raise typer.Exit(1) from None
     except (ValueError, RuntimeError, TimeoutError) as exc:
         console.print(f"[red]simulation failed:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -84,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _check_with_api_models(console: Console, pred_iou_thresh: float | None, stability_thresh: float | None,
-                           round_lr: float | None) -> None:
+                           round_lr: float | None, points_per_side: int, round_steps: int) -> None:
     """Judge the options that go into API requests with the API's own request models, so that a bad value
     stops the command before a long run starts instead of failing with a 422 halfway through."""
     from pydantic import ValidationError
@@ -93,6 +100,8 @@ def _check_with_api_models(console: Console, pred_iou_thresh: float | None, stab
 
     for option, request in (("--pred-iou-thresh", lambda: JobCreate(pred_iou_thresh=pred_iou_thresh)),
                             ("--stability-thresh", lambda: JobCreate(stability_score_thresh=stability_thresh)),
+                            ("--points-per-side", lambda: JobCreate(points_per_side=points_per_side)),
+                            ("--round-steps", lambda: RoundCreate(steps=round_steps or None)),
                             ("--round-lr", lambda: RoundCreate(learning_rate=round_lr))):
         try:
             request()

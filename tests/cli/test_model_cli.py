@@ -6,27 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 from typer.testing import CliRunner
 
 from backend.cli import app
+from tests.cli.cli_support import tiny_dataset as _dataset
 
 runner = CliRunner()
-
-
-def _dataset(root: Path, n: int = 2) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(n):
-        image = np.zeros((40, 56, 3), np.uint8)
-        image[:] = (30, 60, 200)
-        mask = np.zeros((40, 56), np.uint8)
-        mask[8 + i:30, 10:40 - i] = 255
-        image[mask > 0] = (220, 40, 40)
-        cv2.imwrite(str(root / "images" / f"obj{i:02d}_{i}.png"), image)
-        cv2.imwrite(str(root / "masks" / f"obj{i:02d}_{i}.png"), mask)
-    return root
 
 
 def test_train_rejects_missing_mask_with_exit_2(tmp_path):

@@ -49,7 +49,7 @@ def read_image(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
     if image is None:
-        raise DatasetError(f"unreadable image: {path}")
+        raise DatasetError(f"unreadable image: {path}" + ("" if path.is_file() else " (not a file)"))
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -72,13 +72,30 @@ def _find_masks(masks_dir: Path, name: str) -> list[Path]:
     return []
 
 
+def _mask_format_problem(path: Path) -> str | None:
+    """What makes the mask file at ``path`` other than 8-bit single-channel 0/255 (128 ignore), or None."""
+    raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        return None  # read_mask reports it
+    if raw.ndim != 2:
+        return f"has {raw.shape[2]} channels"
+    if raw.dtype != np.uint8:
+        return f"is {raw.dtype.itemsize * 8}-bit"
+    odd = np.setdiff1d(np.unique(raw), (0, 128, 255))
+    return f"has values other than 0, 128 and 255 (e.g. {', '.join(map(str, odd[:5]))})" if odd.size else None
+
+
 def _check_sample(sample: Sample) -> None:
+    image = read_image(sample.image_path)  # first: a folder or broken link named like an image has no mask either
     if not sample.mask_paths:
         raise DatasetError(f"missing mask for image {sample.image_path}: expected masks/{sample.name}.png "
                            f"or masks/{sample.name}/<instance>.png")
-    image = read_image(sample.image_path)
     for mask_path in sample.mask_paths:
         mask = read_mask(mask_path)
+        problem = _mask_format_problem(mask_path)
+        if problem:
+            raise DatasetError(f"bad mask {mask_path}: it {problem}; expected an 8-bit single-channel PNG "
+                               "with 0 = background, 255 = object, 128 = ignore")
         if mask.shape != image.shape[:2]:
             raise DatasetError(f"size mismatch: mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image "
                                f"{sample.image_path} is {image.shape[1]}x{image.shape[0]} (width x height)")
@@ -111,6 +128,8 @@ def scan_dataset(dataset_dir: str | Path, names: list[str] | None = None, *, ski
         if (root / "images").is_dir() else None
     if by_stem is None:
         raise DatasetError(f"dataset directory {root} has no images/ folder")
+    if not by_stem:
+        raise DatasetError(f"no images (.jpg, .jpeg, .png) in {root / 'images'}")
     wanted = sorted(by_stem) if names is None else list(names)
     samples: list[Sample] = []
     for name in wanted:
@@ -162,7 +181,12 @@ def names_for_split(dataset_dir: str | Path, split: str | None) -> list[str] | N
     if split not in ("train", "val"):
         raise DatasetError(f"unknown split {split!r}: expected 'train', 'val' or 'all'")
     train, val = split_dataset(dataset_dir)
-    return train if split == "train" else val
+    chosen = train if split == "train" else val
+    if not chosen and (train or val):
+        raise DatasetError(f"the {split} split of {dataset_dir} is empty: it is made by category from names "
+                           "<category><index>_<imageid> (e.g. cat08_123), each category with at least two "
+                           "images; use --split all for other names")
+    return chosen
 
 
 @dataclass

@@ -305,7 +305,11 @@ def _train(cfg: TrainConfig, on_progress: ProgressCallback | None, ranks: _Ranks
     existing = list_checkpoints(out_dir)
     if existing:
         step, path = existing[-1]
-        state = torch.load(path, map_location=device, weights_only=False)
+        try:
+            state = torch.load(path, map_location=device, weights_only=False)
+        except Exception as exc:  # written atomically, so only damage from outside gets here
+            raise ValueError(f"cannot resume from {path}: the file is damaged ({type(exc).__name__}); delete it "
+                             "to resume from the checkpoint before it, or use another out_dir") from exc
         if state.get("arch") != cfg.arch:
             raise ValueError(f"{path} holds arch {state.get('arch')!r}, not {cfg.arch!r}; use another out_dir")
         model.load_state_dict(state["model"])
