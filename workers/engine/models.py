@@ -1,8 +1,9 @@
 """A per-process cache of loaded SAM models, so each worker loads a checkpoint once.
 
 Checkpoints are resolved as: the model version's checkpoint in storage (its row's
-``checkpoint_key``, else ``keys.checkpoint_key(id)``) when present, else
-``Settings.default_model_dir / "model.pt"`` for a version that ships with Maskloop.
+``checkpoint_key``, else ``keys.checkpoint_key(id)``) when present, else, for a version whose row
+records no checkpoint (one that ships with Maskloop), ``Settings.default_model_dir / "model.pt"``.
+A recorded checkpoint missing from storage is an error, never replaced by the default model.
 """
 from __future__ import annotations
 
@@ -49,6 +50,8 @@ def resolve_spec(model_version_id: int | str, *, storage: Any, default_model_dir
     key = checkpoint_key or keys.checkpoint_key(model_version_id)
     if storage.exists(key):
         return ModelSpec(model_version_id, storage.local_path(key), arch)
+    if checkpoint_key:  # the version names its own weights: another model's would be silently wrong
+        raise BadInputError(f"model version {model_version_id}: its checkpoint {key} is missing from storage")
     default = Path(default_model_dir) / "model.pt"
     if default.is_file():
         return ModelSpec(model_version_id, default, arch)

@@ -48,8 +48,26 @@ def _save(conn: sa.Connection, jobs: sa.Table, job_id: int, state: dict[str, Any
 
 
 def _cancelled(conn: sa.Connection, jobs: sa.Table, job_id: int) -> bool:
+    """Whether the job was cancelled, or deleted (with its project) after a cancel: stop either way."""
     row = db.get_row(conn, jobs, job_id)
-    return row is not None and row._mapping.get("status") == "cancelled"
+    return row is None or row._mapping.get("status") == "cancelled"
+
+
+def _fail(job_id: int, reason: str) -> str:
+    """Record the job's failure (a cancelled job stays cancelled); returns its final status."""
+    jobs = t("jobs")
+    with db.transaction(engine()) as conn:
+        if _cancelled(conn, jobs, job_id):
+            return "cancelled"
+        db.update_row(conn, jobs, job_id, status="failed", error=reason, message=reason, finished_at=db.now())
+    logger.error("job %s failed: %s", job_id, reason)
+    return "failed"
+
+
+def _check_label(conn: sa.Connection, label_id: int | None) -> None:
+    if label_id is not None and db.get_row(conn, t("labels"), label_id) is None:
+        raise BadInputError(f"label {label_id} no longer exists (deleted after the job was started); "
+                            "start the job again with another label")
 
 
 def _label_for(conn: sa.Connection, project_id: int, params: dict[str, Any]) -> int | None:
@@ -87,8 +105,30 @@ def _nothing_passed(params: dict[str, Any]) -> str:
             "(min predicted IoU, min object score) for more, less certain proposals")
 
 
-def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, Any], filter_existing: bool) -> str:
-    """Run (or resume) one automatic job; returns its final status."""
+def run_batch(job_id: int, **kwargs: Any) -> str:
+    """Run (or resume) one automatic job; returns its final status. A failure that is not one image's
+    (a label deleted meanwhile, a row the database refuses) fails the job with its reason: it never
+    stays ``running``. Transient errors are raised (retried)."""
+    try:
+        return _run_batch(job_id, **kwargs)
+    except transient_errors():
+        raise
+    except Exception as exc:  # noqa: BLE001 - record it on the job, keep the worker up
+        if not isinstance(exc, BadInputError):
+            logger.exception("job %s crashed", job_id)
+        return _fail(job_id, _reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """A failure in the admin's words: a database error without its statement and parameters (masks)."""
+    if isinstance(exc, BadInputError):
+        return str(exc)
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return f"{type(exc).__name__}: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, Any], filter_existing: bool) -> str:
     jobs, images, ann = t("jobs"), t("images"), t("annotations")
     with db.transaction(engine()) as conn:
         job = db.get_row(conn, jobs, job_id)
@@ -108,18 +148,21 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
         model = model_for_version(mv)
         params = merged_params(params_for_model(base_params, model, stage, refine is not None), overrides)
     except (BadInputError, ValueError) as exc:
-        with db.transaction(engine()) as conn:
-            db.update_row(conn, jobs, job_id, status="failed", error=str(exc), message=str(exc), finished_at=db.now())
-        logger.error("job %s failed: %s", job_id, exc)
-        return "failed"
+        return _fail(job_id, str(exc))
     with db.transaction(engine()) as conn:
         q = sa.select(images.c.id).where(images.c.project_id == project_id).order_by(images.c.id)
         if overrides.get("image_ids"):
             q = q.where(images.c.id.in_([int(i) for i in overrides["image_ids"]]))
         ids = [r.id for r in conn.execute(q)]
-        label_id = _label_for(conn, project_id, overrides)
         if _cancelled(conn, jobs, job_id):
             return "cancelled"
+        if not ids and overrides.get("image_ids"):
+            raise BadInputError(f"none of the images {list(overrides['image_ids'])} is in project {project_id} "
+                                "(deleted since the job was started?)")
+        if not ids:
+            raise BadInputError(f"project {project_id} has no images to segment: upload images first")
+        label_id = _label_for(conn, project_id, overrides)
+        _check_label(conn, label_id)
         _save(conn, jobs, job_id, state, len(ids), status="running", started_at=job._mapping.get("started_at") or db.now())
     skip = set(state["done"]) | {int(k) for k in state["failed"]}
     for image_id in ids:
@@ -153,6 +196,7 @@ def run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, An
         with db.transaction(engine()) as conn:
             if _cancelled(conn, jobs, job_id):  # cancelled while this image was segmented: not stored
                 return "cancelled"
+            _check_label(conn, label_id)
             for rec in records:
                 db.insert_row(conn, ann, **_annotation_values(rec, image_id=image_id, job_id=job_id, model_version_id=mv,
                                                                label_id=label_id, source=source, stage=stage))

@@ -5,18 +5,30 @@ from __future__ import annotations
 
 import logging
 
+import sqlalchemy as sa
+
 from backend.queue import EXPORT_DATASET
 from backend.services import export as export_service
 from backend.storage import keys
 from workers.celery_app import app
 from workers.engine import db
+from workers.engine.errors import transient_errors
 from workers.tasks.common import MaskloopTask, engine, storage, t
 
 logger = logging.getLogger(__name__)
 
 
+def _update_if(jobs: sa.Table, job_id: int, statuses: tuple[str, ...], **values: object) -> bool:
+    """Update the job only while its status is one of ``statuses`` (an admin may cancel it, or delete it
+    with its project, at any moment); whether it was updated."""
+    with db.transaction(engine()) as conn:
+        return bool(conn.execute(sa.update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(statuses))
+                                 .values(**db.only_columns(jobs, values))).rowcount)
+
+
 def export_job(job_id: int) -> str:
-    """Run one export job; returns its final status. Bad format/filters fail the job with the reason."""
+    """Run one export job; returns its final status. Bad format/filters, or any other failure to build or
+    store the file, fail the job with the reason; a job cancelled while it was built keeps no file."""
     jobs = t("jobs")
     with db.transaction(engine()) as conn:
         job = db.get_row(conn, jobs, job_id)
@@ -29,26 +41,37 @@ def export_job(job_id: int) -> str:
     fmt = params.get("format", "coco")
 
     def fail(reason: str) -> str:
-        with db.transaction(engine()) as conn:
-            db.update_row(conn, jobs, job_id, status="failed", error=reason, message=reason, finished_at=db.now())
+        if not _update_if(jobs, job_id, ("queued", "running"), status="failed", error=reason, message=reason,
+                          finished_at=db.now()):
+            return "cancelled"
         logger.error("export job %s failed: %s", job_id, reason)
         return "failed"
 
     if job._mapping.get("project_id") is None:
         return fail("the export job names no project")
-    with db.transaction(engine()) as conn:
-        db.update_row(conn, jobs, job_id, status="running", progress=0.0, started_at=db.now())
+    if not _update_if(jobs, job_id, ("queued", "running"), status="running", progress=0.0, started_at=db.now()):
+        return "cancelled"
     try:
         with db.transaction(engine()) as conn:
             data = export_service.build_export(conn, int(job._mapping["project_id"]), fmt, params.get("filters") or {})
     except ValueError as exc:
         return fail(str(exc))
+    except transient_errors():
+        raise
+    except Exception as exc:  # noqa: BLE001 - record it on the job, never leave it running
+        logger.exception("export job %s crashed", job_id)
+        return fail(f"{type(exc).__name__}: {exc}")
     key = keys.export_key(job_id, export_service.FORMATS[fmt][0])
-    storage().put_bytes(key, data)
-    with db.transaction(engine()) as conn:
-        db.update_row(conn, jobs, job_id, status="succeeded", progress=1.0, done=1, total=1,
+    store = storage()
+    try:
+        store.put_bytes(key, data)  # atomic: no half-written file
+    except OSError as exc:
+        return fail(f"could not write the export file {key}: {exc}")
+    if not _update_if(jobs, job_id, ("running",), status="succeeded", progress=1.0, done=1, total=1,
                       result={"storage_key": key, "bytes": len(data), "format": fmt},
-                      message=f"{len(data)} bytes written", error=None, finished_at=db.now())
+                      message=f"{len(data)} bytes written", error=None, finished_at=db.now()):
+        store.delete(key)  # cancelled (or deleted with its project) while it was built
+        return "cancelled"
     return "succeeded"
 
 

@@ -108,6 +108,7 @@ def train_round_impl(round_id: int) -> str:
             time_budget_s=params.get("time_budget_seconds"),
             train_overrides=params.get("train_overrides"), refit_head=bool(params.get("refit_iou_head", True)),
             head_min_images=int(params.get("iou_head_min_images", HEAD_MIN_IMAGES)))
+        _register(round_id, int(base_id), arch, out)
     except BadInputError as exc:
         return _fail(round_id, str(exc))
     except FileNotFoundError as exc:
@@ -119,27 +120,36 @@ def train_round_impl(round_id: int) -> str:
     except Exception as exc:  # noqa: BLE001 - record any other failure on the round, keep the worker up
         logger.exception("round %s crashed", round_id)
         return _fail(round_id, f"{type(exc).__name__}: {exc}")
-    _register(round_id, int(base_id), arch, out)
     return "succeeded"
 
 
 def _register(round_id: int, base_id: int, arch: str, out: Any) -> None:
-    """Insert the new model version, copy its files into storage, link it to the round."""
+    """Insert the new model version, copy its files into storage, link it to the round. All or
+    nothing: when a copy fails the row is rolled back and the files copied so far are removed."""
     rounds, mvs = t("rounds"), t("model_versions")
     store = storage()
     metrics = {"heldout_before": out.metrics_before, "heldout_after": out.metrics_after,
                "resumed_from_step": out.resumed_from_step,
                "n_train_images": out.n_train_images, "n_heldout_images": out.n_heldout_images,
                "iou_head_fit": out.iou_head_fit}
-    with db.transaction(engine()) as conn:
-        mv_id = db.insert_row(conn, mvs, name=f"round-{round_id}", arch=arch, parent_id=base_id, round_id=round_id,
-                              metrics=metrics)
-        store.put_file(keys.checkpoint_key(mv_id), out.model_path)
-        store.put_file(keys.decoder_key(mv_id), out.decoder_path)
-        db.update_row(conn, mvs, mv_id, checkpoint_key=keys.checkpoint_key(mv_id), decoder_key=keys.decoder_key(mv_id))
-        db.update_row(conn, rounds, round_id, status="succeeded", progress=1.0, model_version_id=mv_id,
-                      metrics_before=out.metrics_before, metrics_after=out.metrics_after,
-                      message=f"new model version {mv_id}", error=None, finished_at=db.now())
+    copied: list[str] = []
+    try:
+        with db.transaction(engine()) as conn:
+            mv_id = db.insert_row(conn, mvs, name=f"round-{round_id}", arch=arch, parent_id=base_id,
+                                  round_id=round_id, metrics=metrics)
+            files = {keys.checkpoint_key(mv_id): out.model_path, keys.decoder_key(mv_id): out.decoder_path}
+            for key, path in files.items():
+                copied.append(key)
+                store.put_file(key, path)
+            db.update_row(conn, mvs, mv_id, checkpoint_key=keys.checkpoint_key(mv_id),
+                          decoder_key=keys.decoder_key(mv_id))
+            db.update_row(conn, rounds, round_id, status="succeeded", progress=1.0, model_version_id=mv_id,
+                          metrics_before=out.metrics_before, metrics_after=out.metrics_after,
+                          message=f"new model version {mv_id}", error=None, finished_at=db.now())
+    except BaseException:
+        for key in copied:
+            store.delete(key)
+        raise
 
 
 @app.task(name=TRAIN_ROUND, base=MaskloopTask, bind=True)

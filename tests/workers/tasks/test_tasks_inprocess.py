@@ -7,15 +7,7 @@ import sqlalchemy as sa
 
 from backend.services.embedding_format import decode_embedding
 from backend.storage import LocalStorage, keys
-from worker_test_support import Env, add_annotations, insert, seed_project
-
-
-def _rows(env: Env, sql: str, **params) -> list:
-    eng = env.engine()
-    with eng.connect() as conn:
-        out = list(conn.execute(sa.text(sql), params))
-    eng.dispose()
-    return out
+from worker_test_support import Env, add_annotations, insert, rows, seed_project
 
 
 def test_embed_image_stores_both_dtypes_and_is_idempotent(env: Env) -> None:
@@ -24,17 +16,17 @@ def test_embed_image_stores_both_dtypes_and_is_idempotent(env: Env) -> None:
     ids = seed_project(env, n_images=1)
     image_id, mv = ids["image_ids"][0], ids["model_version_id"]
     assert embed_image(image_id=image_id, model_version_id=mv) == "done"
-    sha = _rows(env, "SELECT sha256 FROM images")[0][0]
+    sha = rows(env, "SELECT sha256 FROM images")[0][0]
     store = LocalStorage(env.data_dir / "storage")
     arr16, h16 = decode_embedding(store.get_bytes(keys.embedding_key(sha, mv, "float16")))
     arr8, h8 = decode_embedding(store.get_bytes(keys.embedding_key(sha, mv, "int8")))
     assert arr16.shape == (1, 256, 64, 64) and list(h16.orig_size) == [48, 64] and list(h16.input_size) == [768, 1024]
     assert np.abs(arr16.astype(np.float32) - arr8.astype(np.float32)).max() < 0.05 * np.abs(arr16).max() + 1e-3
-    assert _rows(env, "SELECT status FROM images")[0][0] == "embedded"
+    assert rows(env, "SELECT status FROM images")[0][0] == "embedded"
     mtime = store.local_path(keys.embedding_key(sha, mv, "float16")).stat().st_mtime_ns
     assert embed_image(image_id=image_id, model_version_id=mv) == "skipped"
     assert store.local_path(keys.embedding_key(sha, mv, "float16")).stat().st_mtime_ns == mtime
-    assert sorted(r[0] for r in _rows(env, "SELECT dtype FROM embeddings")) == ["float16", "int8"]
+    assert sorted(r[0] for r in rows(env, "SELECT dtype FROM embeddings")) == ["float16", "int8"]
 
 
 def test_embed_project_records_bad_images_and_goes_on(env: Env, monkeypatch) -> None:
@@ -46,11 +38,11 @@ def test_embed_project_records_bad_images_and_goes_on(env: Env, monkeypatch) -> 
     get_settings.cache_clear()
     ids = seed_project(env, n_images=3, corrupt={1})
     # image 2 is missing from storage
-    sha2 = _rows(env, "SELECT sha256 FROM images WHERE id = :i", i=ids["image_ids"][2])[0][0]
+    sha2 = rows(env, "SELECT sha256 FROM images WHERE id = :i", i=ids["image_ids"][2])[0][0]
     LocalStorage(env.data_dir / "storage").delete(keys.image_key(sha2, "png"))
     counts = embed_project(project_id=ids["project_id"])
     assert counts == {"done": 1, "skipped": 0, "failed": 2}
-    errors = dict(_rows(env, "SELECT id, error FROM images"))
+    errors = dict(rows(env, "SELECT id, error FROM images"))
     assert errors[ids["image_ids"][0]] is None
     assert "cannot decode" in errors[ids["image_ids"][1]]
     assert "missing from storage" in errors[ids["image_ids"][2]]
@@ -65,7 +57,7 @@ def test_embed_too_large_and_bad_model(env: Env, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("MASKLOOP_MAX_IMAGE_PIXELS", "1000")
     get_settings.cache_clear()
     assert embed_image(image_id=ids["image_ids"][0], model_version_id=ids["model_version_id"]) == "failed"
-    assert "more than the limit of 1000" in _rows(env, "SELECT error FROM images WHERE id = :i", i=ids["image_ids"][0])[0][0]
+    assert "more than the limit of 1000" in rows(env, "SELECT error FROM images WHERE id = :i", i=ids["image_ids"][0])[0][0]
     bad = tmp_path / "badmodel"
     bad.mkdir()
     (bad / "model.pt").write_bytes(b"this is not a checkpoint")
@@ -74,8 +66,8 @@ def test_embed_too_large_and_bad_model(env: Env, monkeypatch, tmp_path) -> None:
     get_settings.cache_clear()
     clear_cache()
     assert embed_image(image_id=ids["image_ids"][1], model_version_id=ids["model_version_id"]) == "failed"
-    assert "does not load" in _rows(env, "SELECT error FROM images WHERE id = :i", i=ids["image_ids"][1])[0][0]
-    assert not _rows(env, "SELECT id FROM embeddings")
+    assert "does not load" in rows(env, "SELECT error FROM images WHERE id = :i", i=ids["image_ids"][1])[0][0]
+    assert not rows(env, "SELECT id FROM embeddings")
 
 
 def test_round_with_empty_snapshot_fails_with_reason(env: Env) -> None:
@@ -84,7 +76,7 @@ def test_round_with_empty_snapshot_fails_with_reason(env: Env) -> None:
     ids = seed_project(env, n_images=1)
     rid = insert(env, "rounds", project_id=ids["project_id"], status="queued")
     assert train_round(round_id=rid) == "failed"
-    status, error = _rows(env, "SELECT status, error FROM rounds")[0]
+    status, error = rows(env, "SELECT status, error FROM rounds")[0]
     assert status == "failed" and "no annotations" in error
 
 
@@ -103,20 +95,20 @@ def test_prefill_keeps_only_masks_not_overlapping_existing(env: Env) -> None:
     from workers.engine.automatic import overlap_with
 
     for image_id in ids["image_ids"]:
-        anns = _rows(env, "SELECT source, review_state, segmentation FROM annotations WHERE image_id = :i", i=image_id)
+        anns = rows(env, "SELECT source, review_state, segmentation FROM annotations WHERE image_id = :i", i=image_id)
         manual = [json.loads(a[2]) for a in anns if a[0] == "manual"]
         prefilled = [json.loads(a[2]) for a in anns if a[0] == "semi_auto"]
         assert all(a[1] == "pending" for a in anns if a[0] == "semi_auto")
         assert (overlap_with(prefilled, manual) <= 0.3).all()
-    assert _rows(env, "SELECT done, total FROM jobs")[0] == (2, 2)
-    scores = [a[0] for a in _rows(env, "SELECT object_score FROM annotations WHERE source = 'semi_auto'")]
+    assert rows(env, "SELECT done, total FROM jobs")[0] == (2, 2)
+    scores = [a[0] for a in rows(env, "SELECT object_score FROM annotations WHERE source = 'semi_auto'")]
     n_prefilled = len(scores)
     assert n_prefilled > 0
     assert all(s is not None and 0 < s < 1 for s in scores)  # each prefilled mask keeps its object score
     # finished job: a redelivery is a no-op
-    before = len(_rows(env, "SELECT id FROM annotations"))
+    before = len(rows(env, "SELECT id FROM annotations"))
     assert prefill_semi_auto(job_id=jid) == "succeeded"
-    assert len(_rows(env, "SELECT id FROM annotations")) == before
+    assert len(rows(env, "SELECT id FROM annotations")) == before
 
 
 def test_a_job_that_makes_no_mask_says_which_filters_stopped_them(env: Env) -> None:
@@ -127,7 +119,7 @@ def test_a_job_that_makes_no_mask_says_which_filters_stopped_them(env: Env) -> N
     params = {"points_per_side": 2, "pred_iou_thresh": 1.0, "stability_score_thresh": 0.5}
     jid = insert(env, "jobs", project_id=ids["project_id"], kind="prefill", status="queued", params=params)
     assert prefill_semi_auto(job_id=jid) == "succeeded"
-    message = _rows(env, "SELECT message FROM jobs WHERE id = :j", j=jid)[0][0]
+    message = rows(env, "SELECT message FROM jobs WHERE id = :j", j=jid)[0][0]
     assert message.startswith("1 image, 0 masks; no mask passed the filters (predicted IoU ≥ 1, stability ≥ 0.5")
     assert "min predicted IoU" in message
 
@@ -144,12 +136,12 @@ def test_train_round_registers_new_model_version(env: Env) -> None:
                  params={"steps": 2, "checkpoint_every": 1, "image_size": 256, "max_clicks": 2,
                          "iou_head_min_images": 2})
     assert train_round(round_id=rid) == "succeeded"
-    status, progress, mv_id, before, after, n_ann, n_img = _rows(
+    status, progress, mv_id, before, after, n_ann, n_img = rows(
         env, "SELECT status, progress, model_version_id, metrics_before, metrics_after, n_annotations, n_images "
              "FROM rounds")[0]
     assert (status, progress, n_ann, n_img) == ("succeeded", 1.0, 10, 5)
     assert "noc@85" in json.loads(before) and "miou@1" in json.loads(after)
-    name, parent, round_id, metrics = _rows(env, "SELECT name, parent_id, round_id, metrics FROM model_versions "
+    name, parent, round_id, metrics = rows(env, "SELECT name, parent_id, round_id, metrics FROM model_versions "
                                                  "WHERE id = :i", i=mv_id)[0]
     assert (parent, round_id) == (ids["model_version_id"], rid)
     # the IoU head was refitted on the round's training split, and its held-out report recorded
@@ -235,17 +227,17 @@ def test_automatic_batch_bookkeeping_resumes_without_duplicates(env: Env, monkey
     jid = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="queued")
     with pytest.raises(_Killed):
         automatic.automatic_batch(job_id=jid)
-    assert _rows(env, "SELECT status, done, total FROM jobs")[0] == ("running", 1, 4)
+    assert rows(env, "SELECT status, done, total FROM jobs")[0] == ("running", 1, 4)
     fake_generate.restarted = True
     assert automatic.automatic_batch(job_id=jid) == "succeeded"
-    anns = _rows(env, "SELECT image_id, source, predicted_iou, point_coords, crop_box FROM annotations")
+    anns = rows(env, "SELECT image_id, source, predicted_iou, point_coords, crop_box FROM annotations")
     assert sorted(a[0] for a in anns) == [ids["image_ids"][i] for i in (0, 1, 3)]
     assert all(a[1] == "automatic" and a[2] == 0.95 and json.loads(a[3]) == [[5.0, 5.0]] for a in anns)
-    status, done, total, message, state = _rows(env, "SELECT status, done, total, message, state FROM jobs")[0]
+    status, done, total, message, state = rows(env, "SELECT status, done, total, message, state FROM jobs")[0]
     assert (status, done, total) == ("succeeded", 4, 4) and "1 image failed" in message
     assert "cannot decode" in json.loads(state)["failed"][str(ids["image_ids"][2])]
     assert automatic.automatic_batch(job_id=jid) == "succeeded"  # redelivered after success: no-op
-    assert len(_rows(env, "SELECT id FROM annotations")) == 3
+    assert len(rows(env, "SELECT id FROM annotations")) == 3
 
 
 def test_export_job_writes_coco_file_and_bad_format_fails(env: Env) -> None:
@@ -258,19 +250,19 @@ def test_export_job_writes_coco_file_and_bad_format_fails(env: Env) -> None:
     jid = insert(env, "jobs", project_id=ids["project_id"], kind="export", status="queued",
                  params={"format": "coco", "filters": {"source": ["manual"]}})
     assert export_dataset(job_id=jid) == "succeeded"
-    result = json.loads(_rows(env, "SELECT result FROM jobs WHERE id = :i", i=jid)[0][0])
+    result = json.loads(rows(env, "SELECT result FROM jobs WHERE id = :i", i=jid)[0][0])
     coco = json.loads(LocalStorage(env.data_dir / "storage").get_bytes(result["storage_key"]))
     assert result["storage_key"] == keys.export_key(jid, "json")
     assert len(coco["images"]) == 2 and len(coco["annotations"]) == 4
     bad = insert(env, "jobs", project_id=ids["project_id"], kind="export", status="queued",
                  params={"format": "pascal"})
     assert export_dataset(job_id=bad) == "failed"
-    assert "unknown export format 'pascal'" in _rows(env, "SELECT error FROM jobs WHERE id = :i", i=bad)[0][0]
+    assert "unknown export format 'pascal'" in rows(env, "SELECT error FROM jobs WHERE id = :i", i=bad)[0][0]
     # an export cancelled before a worker took it is not run
     cancelled = insert(env, "jobs", project_id=ids["project_id"], kind="export", status="cancelled",
                        params={"format": "coco"})
     assert export_dataset(job_id=cancelled) == "cancelled"
-    assert _rows(env, "SELECT status, result FROM jobs WHERE id = :i", i=cancelled)[0] == ("cancelled", None)
+    assert rows(env, "SELECT status, result FROM jobs WHERE id = :i", i=cancelled)[0] == ("cancelled", None)
 
 
 def test_a_cancelled_job_stops_before_its_next_image(env: Env, monkeypatch) -> None:
@@ -294,7 +286,7 @@ def test_a_cancelled_job_stops_before_its_next_image(env: Env, monkeypatch) -> N
     monkeypatch.setattr(automatic, "generate_masks", generate_then_cancel)
     assert automatic.automatic_batch(job_id=jid) == "cancelled"
     assert len(seen) == 1, "images after the cancel were still segmented"
-    status, done = _rows(env, "SELECT status, done FROM jobs WHERE id = :j", j=jid)[0]
+    status, done = rows(env, "SELECT status, done FROM jobs WHERE id = :j", j=jid)[0]
     assert (status, done) == ("cancelled", 0)
     # a redelivered task does nothing
     assert automatic.automatic_batch(job_id=jid) == "cancelled"

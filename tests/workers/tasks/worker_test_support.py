@@ -77,6 +77,15 @@ def tables() -> dict[str, sa.Table]:
     return Base.metadata.tables
 
 
+def rows(env: Env, sql: str, **params) -> list:
+    """The rows of one SQL query on the test database."""
+    eng = env.engine()
+    with eng.connect() as conn:
+        out = list(conn.execute(sa.text(sql), params))
+    eng.dispose()
+    return out
+
+
 def insert(env: Env, table: str, **values) -> int:
     """Insert one row with the models' column defaults; returns its id."""
     eng = env.engine()
