@@ -57,6 +57,8 @@ def _insert_rows(image_id: int, model_version_id: int, sha: str) -> None:
                               storage_key=key)
         conn.execute(sa.update(images).where(images.c.id == image_id, images.c.status == "new")
                      .values(status="embedded"))
+        # an earlier attempt's reason is obsolete once the embedding is stored
+        conn.execute(sa.update(images).where(images.c.id == image_id, images.c.error.is_not(None)).values(error=None))
 
 
 def embed_many(image_ids: list[int], model_version_id: int) -> dict[str, int]:

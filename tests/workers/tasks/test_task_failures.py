@@ -50,6 +50,21 @@ def test_a_model_version_whose_checkpoint_is_missing_fails_instead_of_using_the_
     assert [r[0] for r in rows(env, "SELECT id FROM model_versions")] == [mv]
 
 
+def test_an_embedding_that_succeeds_after_a_failure_clears_the_images_error(env: Env) -> None:
+    """The image's reason is the last attempt's: once its embedding is stored (the checkpoint put back,
+    the project embedded again), the image no longer lists the old failure."""
+    from workers.tasks.embed import embed_image
+
+    ids = seed_project(env, n_images=1)
+    mv, image_id = ids["model_version_id"], ids["image_ids"][0]
+    _execute(env, "UPDATE model_versions SET checkpoint_key = :k WHERE id = :i", k=keys.checkpoint_key(mv), i=mv)
+    assert embed_image(image_id=image_id, model_version_id=mv) == "failed"
+    assert "is missing from storage" in rows(env, "SELECT error FROM images WHERE id = :i", i=image_id)[0][0]
+    _execute(env, "UPDATE model_versions SET checkpoint_key = NULL WHERE id = :i", i=mv)  # the shipped weights
+    assert embed_image(image_id=image_id, model_version_id=mv) == "done"
+    assert rows(env, "SELECT status, error FROM images WHERE id = :i", i=image_id) == [("embedded", None)]
+
+
 def test_a_round_whose_model_cannot_be_stored_fails_and_leaves_no_model_version(env: Env, monkeypatch,
                                                                                 tmp_path) -> None:
     """The last step (copy the new model into storage) fails: the round is failed with the reason, not
