@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
+from celery.exceptions import SoftTimeLimitExceeded
 
 from backend.queue import AUTOMATIC_BATCH, PREFILL_SEMI_AUTO
 from workers.celery_app import app
@@ -123,6 +124,9 @@ def _reason(exc: Exception) -> str:
     """A failure in the admin's words: a database error without its statement and parameters (masks)."""
     if isinstance(exc, BadInputError):
         return str(exc)
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return ("the job ran past the worker's time limit (MASKLOOP_TASK_SOFT_TIME_LIMIT); the images done so far "
+                "keep their masks")
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
         return f"{type(exc).__name__}: {exc.orig}"
     return f"{type(exc).__name__}: {exc}"
@@ -184,8 +188,8 @@ def _run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, A
                 records = keep_new_masks(records, existing, max_overlap=max_overlap,
                                          min_predicted_iou=params["pred_iou_thresh"],
                                          min_stability=params["stability_score_thresh"])
-        except transient_errors():
-            raise
+        except (SoftTimeLimitExceeded, *transient_errors()):
+            raise  # the worker's time limit ends the job (below), a transient error retries it
         except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the batch
             logger.error("job %s: image %s failed: %s", job_id, image_id, exc)
             state["failed"][str(image_id)] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BadInputError) else str(exc)

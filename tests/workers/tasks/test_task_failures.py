@@ -120,6 +120,32 @@ def test_a_label_deleted_under_a_job_fails_it_with_the_reason(env: Env, monkeypa
     assert f"label {label} no longer exists" in rows(env, "SELECT error FROM jobs WHERE id = :j", j=again)[0][0]
 
 
+def test_the_workers_time_limit_ends_a_job_as_failed_not_as_one_failed_image(env: Env, monkeypatch) -> None:
+    """Celery raises its soft time limit inside the image being segmented: the job stops there and says
+    why, keeping the masks of the images done before (it used to count it as that image's failure and go
+    on until the hard limit killed the worker, leaving the job running)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from workers.tasks import automatic
+
+    ids = seed_project(env, n_images=3)
+    calls = []
+
+    def limit_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SoftTimeLimitExceeded()
+        return _one_box(*args, **kwargs)
+
+    monkeypatch.setattr(automatic, "generate_masks", limit_on_the_second)
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="queued")
+    assert automatic.automatic_batch(job_id=jid) == "failed"
+    assert len(calls) == 2, "the batch went on after the time limit"
+    status, error = rows(env, "SELECT status, error FROM jobs WHERE id = :j", j=jid)[0]
+    assert status == "failed" and "time limit" in error
+    assert [r[0] for r in rows(env, "SELECT DISTINCT image_id FROM annotations")] == [ids["image_ids"][0]]
+
+
 def test_a_job_on_a_project_without_images_fails_with_the_reason(env: Env) -> None:
     from workers.tasks.automatic import automatic_batch, prefill_semi_auto
 
