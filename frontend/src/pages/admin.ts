@@ -3,6 +3,7 @@
  * the stage, manage members, watch progress, run/promote/discard training rounds, see model
  * versions and metrics (SVG bars), and download exports.
  */
+import { ApiError } from "../api/client";
 import type { Job, Label, Project, Stage } from "../api/types";
 import { barChart, evalValue, numericMetrics } from "../admin/chart";
 import { imageBrowser } from "../admin/images";
@@ -10,6 +11,14 @@ import { errorText, h, mount, plural, statusLine } from "../dom";
 import { api } from "../session";
 
 const STAGES: Stage[] = ["assisted_manual", "semi_automatic", "fully_automatic"];
+
+/**
+ * Refuse in words a number field holding text the browser cannot read as a number ("1e", "-"): its
+ * value is then "", which would otherwise be taken for an empty field and the server's default used.
+ */
+function checkNumbers(...fields: [HTMLInputElement, string][]): void {
+  for (const [input, what] of fields) if (input.validity.badInput) throw new Error(`${what}: what is typed is not a number`);
+}
 
 export async function adminHome(root: HTMLElement, go: (path: string) => void): Promise<void> {
   const status = statusLine();
@@ -24,11 +33,20 @@ export async function adminHome(root: HTMLElement, go: (path: string) => void): 
   const create = h("form", { class: "card" }, h("h2", {}, "New project"), name, labels, h("button", { id: "create-project", type: "submit" }, "Create project"));
   create.addEventListener("submit", async (e) => {
     e.preventDefault();
-    const parsed = labels.value.split(",").map((s) => s.trim()).filter(Boolean).map((s, i) => {
-      const [n, c] = s.split(":");
-      return { name: n.trim(), color: c?.trim() || palette[i % palette.length] };
-    });
     try {
+      if (!name.value.trim()) throw new Error("type a project name first");
+      // each entry checked here, so the message names the label as typed (the server's names "labels.0.color")
+      const seen = new Set<string>();
+      const parsed = labels.value.split(",").map((s) => s.trim()).filter(Boolean).map((s, i) => {
+        const [n, ...rest] = s.split(":");
+        const label = { name: n.trim(), color: rest.join(":").trim() || palette[i % palette.length] };
+        if (!label.name) throw new Error(`the label "${s}" has no name before its colour`);
+        if (label.name.length > 120) throw new Error(`the label name "${label.name.slice(0, 30)}…" is longer than 120 characters`);
+        if (!/^#[0-9a-fA-F]{6}$/.test(label.color)) throw new Error(`label ${label.name}: the colour "${label.color}" is not of the form #rrggbb (e.g. #ff8800)`);
+        if (seen.has(label.name)) throw new Error(`the label ${label.name} is listed twice`);
+        seen.add(label.name);
+        return label;
+      });
       const p = await api.createProject(name.value.trim(), parsed);
       go(`/admin/${p.id}`);
     } catch (err) { status.say(errorText(err), "error"); }
@@ -139,6 +157,11 @@ function jobsTable(jobs: Job[], cancel: (j: Job) => void): Node {
         ? h("button", { class: "cancel-job", title: "stop this job before its next image", onclick: () => cancel(j) }, "Cancel") : ""))));
 }
 
+/** One refused file of an upload or import, "NAME: why" (the server's reason usually names the file already). */
+function fileError(e: { filename: string; detail: string }): string {
+  return e.detail.startsWith(`${e.filename}:`) ? e.detail : `${e.filename}: ${e.detail}`;
+}
+
 async function download(path: string, fallbackName: string): Promise<void> {
   const res = await api.raw(path);
   const blob = await res.blob();
@@ -156,6 +179,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   try {
     project = await api.getProject(projectId);
   } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // the login page is shown instead
     status.say(errorText(err), "error");
     mount(root, h("p", {}, h("a", { href: "/admin", "data-nav": "1" }, "← Admin console")), status);
     return;
@@ -182,9 +206,11 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     title: "drop masks that look less like whole objects; the compact models' default is 0.005, 0.01–0.02 gives a short list" });
   // masks are refined with the image as annotators' masks are, unless this is unticked
   const refineBox = h("input", { id: "job-refine", type: "checkbox", checked: true });
-  const jobBody = (): Record<string, number | boolean> => ({
-    ...(grid.value ? { points_per_side: Number(grid.value) } : {}), ...(iouMin.value ? { pred_iou_thresh: Number(iouMin.value) } : {}),
-    ...(objectMin.value ? { min_object_score: Number(objectMin.value) } : {}), ...(refineBox.checked ? {} : { refine: false }) });
+  const jobBody = (): Record<string, number | boolean> => {
+    checkNumbers([grid, "points per side"], [iouMin, "min predicted IoU"], [objectMin, "min object score"]);
+    return { ...(grid.value ? { points_per_side: Number(grid.value) } : {}), ...(iouMin.value ? { pred_iou_thresh: Number(iouMin.value) } : {}),
+      ...(objectMin.value ? { min_object_score: Number(objectMin.value) } : {}), ...(refineBox.checked ? {} : { refine: false }) };
+  };
   const roundsEl = h("div", { id: "rounds" });
   // exports: everything, or only what review accepted
   const approvedOnly = h("input", { id: "export-approved", type: "checkbox" }) as HTMLInputElement;
@@ -202,6 +228,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
   const roundEncoder = h("select", { id: "round-encoder" }, h("option", { value: "" }, "default"),
     h("option", { value: "frozen" }, "frozen"), h("option", { value: "trained" }, "trained"));
   const roundBody = (): { steps: number; learning_rate?: number; time_budget_seconds?: number; freeze_image_encoder?: boolean } => {
+    checkNumbers([steps, "steps"], [roundLr, "learning rate"], [roundMinutes, "time budget"]);
     const n = Number(steps.value);
     if (!Number.isInteger(n) || n < 1) throw new Error("steps must be a whole number of at least 1");
     const lr = roundLr.value ? Number(roundLr.value) : undefined;
@@ -212,7 +239,9 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       ...(minutes !== undefined ? { time_budget_seconds: minutes * 60 } : {}),
       ...(roundEncoder.value ? { freeze_image_encoder: roundEncoder.value === "frozen" } : {}) };
   };
-  const activeModel = h("select", { id: "active-model" });
+  // set when the admin picks a model in the list, cleared once it is made the active one
+  let modelTouched = false;
+  const activeModel = h("select", { id: "active-model", onchange: () => { modelTouched = true; } });
   let poll: ReturnType<typeof setTimeout> | undefined;
 
   const refresh = async (): Promise<void> => {
@@ -222,8 +251,12 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       project = p;
       const name = (id: number) => users.find((u) => u.id === id)?.username ?? `user ${id}`;
       membersEl.textContent = `Members: ${p.member_ids.map(name).join(", ") || "none (admins see every project)"}`;
-      mount(member, ...users.map((u) => h("option", { value: u.id }, `${u.username} (${u.role})`)));
-      mount(activeModel, ...mvs.map((m) => h("option", { value: m.id, selected: m.id === p.active_model_version_id }, `${m.id}: ${m.name} (${m.arch})`)));
+      // the user picked in the member list and the model picked stay picked across this refresh (every
+      // 3 s while a job runs): Add / Use this model then act on what is shown
+      const memberPicked = member.value, modelPicked = modelTouched ? activeModel.value : "";
+      mount(member, ...users.map((u) => h("option", { value: u.id, selected: String(u.id) === memberPicked }, `${u.username} (${u.role})`)));
+      mount(activeModel, ...mvs.map((m) => h("option", { value: m.id,
+        selected: modelPicked ? String(m.id) === modelPicked : m.id === p.active_model_version_id }, `${m.id}: ${m.name} (${m.arch})`)));
       if (rounds.some((r) => r.status === "queued" || r.status === "running") || jobs.some((j) => j.status === "queued" || j.status === "running")) {
         clearTimeout(poll);
         poll = setTimeout(() => { if (document.body.contains(roundsEl)) void refresh(); }, 3000);
@@ -291,7 +324,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     const list = Array.from(files.files ?? []);
     if (!list.length) throw new Error("choose image files first");
     const r = await api.uploadImages(projectId, list);
-    return `${r.created.length} uploaded, ${r.duplicates.length} duplicates, ${r.errors.length} errors${r.errors.map((e) => `; ${e.filename}: ${e.detail}`).join("")}`;
+    return `${r.created.length} uploaded, ${r.duplicates.length} duplicates, ${r.errors.length} errors${r.errors.map((e) => `; ${fileError(e)}`).join("")}`;
   }, "Upload done.") }, "Upload");
   mount(root, h("h1", {}, `Project: ${project.name}`),
     h("p", {}, h("a", { href: "/admin", "data-nav": "1" }, "← Admin console"), " · ", h("button", { onclick: () => go(`/annotate/${projectId}`) }, "Annotate")),
@@ -307,7 +340,9 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       h("button", { id: "import-folder-go", onclick: () => void act(async () => {
         if (!folder.value.trim()) throw new Error("type a folder path on the server first");
         const r = (await api.importFolder(projectId, folder.value.trim())) as { created?: unknown[]; duplicates?: unknown[]; errors?: { filename: string; detail: string }[] };
-        return `${r.created?.length ?? 0} imported, ${r.duplicates?.length ?? 0} duplicates, ${r.errors?.length ?? 0} errors${(r.errors ?? []).map((e) => `; ${e.filename}: ${e.detail}`).join("")}`;
+        // a folder without image files is answered with empty lists: say so rather than "0 imported"
+        if (!r.created?.length && !r.duplicates?.length && !r.errors?.length) throw new Error(`there are no image files in ${folder.value.trim()}: nothing was imported`);
+        return `${r.created?.length ?? 0} imported, ${r.duplicates?.length ?? 0} duplicates, ${r.errors?.length ?? 0} errors${(r.errors ?? []).map((e) => `; ${fileError(e)}`).join("")}`;
       }, "Import done.") }, "Import folder"), images.el),
     h("section", { class: "card" }, h("h2", {}, "Instructions for annotators"), instructions, h("br"),
       h("button", { id: "instructions-save", onclick: () => void act(async () => {
@@ -330,7 +365,10 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       h("label", { class: "field" }, "image encoder ", roundEncoder),
       h("button", { id: "start-round", onclick: () => void act(() => api.startRound(projectId, roundBody()), "Round started.") }, "Start round"), roundsEl),
     h("section", { class: "card" }, h("h2", {}, "Model"), activeModel,
-      h("button", { id: "active-model-save", onclick: () => void act(() => api.setActiveModel(projectId, Number(activeModel.value)), "Active model changed.") }, "Use this model")),
+      h("button", { id: "active-model-save", onclick: () => void act(async () => {
+        await api.setActiveModel(projectId, Number(activeModel.value));
+        modelTouched = false;
+      }, "Active model changed.") }, "Use this model")),
     h("section", { class: "card" }, h("h2", {}, "Metrics"), metricsEl),
     h("section", { class: "card" }, h("h2", {}, "Export"),
       h("label", { class: "field", title: "only masks a reviewer accepted (approved images)" }, approvedOnly, " approved masks only"),

@@ -1,6 +1,6 @@
 /** The login page: POST /auth/login, keep the bearer token in localStorage. */
 import { errorText, h, mount, statusLine } from "../dom";
-import { api, saveSession } from "../session";
+import { api, clearSession, saveSession } from "../session";
 
 export function loginPage(root: HTMLElement, go: (path: string) => void, notice = ""): void {
   const status = statusLine();
@@ -13,6 +13,9 @@ export function loginPage(root: HTMLElement, go: (path: string) => void, notice 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     status.say("Logging in…");
+    // a login kept from before is dropped first: its token would make a refused login look like an
+    // expired session (the app's 401 handler), which wiped this form and hid the server's reason
+    clearSession();
     try {
       const r = await api.login(user.value, pass.value);
       saveSession(r.access_token, r.user);
