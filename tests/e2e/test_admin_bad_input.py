@@ -157,6 +157,7 @@ def test_project_page_refuses_unreadable_numbers_and_keeps_picks(page, running_a
     page.set_input_files("#upload-files", [str(png), str(notes)])
     said = _say(page, "#upload")
     assert "1 uploaded" in said and "; adm-notes.txt: not a readable image" in said, said
+    assert _tone(page) == "error", "a refused file is said in the ok tone"
     # the refresh after the upload is over once the image is listed (it lists the images last)
     page.wait_for_selector("#images-list tr[data-image-id]", timeout=10_000)
 

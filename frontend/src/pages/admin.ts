@@ -157,6 +157,18 @@ function jobsTable(jobs: Job[], cancel: (j: Job) => void): Node {
         ? h("button", { class: "cancel-job", title: "stop this job before its next image", onclick: () => cancel(j) }, "Cancel") : ""))));
 }
 
+/** What an action says when part of it was refused (some files of an upload): shown in the error tone. */
+class Partly {
+  constructor(readonly text: string) {}
+}
+
+/** An upload's or import's counts and refused files; `Partly` when any file was refused. */
+function fileReport(verb: string, r: { created?: unknown[]; duplicates?: unknown[]; errors?: { filename: string; detail: string }[] }): string | Partly {
+  const errors = r.errors ?? [];
+  const text = `${r.created?.length ?? 0} ${verb}, ${r.duplicates?.length ?? 0} duplicates, ${errors.length} errors${errors.map((e) => `; ${fileError(e)}`).join("")}`;
+  return errors.length ? new Partly(text) : text;
+}
+
 /** One refused file of an upload or import, "NAME: why" (the server's reason usually names the file already). */
 function fileError(e: { filename: string; detail: string }): string {
   return e.detail.startsWith(`${e.filename}:`) ? e.detail : `${e.filename}: ${e.detail}`;
@@ -289,10 +301,12 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
       mount(metricsEl, ...annotatorTables(metrics), ...metricCharts(metrics));
     } catch (err) { status.say(errorText(err), "error"); }
   };
+  /** run an action and say how it went: its own text (a `Partly` one in the error tone), else `ok` */
   const act = async (fn: () => Promise<unknown>, ok: string): Promise<void> => {
     try {
       const r = await fn();
-      status.say(typeof r === "string" ? r : ok, "ok");
+      if (r instanceof Partly) status.say(r.text, "error");
+      else status.say(typeof r === "string" ? r : ok, "ok");
     } catch (err) { status.say(errorText(err), "error"); }
     await refresh();
   };
@@ -324,7 +338,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
     const list = Array.from(files.files ?? []);
     if (!list.length) throw new Error("choose image files first");
     const r = await api.uploadImages(projectId, list);
-    return `${r.created.length} uploaded, ${r.duplicates.length} duplicates, ${r.errors.length} errors${r.errors.map((e) => `; ${fileError(e)}`).join("")}`;
+    return fileReport("uploaded", r);
   }, "Upload done.") }, "Upload");
   mount(root, h("h1", {}, `Project: ${project.name}`),
     h("p", {}, h("a", { href: "/admin", "data-nav": "1" }, "← Admin console"), " · ", h("button", { onclick: () => go(`/annotate/${projectId}`) }, "Annotate")),
@@ -342,7 +356,7 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
         const r = (await api.importFolder(projectId, folder.value.trim())) as { created?: unknown[]; duplicates?: unknown[]; errors?: { filename: string; detail: string }[] };
         // a folder without image files is answered with empty lists: say so rather than "0 imported"
         if (!r.created?.length && !r.duplicates?.length && !r.errors?.length) throw new Error(`there are no image files in ${folder.value.trim()}: nothing was imported`);
-        return `${r.created?.length ?? 0} imported, ${r.duplicates?.length ?? 0} duplicates, ${r.errors?.length ?? 0} errors${(r.errors ?? []).map((e) => `; ${fileError(e)}`).join("")}`;
+        return fileReport("imported", r);
       }, "Import done.") }, "Import folder"), images.el),
     h("section", { class: "card" }, h("h2", {}, "Instructions for annotators"), instructions, h("br"),
       h("button", { id: "instructions-save", onclick: () => void act(async () => {
