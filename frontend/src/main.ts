@@ -18,7 +18,11 @@ function route(notice = ""): void {
   const path = location.pathname;
   const user = currentUser();
   if (!user || path === "/login") {
-    if (path !== "/login") history.replaceState(null, "", "/login");
+    // a page opened without a login (a bookmark, a link) is where the login goes back to
+    if (path !== "/login") {
+      sessionStorage.setItem("maskloop.returnTo", path);
+      history.replaceState(null, "", "/login");
+    }
     loginPage(root, go, notice);
     return;
   }

@@ -224,4 +224,14 @@ def test_login_messages_and_expired_login_on_the_admin_page(page, running_app) -
     page.click("button[type=submit]")
     page.wait_for_url(f"**/admin/{pid}")
     page.wait_for_selector("text=Project: adm-login")
+
+    # a page opened with no login at all (a bookmark): the login goes back to it, not to /projects
+    page.evaluate("localStorage.clear(); sessionStorage.clear()")
+    page.goto(f"{running_app.base_url}/admin/{pid}")
+    page.wait_for_selector("#username", timeout=15_000)
+    page.fill("#username", "admin")
+    page.fill("#password", running_app.admin_password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/admin/{pid}")
+    page.wait_for_selector("text=Project: adm-login")
     assert page.page_errors == []
