@@ -32,6 +32,28 @@ class MaskloopTask(Task):
     acks_late = True
     reject_on_worker_lost = True
 
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """The task raised for good (its retries spent on a lost connection, or an error it does not
+        record itself): the job or round it ran for ends ``failed`` with the reason, instead of staying
+        ``running`` for ever. Best effort: the database may be what failed."""
+        record_final_failure(kwargs or {}, f"{type(exc).__name__}: {exc}")
+
+
+def record_final_failure(kwargs: dict[str, Any], reason: str) -> None:
+    """Mark the task's job (``job_id``) or round (``round_id``) failed with ``reason`` while it is still
+    queued or running (a cancelled or finished row is left as it is)."""
+    for arg, table in (("job_id", "jobs"), ("round_id", "rounds")):
+        if arg not in kwargs:
+            continue
+        try:
+            tbl = t(table)
+            with db.transaction(engine()) as conn:
+                conn.execute(sa.update(tbl).where(tbl.c.id == int(kwargs[arg]), tbl.c.status.in_(("queued", "running")))
+                             .values(**db.only_columns(tbl, {"status": "failed", "error": reason, "message": reason,
+                                                              "finished_at": db.now()})))
+        except Exception:  # noqa: BLE001 - the database may be the reason the task failed
+            logger.exception("could not record the failure of %s %s", table, kwargs[arg])
+
 
 def engine() -> sa.engine.Engine:
     return db.get_engine(get_settings().resolved_database_url)

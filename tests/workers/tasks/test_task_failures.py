@@ -221,3 +221,31 @@ def test_an_export_that_crashes_is_failed_not_left_running(env: Env, monkeypatch
     monkeypatch.setattr(export_service, "build_export", crash)
     assert export_dataset(job_id=jid) == "failed"
     assert rows(env, "SELECT status, error FROM jobs")[0] == ("failed", "KeyError: 'segmentation'")
+
+
+def test_a_task_whose_retries_are_spent_fails_its_job_and_round(env: Env, monkeypatch) -> None:
+    """A lost connection that outlasts every retry: Celery gives the task up, and its job (or round) is
+    failed with the reason instead of staying running for ever; a cancelled job stays cancelled."""
+    from workers.tasks import automatic, rounds
+
+    ids = seed_project(env, n_images=1)
+    calls = []
+
+    def connection_lost(*args, **kwargs):
+        calls.append(1)
+        raise sa.exc.OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+
+    monkeypatch.setattr(automatic, "_run_batch", connection_lost)
+    monkeypatch.setattr(rounds, "train_round_impl", connection_lost)
+    jid = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="running")
+    result = automatic.automatic_batch.apply(kwargs={"job_id": jid})  # as a worker runs it, retries included
+    assert result.failed() and len(calls) == automatic.automatic_batch.max_retries + 1
+    status, error = rows(env, "SELECT status, error FROM jobs WHERE id = :j", j=jid)[0]
+    assert status == "failed" and "OperationalError" in error and "server closed the connection" in error
+    rid = insert(env, "rounds", project_id=ids["project_id"], status="running",
+                 base_model_version_id=ids["model_version_id"], params={})
+    assert rounds.train_round.apply(kwargs={"round_id": rid}).failed()
+    assert rows(env, "SELECT status FROM rounds WHERE id = :r", r=rid) == [("failed",)]
+    cancelled = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="cancelled")
+    assert automatic.automatic_batch.apply(kwargs={"job_id": cancelled}).failed()
+    assert rows(env, "SELECT status, error FROM jobs WHERE id = :j", j=cancelled) == [("cancelled", None)]
