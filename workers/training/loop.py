@@ -282,6 +282,11 @@ def _train(cfg: TrainConfig, on_progress: ProgressCallback | None, ranks: _Ranks
     out_dir = Path(cfg.out_dir)
     if ranks.main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        # a run killed while it wrote a checkpoint leaves that write's temporary file (tens of MB); this
+        # run writes its own, so the old ones are only clutter
+        for stale in out_dir.glob(".*.pt.*.tmp"):
+            logger.info("removing %s, left by a run killed while writing it", stale.name)
+            stale.unlink(missing_ok=True)
 
     # data: validated up front so a bad file fails before any compute is spent
     samples = scan_dataset(cfg.dataset_dir, cfg.names, skip_bad=cfg.skip_bad)

@@ -57,9 +57,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(dataset, tmp_path):
         train(_cfg(dataset, tmp_path / "cut"), on_progress=crash)
     assert [s for s, _ in list_checkpoints(tmp_path / "cut")] == [1]
     assert not (tmp_path / "cut" / "model.pt").exists()
+    # what a SIGKILL during a checkpoint write leaves: resuming removes it
+    (tmp_path / "cut" / ".ckpt_2.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
     seen = []
     resumed = train(_cfg(dataset, tmp_path / "cut"), on_progress=lambda f, m: seen.append((f, m["step"])))
     assert resumed.resumed_from_step == 1 and seen == [(1.0, 2)]
+    assert not list((tmp_path / "cut").glob(".*.tmp")), "a killed write's temporary file was kept"
     a = torch.load(full.model_path, weights_only=False)
     b = torch.load(resumed.model_path, weights_only=False)
     assert a["arch"] == "lite" and set(a["model"]) == set(b["model"])
