@@ -3,6 +3,7 @@ no traceback, and no output file or checkpoint written from it."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -107,6 +108,11 @@ def test_split_and_images_that_select_nothing_say_why(tmp_path):
     (empty / "masks").mkdir()
     code, out = _invoke("eval", "--model", "none", "--dataset", empty, "--out", tmp_path / "e")
     assert code == 2 and f"no images (.jpg, .jpeg, .png) in {empty / 'images'}" in out, out
+    # two images of one name (a.jpg, a.png) would share masks/a.png: refused, naming both (one was ignored)
+    shutil.copy(root / "images" / "alpha.png", root / "images" / "alpha.jpg")
+    for extra in ([], ["--skip-bad"]):
+        code, out = _invoke("eval", "--model", "none", "--dataset", root, "--out", tmp_path / "e2", *extra)
+        assert code == 2 and "two images named 'alpha': alpha.jpg and alpha.png" in out, out
 
 
 def test_eval_refuses_a_baseline_report_that_is_not_one(tmp_path):

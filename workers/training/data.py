@@ -124,10 +124,16 @@ def scan_dataset(dataset_dir: str | Path, names: list[str] | None = None, *, ski
     masks_dir = root / "masks"
     if not masks_dir.is_dir():
         raise DatasetError(f"dataset directory {root} has no masks/ folder")
-    by_stem = {p.stem: p for p in sorted((root / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES} \
-        if (root / "images").is_dir() else None
-    if by_stem is None:
+    if not (root / "images").is_dir():
         raise DatasetError(f"dataset directory {root} has no images/ folder")
+    by_stem: dict[str, Path] = {}
+    for p in sorted((root / "images").iterdir()):
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.stem in by_stem:  # both would take masks/<stem>: which image they outline cannot be told
+            raise DatasetError(f"two images named {p.stem!r}: {by_stem[p.stem].name} and {p.name} in "
+                               f"{root / 'images'}; masks are matched by name, so rename or remove one")
+        by_stem[p.stem] = p
     if not by_stem:
         raise DatasetError(f"no images (.jpg, .jpeg, .png) in {root / 'images'}")
     wanted = sorted(by_stem) if names is None else list(names)
