@@ -140,3 +140,17 @@ def test_round_promote_and_discard(api):
     assert stage["masks"] == 1 and stage["seconds_per_mask"] == 12.0 and stage["clicks_per_mask"] == 3
     assert [(r["id"], r["status"]) for r in metrics["rounds"]] == [(rnd["id"], "promoted"), (rnd2["id"], "discarded")]
     assert metrics["rounds"][0]["metrics_after"] == {"miou": 0.6}
+
+    # a queued (or running) round can be cancelled by an admin, once; the next one can start then
+    rnd3 = c.post(f"/api/v1/projects/{p['id']}/rounds", json={}, headers=api.admin).json()
+    assert c.post(f"/api/v1/projects/{p['id']}/rounds", json={}, headers=api.admin).status_code == 409
+    assert c.post(f"/api/v1/rounds/{rnd3['id']}/cancel", headers=annotator).status_code == 403
+    r = c.post(f"/api/v1/rounds/{rnd3['id']}/cancel", headers=api.admin)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["finished_at"], r.text
+    assert "cancelled by admin" in r.json()["error"]
+    r = c.post(f"/api/v1/rounds/{rnd3['id']}/cancel", headers=api.admin)
+    assert r.status_code == 409 and "already ended (cancelled)" in r.json()["detail"]
+    assert c.post(f"/api/v1/rounds/{rnd3['id']}/promote", headers=api.admin).status_code == 409
+    assert c.post(f"/api/v1/rounds/{rnd['id']}/cancel", headers=api.admin).status_code == 409  # promoted
+    assert c.post("/api/v1/rounds/9999/cancel", headers=api.admin).status_code == 404
+    assert c.post(f"/api/v1/projects/{p['id']}/rounds", json={}, headers=api.admin).status_code == 201

@@ -235,3 +235,43 @@ def test_login_messages_and_expired_login_on_the_admin_page(page, running_app) -
     page.wait_for_url(f"**/admin/{pid}")
     page.wait_for_selector("text=Project: adm-login")
     assert page.page_errors == []
+
+
+def test_a_running_round_is_cancelled_from_the_console(page, running_app) -> None:  # noqa: ANN001
+    """A round started by mistake (or too long) no longer holds the project until it ends: its row has
+    Cancel, the worker stops it at its next step, no model version is made, and another can start."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    project = ap.make_project(running_app, "adm-round-cancel", [ap.shapes_png(160, 120, 0)])
+    mask = np.zeros((120, 160), np.uint8, order="F")
+    mask[30:90, 40:120] = 1
+    rle = mask_utils.encode(mask)
+    rle["counts"] = rle["counts"].decode("ascii")
+    with running_app.client() as api:
+        r = api.post(f"/images/{project['image_ids'][0]}/annotations",
+                     json={"segmentation": rle, "source": "manual", "seconds": 5, "clicks": 0})
+        assert r.status_code == 201, r.text
+        models_before = len(api.get("/models").json())
+    _logged_in(page, running_app)
+    page.goto(f"{running_app.base_url}/admin/{project['id']}")
+    page.wait_for_selector("#progress-images", state="attached", timeout=30_000)
+    page.fill("#round-steps", "100000")
+    assert "Round started" in _say(page, "#start-round")
+    page.click("#rounds button.cancel-round")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('cancelled')", timeout=15_000)
+    row = page.locator("#rounds tr[data-round-id]").first
+    assert "cancelled: cancelled by admin" in row.inner_text()
+    assert page.locator("#rounds button.cancel-round").count() == 0
+    with running_app.client() as api:
+        rounds = api.get(f"/projects/{project['id']}/rounds").json()
+        assert [r["status"] for r in rounds] == ["cancelled"]
+        # whether the worker had started it or not, it stays cancelled and never turns into a model
+        time.sleep(3)
+        after = api.get(f"/rounds/{rounds[0]['id']}").json()
+        assert (after["status"], after["model_version_id"]) == ("cancelled", None), after
+        assert len(api.get("/models").json()) == models_before
+        nxt = api.post(f"/projects/{project['id']}/rounds", json={"steps": 1})
+        assert nxt.status_code == 201, nxt.text
+        assert api.post(f"/rounds/{nxt.json()['id']}/cancel").json()["status"] == "cancelled"
+    assert page.page_errors == []

@@ -20,7 +20,11 @@ from workers.tasks.common import MaskloopTask, engine, load_image_array, rle_of,
 
 logger = logging.getLogger(__name__)
 TRAINABLE_SOURCES = ("manual", "assisted", "semi_auto_accepted", "automatic")
-FINISHED = ("succeeded", "failed", "promoted", "discarded")
+FINISHED = ("succeeded", "failed", "promoted", "discarded", "cancelled")
+
+
+class RoundCancelled(Exception):
+    """The admin cancelled the round while it ran (``POST /rounds/{id}/cancel``)."""
 
 
 def snapshot_samples(conn: sa.Connection, rnd: Any) -> list[Sample]:
@@ -54,10 +58,19 @@ def snapshot_samples(conn: sa.Connection, rnd: Any) -> list[Sample]:
 
 
 def _fail(round_id: int, reason: str) -> str:
+    """Record the round's failure, unless it was cancelled meanwhile (then it stays cancelled)."""
+    rounds = t("rounds")
     with db.transaction(engine()) as conn:
-        db.update_row(conn, t("rounds"), round_id, status="failed", error=reason, message=reason, finished_at=db.now())
+        if _is_cancelled(conn, round_id):
+            return "cancelled"
+        db.update_row(conn, rounds, round_id, status="failed", error=reason, message=reason, finished_at=db.now())
     logger.error("round %s failed: %s", round_id, reason)
     return "failed"
+
+
+def _is_cancelled(conn: sa.Connection, round_id: int) -> bool:
+    row = db.get_row(conn, t("rounds"), round_id)
+    return row is None or row._mapping.get("status") == "cancelled"
 
 
 def train_round_impl(round_id: int) -> str:
@@ -85,6 +98,8 @@ def train_round_impl(round_id: int) -> str:
                 raise BadInputError(f"base model version {base_id} does not exist")
             samples = snapshot_samples(conn, rnd)
             n_ann = sum(len(s.masks) for s in samples)
+            if _is_cancelled(conn, round_id):
+                raise RoundCancelled()
             db.update_row(conn, rounds, round_id, status="running", progress=0.0, message="preparing the snapshot",
                           base_model_version_id=int(base_id), n_annotations=n_ann, n_images=len(samples),
                           started_at=m.get("started_at") or db.now())
@@ -95,6 +110,8 @@ def train_round_impl(round_id: int) -> str:
 
         def progress(fraction: float, message: str) -> None:
             with db.transaction(engine()) as conn:
+                if _is_cancelled(conn, round_id):  # checked at every step: the round stops there
+                    raise RoundCancelled()
                 db.update_row(conn, rounds, round_id, progress=round(fraction, 4), message=message)
 
         out = run_round(
@@ -109,6 +126,9 @@ def train_round_impl(round_id: int) -> str:
             train_overrides=params.get("train_overrides"), refit_head=bool(params.get("refit_iou_head", True)),
             head_min_images=int(params.get("iou_head_min_images", HEAD_MIN_IMAGES)))
         _register(round_id, int(base_id), arch, out)
+    except RoundCancelled:
+        logger.info("round %s cancelled", round_id)
+        return "cancelled"
     except BadInputError as exc:
         return _fail(round_id, str(exc))
     except FileNotFoundError as exc:
@@ -135,6 +155,8 @@ def _register(round_id: int, base_id: int, arch: str, out: Any) -> None:
     copied: list[str] = []
     try:
         with db.transaction(engine()) as conn:
+            if _is_cancelled(conn, round_id):  # cancelled after its last step: no model version
+                raise RoundCancelled()
             mv_id = db.insert_row(conn, mvs, name=f"round-{round_id}", arch=arch, parent_id=base_id,
                                   round_id=round_id, metrics=metrics)
             files = {keys.checkpoint_key(mv_id): out.model_path, keys.decoder_key(mv_id): out.decoder_path}

@@ -99,6 +99,19 @@ def discard_round(round_id: int, session: SessionDep, admin: AdminUser) -> Round
     return rnd
 
 
+@router.post("/rounds/{round_id}/cancel", response_model=RoundPublic)
+def cancel_round(round_id: int, session: SessionDep, admin: AdminUser) -> Round:
+    """Stop a queued or running round: a worker that has not started it skips it, one that trains it
+    stops at its next step and registers no model. 409 for a round that has already ended."""
+    rnd = _round(session, round_id, admin)
+    if rnd.status not in ("queued", "running"):
+        raise Conflict(f"round {round_id} has already ended ({rnd.status})")
+    rnd.status, rnd.error = "cancelled", f"cancelled by {admin.username}"
+    rnd.message, rnd.finished_at = f"cancelled by {admin.username}", utcnow()
+    session.commit()
+    return rnd
+
+
 def _start_job(session, project_id: int, kind: str, task: str, body: JobCreate, admin) -> Job:
     project = project_for_user(session, project_id, admin)
     if project.active_model_version_id is None:

@@ -172,6 +172,7 @@ export class ApiClient {
   listRounds(projectId: number): Promise<Round[]> { return this.json("GET", `/projects/${projectId}/rounds`); }
   promoteRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/promote`); }
   discardRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/discard`); }
+  cancelRound(id: number): Promise<Round> { return this.json("POST", `/rounds/${id}/cancel`); }
   /** admins: stop a queued or running job (409 once it has ended) */
   cancelJob(id: number): Promise<Job> { return this.json("POST", `/jobs/${id}/cancel`); }
   startJob(projectId: number, kind: "prefill" | "automatic", body: Record<string, number | boolean> = {}): Promise<Job> {

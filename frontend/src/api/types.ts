@@ -52,7 +52,7 @@ export interface ModelVersion {
   refine?: RefineParams | null;
 }
 export interface Round {
-  id: number; project_id: number; status: "queued" | "running" | "succeeded" | "failed" | "promoted" | "discarded";
+  id: number; project_id: number; status: "queued" | "running" | "succeeded" | "failed" | "promoted" | "discarded" | "cancelled";
   progress: number; message: string | null; error: string | null; n_annotations: number | null; n_images: number | null;
   base_model_version_id: number | null; model_version_id: number | null;
   metrics_before: Record<string, unknown> | null; metrics_after: Record<string, unknown> | null;

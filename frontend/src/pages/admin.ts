@@ -296,7 +296,11 @@ export async function adminProject(root: HTMLElement, projectId: number, go: (pa
               { label: "after", color: "#2e86de", values: names.map((n) => after[n] ?? null) }], true) : "—"),
             h("td", {}, r.status === "succeeded" ? h("span", {},
               h("button", { onclick: () => void act(() => api.promoteRound(r.id), "Round promoted.") }, "Promote"),
-              h("button", { onclick: () => void act(() => api.discardRound(r.id), "Round discarded.") }, "Discard")) : ""));
+              h("button", { onclick: () => void act(() => api.discardRound(r.id), "Round discarded.") }, "Discard"))
+              : r.status === "queued" || r.status === "running"
+                ? h("button", { class: "cancel-round", title: "stop this round at its next training step; it makes no model",
+                  onclick: () => void act(() => api.cancelRound(r.id), `Round ${r.id} cancelled.`) }, "Cancel")
+                : ""));
         })) : h("p", {}, "No rounds yet."));
       mount(metricsEl, ...annotatorTables(metrics), ...metricCharts(metrics));
     } catch (err) { status.say(errorText(err), "error"); }

@@ -249,3 +249,34 @@ def test_a_task_whose_retries_are_spent_fails_its_job_and_round(env: Env, monkey
     cancelled = insert(env, "jobs", project_id=ids["project_id"], kind="automatic", status="cancelled")
     assert automatic.automatic_batch.apply(kwargs={"job_id": cancelled}).failed()
     assert rows(env, "SELECT status, error FROM jobs WHERE id = :j", j=cancelled) == [("cancelled", None)]
+
+
+def test_a_round_cancelled_while_it_trains_stops_and_registers_no_model(env: Env, monkeypatch) -> None:
+    """``POST /rounds/{id}/cancel`` while the worker trains: the round stops at its next step, stays
+    ``cancelled`` and makes no model version; a cancelled round that was still queued is skipped."""
+    from workers.tasks import rounds
+
+    ids = seed_project(env, n_images=1)
+    add_annotations(env, ids, per_image=1)
+    rid = insert(env, "rounds", project_id=ids["project_id"], status="queued",
+                 base_model_version_id=ids["model_version_id"], params={"steps": 4, "image_size": 64, "max_clicks": 1})
+    real, steps = rounds.run_round, []
+
+    def cancel_after_the_first_step(*args, on_progress, **kwargs):
+        def hook(fraction, message):
+            on_progress(fraction, message)
+            if message.startswith("training step"):  # the admin cancels once training is under way
+                steps.append(message)
+                _execute(env, "UPDATE rounds SET status = 'cancelled', error = 'cancelled by admin' WHERE id = :r",
+                         r=rid)
+        return real(*args, on_progress=hook, **kwargs)
+
+    monkeypatch.setattr(rounds, "run_round", cancel_after_the_first_step)
+    assert rounds.train_round(round_id=rid) == "cancelled"
+    assert steps == ["training step 1/4"], f"the round went on training after it was cancelled: {steps}"
+    assert rows(env, "SELECT status, error, model_version_id FROM rounds WHERE id = :r", r=rid) == [
+        ("cancelled", "cancelled by admin", None)]
+    assert [r[0] for r in rows(env, "SELECT id FROM model_versions")] == [ids["model_version_id"]]
+    queued = insert(env, "rounds", project_id=ids["project_id"], status="cancelled",
+                    base_model_version_id=ids["model_version_id"], params={"steps": 1})
+    assert rounds.train_round(round_id=queued) == "cancelled" and len(steps) == 1
