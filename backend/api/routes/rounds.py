@@ -104,12 +104,17 @@ def cancel_round(round_id: int, session: SessionDep, admin: AdminUser) -> Round:
     """Stop a queued or running round: a worker that has not started it skips it, one that trains it
     stops at its next step and registers no model. 409 for a round that has already ended."""
     rnd = _round(session, round_id, admin)
-    if rnd.status not in ("queued", "running"):
-        raise Conflict(f"round {round_id} has already ended ({rnd.status})")
-    rnd.status, rnd.error = "cancelled", f"cancelled by {admin.username}"
-    rnd.message, rnd.finished_at = f"cancelled by {admin.username}", utcnow()
+    _mark_cancelled(rnd, f"round {round_id}", admin)
     session.commit()
     return rnd
+
+
+def _mark_cancelled(row: Round | Job, what: str, admin) -> None:
+    """A queued or running round or job becomes ``cancelled`` by ``admin``; 409 when it has ended."""
+    if row.status not in ("queued", "running"):
+        raise Conflict(f"{what} has already ended ({row.status})")
+    row.status, row.error = "cancelled", f"cancelled by {admin.username}"
+    row.message, row.finished_at = f"cancelled by {admin.username}", utcnow()
 
 
 def _start_job(session, project_id: int, kind: str, task: str, body: JobCreate, admin) -> Job:
@@ -166,10 +171,7 @@ def cancel_job(job_id: int, session: SessionDep, admin: AdminUser) -> Job:
     """Stop a queued or running job: a worker that has not started it skips it, one that runs it stops
     before its next image (what it stored so far stays). 409 for a job that has already ended."""
     job = get_job(job_id, session, admin)
-    if job.status not in ("queued", "running"):
-        raise Conflict(f"job {job_id} has already ended ({job.status})")
-    job.status, job.error = "cancelled", f"cancelled by {admin.username}"
-    job.message, job.finished_at = f"cancelled by {admin.username}", utcnow()
+    _mark_cancelled(job, f"job {job_id}", admin)
     session.commit()
     return job
 
