@@ -109,6 +109,9 @@ describe("prefetch of the next image", () => {
     byStatus = { embedded: [img(5, "embedded")], in_progress: [img(8, "in_progress")], "sent_back:in_progress": [img(8, "in_progress")], new: [] };
     expect((await predictNextImage(api, 1, 5))?.id).toBe(8);
     expect((await predictNextImage(api, 1, 8))?.id).toBe(5);
+    // an image whose embedding failed is leased last by the queue: not guessed
+    byStatus = { embedded: [], in_progress: [], new: [{ ...img(3, "new"), error: "cannot decode the image file" }, img(4, "new")] };
+    expect((await predictNextImage(api, 1, null))?.id).toBe(4);
   });
 
   it("hands over the download only for the image it guessed, and asks for its embedding ahead of time", async () => {

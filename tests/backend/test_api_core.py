@@ -251,6 +251,26 @@ def test_work_queue_never_gives_one_image_to_two_annotators(any_api):
     assert c.post(f"/api/v1/projects/{p['id']}/next", headers=users[0]).status_code == 204
 
 
+def test_images_whose_embedding_failed_come_last_in_the_queue(any_api):
+    """A broken image (its embedding failed) is leased only once nothing else is left, so annotators
+    do not each meet it (and skip it) before the work that can be done."""
+    from backend.db.models import Image
+    from backend.db.session import session_scope
+
+    api = any_api
+    c = api.client
+    p = api.make_project()
+    images = [api.add_image(p["id"], seed=i) for i in range(3)]
+    with session_scope(api.settings.resolved_database_url) as s:
+        s.get(Image, images[0]).error = "cannot decode the image file images/ab/cd.png"
+    order = []
+    for _ in range(3):
+        lease = c.post(f"/api/v1/projects/{p['id']}/next", headers=api.admin).json()
+        order.append(lease["image"]["id"])
+        assert c.post(f"/api/v1/leases/{lease['lease_id']}/submit", headers=api.admin).status_code == 200
+    assert order == [images[1], images[2], images[0]], order
+
+
 def test_a_picked_image_is_leased_reopened_and_never_shared(any_api):
     api = any_api
     c = api.client

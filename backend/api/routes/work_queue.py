@@ -45,8 +45,11 @@ def _lease_next(session, project_id: int, user: User, seconds: int) -> Lease | N
     query = (
         select(Image).where(Image.project_id == project_id, Image.status.in_(OPEN_STATUSES), ~active, ~skipped)
         # images review sent back first (rework before new work), then embedded ones (their
-        # embedding is ready), then in order of upload
-        .order_by(case((sent_back(), 0), (Image.status == "embedded", 1), (Image.status == "in_progress", 2), else_=3),
+        # embedding is ready), then in order of upload; images whose embedding failed (a broken file:
+        # the annotator can only skip them) last, so that every annotator meets them only when nothing
+        # else is left (not excluded: when the model fails to load, every image has an error)
+        .order_by(case((sent_back(), 0), (Image.error.is_not(None), 4), (Image.status == "embedded", 1),
+                       (Image.status == "in_progress", 2), else_=3),
                   Image.id)
         .limit(1)
     )

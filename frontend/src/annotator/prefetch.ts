@@ -30,7 +30,8 @@ export async function predictNextImage(api: ApiClient, projectId: number, curren
   if (first) return first;
   for (const status of QUEUE_ORDER) {
     const page = await api.listImages(projectId, 0, 2, status);
-    const hit = page.items.find((i) => i.id !== currentId);
+    // the queue leases images whose embedding failed last: not worth downloading ahead
+    const hit = page.items.find((i) => i.id !== currentId && !i.error);
     if (hit) return hit;
   }
   return null;
