@@ -19,8 +19,8 @@ from workers.engine import db
 from workers.engine.automatic import (DEFAULT_MAX_OVERLAP, FULL_PARAMS, STRICT_PARAMS, generate_masks, job_refine,
                                       keep_new_masks, merged_params, params_for_model)
 from workers.engine.errors import BadInputError, transient_errors
-from workers.tasks.common import (MaskloopTask, engine, load_image_array, model_for_version, pause_between_items,
-                                  project_model_version, rle_of, t)
+from workers.tasks.common import (MaskloopTask, engine, fail_unless_cancelled, load_image_array, model_for_version,
+                                  pause_between_items, project_model_version, rle_of, stopped, t)
 
 logger = logging.getLogger(__name__)
 STATE_COLUMNS = ("state", "result", "details")
@@ -48,21 +48,8 @@ def _save(conn: sa.Connection, jobs: sa.Table, job_id: int, state: dict[str, Any
     db.update_row(conn, jobs, job_id, **values)
 
 
-def _cancelled(conn: sa.Connection, jobs: sa.Table, job_id: int) -> bool:
-    """Whether the job was cancelled, or deleted (with its project) after a cancel: stop either way."""
-    row = db.get_row(conn, jobs, job_id)
-    return row is None or row._mapping.get("status") == "cancelled"
-
-
 def _fail(job_id: int, reason: str) -> str:
-    """Record the job's failure (a cancelled job stays cancelled); returns its final status."""
-    jobs = t("jobs")
-    with db.transaction(engine()) as conn:
-        if _cancelled(conn, jobs, job_id):
-            return "cancelled"
-        db.update_row(conn, jobs, job_id, status="failed", error=reason, message=reason, finished_at=db.now())
-    logger.error("job %s failed: %s", job_id, reason)
-    return "failed"
+    return fail_unless_cancelled("jobs", job_id, reason)
 
 
 def _check_label(conn: sa.Connection, label_id: int | None) -> None:
@@ -158,7 +145,7 @@ def _run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, A
         if overrides.get("image_ids"):
             q = q.where(images.c.id.in_([int(i) for i in overrides["image_ids"]]))
         ids = [r.id for r in conn.execute(q)]
-        if _cancelled(conn, jobs, job_id):
+        if stopped(conn, jobs, job_id):
             return "cancelled"
         if not ids and overrides.get("image_ids"):
             raise BadInputError(f"none of the images {list(overrides['image_ids'])} is in project {project_id} "
@@ -173,7 +160,7 @@ def _run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, A
         if image_id in skip:
             continue
         with db.transaction(engine()) as conn:
-            if _cancelled(conn, jobs, job_id):  # an admin cancelled it: stop before the next image
+            if stopped(conn, jobs, job_id):  # an admin cancelled it: stop before the next image
                 logger.info("job %s cancelled after %d images", job_id, len(state["done"]))
                 return "cancelled"
             image = db.get_row(conn, images, image_id)
@@ -198,7 +185,7 @@ def _run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, A
             continue
         pause_between_items()
         with db.transaction(engine()) as conn:
-            if _cancelled(conn, jobs, job_id):  # cancelled while this image was segmented: not stored
+            if stopped(conn, jobs, job_id):  # cancelled while this image was segmented: not stored
                 return "cancelled"
             _check_label(conn, label_id)
             for rec in records:
@@ -213,7 +200,7 @@ def _run_batch(job_id: int, *, source: str, stage: str, base_params: dict[str, A
         message += "; " + _nothing_passed(params)
     failed_all = bool(ids) and not state["done"]
     with db.transaction(engine()) as conn:
-        if _cancelled(conn, jobs, job_id):
+        if stopped(conn, jobs, job_id):
             return "cancelled"
         _save(conn, jobs, job_id, state, len(ids), status="failed" if failed_all else "succeeded", message=message,
               error="every image failed" if failed_all else None, finished_at=db.now())

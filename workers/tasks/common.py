@@ -46,13 +46,37 @@ def record_final_failure(kwargs: dict[str, Any], reason: str) -> None:
         if arg not in kwargs:
             continue
         try:
-            tbl = t(table)
-            with db.transaction(engine()) as conn:
-                conn.execute(sa.update(tbl).where(tbl.c.id == int(kwargs[arg]), tbl.c.status.in_(("queued", "running")))
-                             .values(**db.only_columns(tbl, {"status": "failed", "error": reason, "message": reason,
-                                                              "finished_at": db.now()})))
+            update_if(t(table), int(kwargs[arg]), ("queued", "running"), status="failed", error=reason,
+                      message=reason, finished_at=db.now())
         except Exception:  # noqa: BLE001 - the database may be the reason the task failed
             logger.exception("could not record the failure of %s %s", table, kwargs[arg])
+
+
+def update_if(tbl: sa.Table, row_id: int, statuses: tuple[str, ...], **values: Any) -> bool:
+    """Update a job or round only while its status is one of ``statuses`` (an admin may cancel it, or
+    delete it with its project, at any moment); whether it was updated."""
+    with db.transaction(engine()) as conn:
+        return bool(conn.execute(sa.update(tbl).where(tbl.c.id == row_id, tbl.c.status.in_(statuses))
+                                 .values(**db.only_columns(tbl, values))).rowcount)
+
+
+def stopped(conn: sa.Connection, tbl: sa.Table, row_id: int) -> bool:
+    """Whether the job or round was cancelled, or deleted (with its project) after a cancel: its task
+    stops either way."""
+    row = db.get_row(conn, tbl, row_id)
+    return row is None or row._mapping.get("status") == "cancelled"
+
+
+def fail_unless_cancelled(table: str, row_id: int, reason: str) -> str:
+    """Record the failure of a job or round (``table`` "jobs" or "rounds") with ``reason``; a cancelled
+    one stays cancelled. Returns its final status."""
+    tbl = t(table)
+    with db.transaction(engine()) as conn:
+        if stopped(conn, tbl, row_id):
+            return "cancelled"
+        db.update_row(conn, tbl, row_id, status="failed", error=reason, message=reason, finished_at=db.now())
+    logger.error("%s %s failed: %s", table.removesuffix("s"), row_id, reason)
+    return "failed"
 
 
 def engine() -> sa.engine.Engine:

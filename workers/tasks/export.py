@@ -5,25 +5,15 @@ from __future__ import annotations
 
 import logging
 
-import sqlalchemy as sa
-
 from backend.queue import EXPORT_DATASET
 from backend.services import export as export_service
 from backend.storage import keys
 from workers.celery_app import app
 from workers.engine import db
 from workers.engine.errors import transient_errors
-from workers.tasks.common import MaskloopTask, engine, storage, t
+from workers.tasks.common import MaskloopTask, engine, storage, t, update_if
 
 logger = logging.getLogger(__name__)
-
-
-def _update_if(jobs: sa.Table, job_id: int, statuses: tuple[str, ...], **values: object) -> bool:
-    """Update the job only while its status is one of ``statuses`` (an admin may cancel it, or delete it
-    with its project, at any moment); whether it was updated."""
-    with db.transaction(engine()) as conn:
-        return bool(conn.execute(sa.update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(statuses))
-                                 .values(**db.only_columns(jobs, values))).rowcount)
 
 
 def export_job(job_id: int) -> str:
@@ -41,7 +31,7 @@ def export_job(job_id: int) -> str:
     fmt = params.get("format", "coco")
 
     def fail(reason: str) -> str:
-        if not _update_if(jobs, job_id, ("queued", "running"), status="failed", error=reason, message=reason,
+        if not update_if(jobs, job_id, ("queued", "running"), status="failed", error=reason, message=reason,
                           finished_at=db.now()):
             return "cancelled"
         logger.error("export job %s failed: %s", job_id, reason)
@@ -49,7 +39,7 @@ def export_job(job_id: int) -> str:
 
     if job._mapping.get("project_id") is None:
         return fail("the export job names no project")
-    if not _update_if(jobs, job_id, ("queued", "running"), status="running", progress=0.0, started_at=db.now()):
+    if not update_if(jobs, job_id, ("queued", "running"), status="running", progress=0.0, started_at=db.now()):
         return "cancelled"
     try:
         with db.transaction(engine()) as conn:
@@ -67,7 +57,7 @@ def export_job(job_id: int) -> str:
         store.put_bytes(key, data)  # atomic: no half-written file
     except OSError as exc:
         return fail(f"could not write the export file {key}: {exc}")
-    if not _update_if(jobs, job_id, ("running",), status="succeeded", progress=1.0, done=1, total=1,
+    if not update_if(jobs, job_id, ("running",), status="succeeded", progress=1.0, done=1, total=1,
                       result={"storage_key": key, "bytes": len(data), "format": fmt},
                       message=f"{len(data)} bytes written", error=None, finished_at=db.now()):
         store.delete(key)  # cancelled (or deleted with its project) while it was built

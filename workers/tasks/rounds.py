@@ -16,7 +16,8 @@ from workers.engine import db
 from workers.engine.errors import BadInputError, transient_errors
 from workers.engine.models import resolve_device, resolve_spec
 from workers.engine.rounds import HEAD_MIN_IMAGES, Sample, run_round
-from workers.tasks.common import MaskloopTask, engine, load_image_array, rle_of, storage, t, test_delay
+from workers.tasks.common import (MaskloopTask, engine, fail_unless_cancelled, load_image_array, rle_of, stopped,
+                                  storage, t, test_delay)
 
 logger = logging.getLogger(__name__)
 TRAINABLE_SOURCES = ("manual", "assisted", "semi_auto_accepted", "automatic")
@@ -58,19 +59,11 @@ def snapshot_samples(conn: sa.Connection, rnd: Any) -> list[Sample]:
 
 
 def _fail(round_id: int, reason: str) -> str:
-    """Record the round's failure, unless it was cancelled meanwhile (then it stays cancelled)."""
-    rounds = t("rounds")
-    with db.transaction(engine()) as conn:
-        if _is_cancelled(conn, round_id):
-            return "cancelled"
-        db.update_row(conn, rounds, round_id, status="failed", error=reason, message=reason, finished_at=db.now())
-    logger.error("round %s failed: %s", round_id, reason)
-    return "failed"
+    return fail_unless_cancelled("rounds", round_id, reason)
 
 
 def _is_cancelled(conn: sa.Connection, round_id: int) -> bool:
-    row = db.get_row(conn, t("rounds"), round_id)
-    return row is None or row._mapping.get("status") == "cancelled"
+    return stopped(conn, t("rounds"), round_id)
 
 
 def train_round_impl(round_id: int) -> str:
