@@ -53,10 +53,11 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask as H×W uint8 (0 background, 128 ignore, 255 object); raise if unreadable."""
+def read_mask(path: Path, flags: int = cv2.IMREAD_GRAYSCALE) -> np.ndarray:
+    """Read a mask as H×W uint8 (0 background, 128 ignore, 255 object); raise if unreadable.
+    ``cv2.IMREAD_UNCHANGED`` reads the file as it is stored (channels, bit depth), to check its format."""
     data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
-    mask = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data is not None and data.size else None
+    mask = cv2.imdecode(data, flags) if data is not None and data.size else None
     if mask is None:
         raise DatasetError(f"unreadable mask: {path}")
     return mask
@@ -72,11 +73,8 @@ def _find_masks(masks_dir: Path, name: str) -> list[Path]:
     return []
 
 
-def _mask_format_problem(path: Path) -> str | None:
-    """What makes the mask file at ``path`` other than 8-bit single-channel 0/255 (128 ignore), or None."""
-    raw = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        return None  # read_mask reports it
+def _mask_format_problem(raw: np.ndarray) -> str | None:
+    """What makes a mask file, decoded as stored, other than 8-bit single-channel 0/255 (128 ignore), or None."""
     if raw.ndim != 2:
         return f"has {raw.shape[2]} channels"
     if raw.dtype != np.uint8:
@@ -91,8 +89,8 @@ def _check_sample(sample: Sample) -> None:
         raise DatasetError(f"missing mask for image {sample.image_path}: expected masks/{sample.name}.png "
                            f"or masks/{sample.name}/<instance>.png")
     for mask_path in sample.mask_paths:
-        mask = read_mask(mask_path)
-        problem = _mask_format_problem(mask_path)
+        mask = read_mask(mask_path, cv2.IMREAD_UNCHANGED)  # once: checked as stored, then used as it is
+        problem = _mask_format_problem(mask)
         if problem:
             raise DatasetError(f"bad mask {mask_path}: it {problem}; expected an 8-bit single-channel PNG "
                                "with 0 = background, 255 = object, 128 = ignore")
